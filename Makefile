@@ -1,0 +1,38 @@
+# The two commands a newcomer needs:  make book   and   make test
+# Each creates .venv from requirements.lock (pinned) the first time it is needed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROFILE ?= quick
+JOBS ?= 1
+OUT ?= runs
+
+.PHONY: book test test-slow lint bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[book,dev]"
+	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 > /dev/null
+	touch $(STAMP)
+
+## make book: regenerate the whole report on the default (quick) profile, CPU only, no download
+book: $(STAMP)
+	$(BIN)/python -m lvae reproduce --profile $(PROFILE) --jobs $(JOBS) --out $(OUT)
+
+## make test: lint + the default test suite (about 10 minutes on 2 cores)
+test: $(STAMP)
+	$(BIN)/ruff check lvae tests benchmarks scripts
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/meta_step.py
+
+clean:
+	rm -rf _build $(OUT)
