@@ -1,0 +1,112 @@
+"""The ground-truth-data interface every dataset of lvae implements.
+
+Modelled on disentanglement_lib's ``GroundTruthData``: a dataset is a full grid of discrete
+factors of variation, images are addressed either by factor tuples or by their flat
+row-major index in that grid, and every random draw takes an explicit
+``numpy.random.RandomState`` (so DCI sampling reproduces disentanglement_lib draw for draw).
+
+Images travel as ``uint8`` arrays of shape ``(n, H, W, C)`` (what the real files hold and what
+is cheap to keep in memory); :func:`to_tensor` turns them into the ``float32`` ``(n, C, H, W)``
+tensors in ``[0, 1]`` that the model consumes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+NOISE_MODELS = ("bernoulli", "gaussian")
+
+
+class ImageDataset(abc.ABC):
+    """What training needs: a number of images, addressable by index.
+
+    ``noise_model`` names the observation noise assumed by the synthetic neighbourhoods
+    (section 3.1: "the noise distribution assumed as the observation process of the data").
+    """
+
+    name: str = "dataset"
+    observation_shape: tuple[int, int, int]  # (H, W, C)
+    noise_model: str = "bernoulli"
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def images(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
+        """uint8 images ``(n, H, W, C)`` at the given flat indices."""
+
+
+class GroundTruthData(ImageDataset):
+    """A dataset whose images are a deterministic function of discrete factors."""
+
+    factor_names: tuple[str, ...]
+    factor_sizes: tuple[int, ...]
+
+    @property
+    def num_factors(self) -> int:
+        return len(self.factor_sizes)
+
+    def __len__(self) -> int:
+        return int(np.prod(self.factor_sizes))
+
+    @property
+    def _strides(self) -> np.ndarray:
+        sizes = np.asarray(self.factor_sizes, dtype=np.int64)
+        return np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
+
+    def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
+        """Row-major flat index of each factor tuple (last factor varies fastest)."""
+        factors = np.asarray(factors, dtype=np.int64)
+        if factors.ndim != 2 or factors.shape[1] != self.num_factors:
+            raise ValueError(
+                f"factors must have shape (n, {self.num_factors}) for {self.name}, "
+                f"got {factors.shape}"
+            )
+        if (factors < 0).any() or (factors >= np.asarray(self.factor_sizes)).any():
+            raise ValueError(
+                f"factor values out of range for {self.name}: sizes are {self.factor_sizes}"
+            )
+        return factors @ self._strides
+
+    def index_to_factors(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Inverse of :meth:`factors_to_index`: ``(n, num_factors)`` int64."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if (indices < 0).any() or (indices >= len(self)).any():
+            raise ValueError(f"index out of range for {self.name}: 0 <= index < {len(self)}")
+        return (indices[:, None] // self._strides[None, :]) % np.asarray(self.factor_sizes)
+
+    def sample_factors(self, num: int, random_state: np.random.RandomState) -> np.ndarray:
+        """``num`` factor tuples drawn uniformly and independently per factor.
+
+        One ``random_state.randint`` call per factor in factor order, exactly as
+        disentanglement_lib's ``SplitDiscreteStateSpace.sample_latent_factors``.
+        """
+        factors = np.zeros((num, self.num_factors), dtype=np.int64)
+        for j, size in enumerate(self.factor_sizes):
+            factors[:, j] = random_state.randint(size, size=num)
+        return factors
+
+    def images_from_factors(self, factors: np.ndarray) -> np.ndarray:
+        """uint8 images ``(n, H, W, C)`` for the given factor tuples."""
+        return self.images(self.factors_to_index(factors))
+
+    def sample(
+        self, num: int, random_state: np.random.RandomState
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(factors, images)`` for ``num`` random factor tuples."""
+        factors = self.sample_factors(num, random_state)
+        return factors, self.images_from_factors(factors)
+
+
+def to_tensor(images: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 ``(n, H, W, C)`` -> float32 ``(n, C, H, W)`` in ``[0, 1]`` (the model's input)."""
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(
+            f"images must be uint8 of shape (n, H, W, C), got {images.dtype} {images.shape}"
+        )
+    t = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    return t.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
