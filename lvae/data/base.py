@@ -50,6 +50,21 @@ class GroundTruthData(ImageDataset):
     def num_factors(self) -> int:
         return len(self.factor_sizes)
 
+    @property
+    def factor_values(self) -> tuple[np.ndarray, ...]:
+        """The label value of each level of each factor (``factor_values[j][k]``).
+
+        Datasets whose labels are physical quantities (3D Shapes' hues, scales and angles,
+        NORB's elevations in degrees) override this; otherwise a level is its own value.
+        """
+        return tuple(np.arange(size, dtype=np.float64) for size in self.factor_sizes)
+
+    def labels(self, factors: np.ndarray) -> np.ndarray:
+        """float64 ``(n, num_factors)`` label values of integer factor tuples."""
+        factors = np.asarray(factors, dtype=np.int64)
+        values = self.factor_values
+        return np.stack([values[j][factors[:, j]] for j in range(self.num_factors)], axis=1)
+
     def __len__(self) -> int:
         return int(np.prod(self.factor_sizes))
 
