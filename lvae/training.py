@@ -1,0 +1,266 @@
+"""Algorithm 1: train a Local VAE (or the vanilla / beta-VAE baselines) from a config.
+
+``train(config, run_dir)`` is resumable and idempotent: a run folder holds
+
+``config.json``  the :class:`~lvae.config.TrainConfig` (a different config in the same folder
+                 is refused, so results never mix),
+``checkpoint.pt``  model, optimiser and RNG states, written atomically every
+                 ``checkpoint_every`` steps; a restart continues from it draw for draw,
+``log.jsonl``    one JSON line per ``log_every`` steps,
+``result.json``  status ``completed`` or ``diverged`` (a non-finite loss stops the run and is
+                 recorded, it never escapes as an exception), wall time, provenance.
+
+alpha = 0 trains the vanilla VAE through the plain negative ELBO (which the Local VAE
+objective reduces to exactly at alpha = 0; ``tests/test_objective.py`` proves it), so the
+baselines do not pay for a meta-step they do not use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lvae.config import TrainConfig
+from lvae.data.base import ImageDataset
+from lvae.model import VAE, Architecture
+from lvae.neighborhoods import Neighborhood, make_neighborhood
+from lvae.objective import LocalLoss, LossSpec, local_vae_loss, vanilla_vae_loss
+from lvae.pool import ImagePool, split_pool
+from lvae.store import atomic_torch_save, atomic_write_bytes, atomic_write_json, git_revision, now
+from lvae.store import machine as machine_info
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_dataset(config: TrainConfig) -> ImageDataset:
+    from lvae.data import load_dataset
+
+    return load_dataset(config.dataset, resolution=config.resolution, path=config.data_path,
+                        **config.data_options)
+
+
+def architecture(config: TrainConfig, dataset: ImageDataset) -> Architecture:
+    return Architecture(resolution=config.resolution, channels=dataset.observation_shape[2],
+                        latent_dim=config.latent_dim)
+
+
+def loss_spec(config: TrainConfig) -> LossSpec:
+    return LossSpec(likelihood=config.likelihood, beta=config.beta, reduction=config.reduction)
+
+
+def neighborhood_for(config: TrainConfig, dataset: ImageDataset) -> Neighborhood:
+    if config.neighborhood == "synthetic":
+        return make_neighborhood("synthetic", config.k, noise=dataset.noise_model)
+    if config.neighborhood == "latent_knn":
+        return make_neighborhood("latent_knn", config.k, refresh=config.latent_refresh)
+    return make_neighborhood(config.neighborhood, config.k)
+
+
+@dataclass
+class Run:
+    """A trained (or training) run loaded from its folder."""
+
+    run_dir: Path
+    config: TrainConfig
+    model: VAE
+    dataset: ImageDataset
+    pool: ImagePool
+    heldout: np.ndarray  # dataset indices never trained on
+    step: int
+    result: dict[str, Any] | None
+
+    @property
+    def arch(self) -> Architecture:
+        return self.model.arch
+
+    @property
+    def loss(self) -> LossSpec:
+        return loss_spec(self.config)
+
+    @property
+    def status(self) -> str:
+        return (self.result or {}).get("status", "incomplete")
+
+
+def _check_config_matches(run_dir: Path, config: TrainConfig) -> None:
+    path = run_dir / "config.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != json.loads(config.to_json()):
+            diff = sorted(k for k in set(old) | set(config.to_dict())
+                          if old.get(k) != json.loads(config.to_json()).get(k))
+            raise ValueError(
+                f"{run_dir} already holds a run with a different config (fields {diff}); "
+                "use a new run folder, or delete this one to start over"
+            )
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from (they will be redone)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    atomic_write_bytes(path, ("\n".join(keep) + "\n").encode() if keep else b"")
+
+
+def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str | None = None,
+          progress: bool = True, dataset: ImageDataset | None = None) -> dict[str, Any]:
+    """Train (or resume, or skip if finished) the run in ``run_dir``; returns result.json.
+
+    ``dataset`` overrides the one the config names (tests pass small in-memory datasets).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_config_matches(run_dir, config)
+    result_path = run_dir / "result.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    atomic_write_bytes(run_dir / "config.json", (config.to_json() + "\n").encode())
+
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    device = torch.device(device) if device is not None else default_device()
+    torch.manual_seed(config.seed)
+    dataset = dataset if dataset is not None else build_dataset(config)
+    arch = architecture(config, dataset)
+    loss = loss_spec(config)
+    pool_idx, _ = split_pool(len(dataset), config.pool_size, config.heldout_size, config.seed)
+    pool = ImagePool(dataset, pool_idx)
+    model = VAE(arch).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas,
+                           eps=config.adam_eps)
+    rng = np.random.RandomState(config.seed)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(config.seed)
+    start, wall_before = 0, 0.0
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        rng.set_state(ck["numpy_rng"])
+        gen.set_state(ck["torch_rng"].cpu() if device.type == "cpu" else ck["torch_rng"])
+        start, wall_before = ck["step"], ck["wall_time_s"]
+        _trim_log(run_dir / "log.jsonl", start)
+
+    use_meta = config.alpha > 0
+    nbhd = neighborhood_for(config, dataset) if use_meta else None
+    if nbhd is not None:
+        nbhd.setup(pool, encode_means=lambda x: model.encode(x.to(device))[0])
+
+    t0 = time.perf_counter()
+    started = now()
+    log_f = (run_dir / "log.jsonl").open("a")
+    status, last = "completed", float("nan")
+    step = start
+    try:
+        bar = tqdm(range(start, config.steps), desc=f"train {run_dir.name}", disable=not progress,
+                   initial=start, total=config.steps)
+        for step in bar:
+            out = train_step(model, opt, pool, nbhd, config, arch, loss, rng, gen, step, device)
+            last = float(out.loss)
+            if not math.isfinite(last):
+                status = "diverged"
+                break
+            if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+                rec = {"step": step + 1, "loss": last, "inner_loss": float(out.inner_loss),
+                       "recon": float(out.recon), "kl": float(out.kl),
+                       "wall_time_s": round(wall_before + time.perf_counter() - t0, 3)}
+                log_f.write(json.dumps(rec) + "\n")
+                log_f.flush()
+                bar.set_postfix(loss=f"{last:.4g}")
+            if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+                _save(ckpt_path, model, opt, rng, gen, step + 1,
+                      wall_before + time.perf_counter() - t0)
+    finally:
+        log_f.close()
+    wall = wall_before + time.perf_counter() - t0
+    final_step = step + 1 if status == "completed" else step
+    if status == "completed":
+        _save(ckpt_path, model, opt, rng, gen, final_step, wall)
+    result = {
+        "status": status,
+        "steps_done": final_step,
+        "steps": config.steps,
+        "final_loss": last,
+        "wall_time_s": round(wall, 3),
+        "sec_per_step": round(wall / max(1, final_step), 5),
+        "effective_alpha": loss.effective_alpha(config.alpha, arch),
+        "started": started,
+        "finished": now(),
+        "provenance": {"commit": git_revision(), "profile": config.profile,
+                       "seed": config.seed, "machine": machine_info()},
+    }
+    if status == "diverged":
+        result["message"] = (f"non-finite loss at step {step + 1} (alpha={config.alpha}, "
+                             f"effective alpha {result['effective_alpha']:.3g}): run stopped")
+    atomic_write_json(result_path, result)
+    return result
+
+
+def train_step(model: VAE, opt: torch.optim.Optimizer, pool: ImagePool,
+               nbhd: Neighborhood | None, config: TrainConfig, arch: Architecture,
+               loss: LossSpec, rng: np.random.RandomState, gen: torch.Generator, step: int,
+               device: torch.device) -> LocalLoss:
+    """One meta-update (Algorithm 1, lines 2-8) or, at alpha = 0, one VAE update."""
+    b, latent = config.batch_size, config.latent_dim
+    pos = rng.randint(len(pool), size=b)
+    anchors = pool.tensor(pos, device)
+    params = model.params()
+    eps_a = torch.randn(b, latent, generator=gen, device=device)
+    if nbhd is None:
+        out = vanilla_vae_loss(params, arch, anchors, eps_a, loss)
+    else:
+        nbhd.step(step)
+        neighbors = nbhd.sample(pos, anchors, gen)
+        eps_i = torch.randn(config.k, b, latent, generator=gen, device=device)
+        out = local_vae_loss(params, arch, anchors, neighbors, eps_a, eps_i, config.alpha, loss,
+                             first_order=config.first_order)
+    if not torch.isfinite(out.loss):
+        return out
+    opt.zero_grad(set_to_none=True)
+    out.loss.backward()
+    opt.step()
+    return out
+
+
+def _save(path: Path, model: VAE, opt: torch.optim.Optimizer, rng: np.random.RandomState,
+          gen: torch.Generator, step: int, wall: float) -> None:
+    atomic_torch_save(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "numpy_rng": rng.get_state(), "torch_rng": gen.get_state(),
+                             "step": step, "wall_time_s": wall})
+
+
+def load_run(run_dir: str | Path, device: torch.device | str = "cpu",
+             dataset: ImageDataset | None = None) -> Run:
+    """A run folder as a :class:`Run` (model in eval mode at its last checkpoint)."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
+    config = TrainConfig.load(cfg_path)
+    dataset = dataset if dataset is not None else build_dataset(config)
+    model = VAE(architecture(config, dataset)).to(device)
+    step = 0
+    ckpt = run_dir / "checkpoint.pt"
+    if ckpt.exists():
+        ck = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        step = ck["step"]
+    model.eval()
+    pool_idx, heldout = split_pool(len(dataset), config.pool_size, config.heldout_size,
+                                   config.seed)
+    result_path = run_dir / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.exists() else None
+    return Run(run_dir, config, model, dataset, ImagePool(dataset, pool_idx), heldout, step,
+               result)
