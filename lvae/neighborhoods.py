@@ -52,7 +52,9 @@ class Neighborhood(abc.ABC):
     def __init__(self, k: int) -> None:
         self.k = _check_k(k)
 
-    def setup(self, pool: ImagePool, encode_means: EncodeMeans | None = None) -> None:
+    def setup(  # noqa: B027 - optional hook
+        self, pool: ImagePool, encode_means: EncodeMeans | None = None
+    ) -> None:
         """Prepare for a training pool (build graphs or banks); cheap kinds do nothing."""
 
     def step(self, step: int) -> None:  # noqa: B027 - optional hook
@@ -115,7 +117,9 @@ class InputL2Neighborhood(Neighborhood):
         self.graph: np.ndarray | None = None
         self.pool: ImagePool | None = None
 
-    def setup(self, pool: ImagePool, encode_means: EncodeMeans | None = None) -> None:
+    def setup(
+        self, pool: ImagePool, encode_means: EncodeMeans | None = None
+    ) -> None:
         _check_k(self.k, len(pool))
         self.pool = pool
         flat = pool.flat_pixels()
@@ -148,7 +152,9 @@ class LatentKnnNeighborhood(Neighborhood):
         self.bank: np.ndarray | None = None
         self.index: faiss.IndexFlatL2 | None = None
 
-    def setup(self, pool: ImagePool, encode_means: EncodeMeans | None = None) -> None:
+    def setup(
+        self, pool: ImagePool, encode_means: EncodeMeans | None = None
+    ) -> None:
         if encode_means is None:
             raise ValueError("latent_knn needs encode_means (the current encoder's means)")
         _check_k(self.k, len(pool))
