@@ -168,7 +168,7 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
                    initial=start, total=config.steps)
         for step in bar:
             out = train_step(model, opt, pool, nbhd, config, arch, loss, rng, gen, step, device)
-            last = float(out.loss)
+            last = float(out.loss.detach())
             if not math.isfinite(last):
                 status = "diverged"
                 break

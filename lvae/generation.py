@@ -1,0 +1,172 @@
+"""Localized generation (figs. 2-3), latent traversals (fig. 4), and codes for the metrics.
+
+At inference the Local VAE "obtains the local parameters by applying one-step gradient
+descent using the randomly selected training data and generates images from these local
+parameters" (section 5.1). Every function here runs that one inner step with
+:func:`lvae.objective.inner_gradients` (the same code as training, first order since no
+meta-gradient is needed) and then decodes or encodes under the adapted parameters.
+
+Two outputs are always available side by side, because they can differ a lot
+(``shared/notes/fidelity.md``, item 2): the *meta* model (theta, phi) alone, and the model
+*adapted* to a reference image's neighbourhood (theta', phi').
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lvae.data.base import to_tensor
+from lvae.objective import (
+    InnerGradients,
+    adapted_decode,
+    adapted_encode,
+    check_alpha,
+    inner_gradients,
+)
+from lvae.training import Run, neighborhood_for
+
+
+def _check_images(images: Tensor, run: Run, name: str = "references") -> Tensor:
+    c, h, w = run.arch.image_shape
+    if not isinstance(images, Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != (c, h, w):
+        got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be a float tensor of shape (n, {c}, {h}, {w}), got {got}")
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be float in [0, 1] (use lvae.data.to_tensor), "
+                         f"got dtype {images.dtype}")
+    return images
+
+
+def adapt(run: Run, references: Tensor, k: int | None = None, seed: int = 0,
+          neighbor_positions: np.ndarray | None = None) -> InnerGradients:
+    """One inner step per reference (eqs. 7-8), on neighbours from the run's neighbourhood.
+
+    ``references`` are float images ``(B, C, H, W)``. For kNN neighbourhoods the references
+    must be pool images: pass their pool positions as ``neighbor_positions``.
+    """
+    references = _check_images(references, run)
+    cfg = run.config
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    nbhd = neighborhood_for(cfg.replace(k=k or cfg.k), run.dataset)
+    gen = torch.Generator().manual_seed(seed)
+    if cfg.neighborhood != "synthetic":
+        if neighbor_positions is None:
+            raise ValueError(f"neighborhood {cfg.neighborhood!r} needs neighbor_positions "
+                             "(pool positions of the references)")
+        nbhd.setup(run.pool, encode_means=lambda x: run.model.encode(x)[0])
+        pos = np.asarray(neighbor_positions)
+    else:
+        pos = np.arange(len(references))
+    neighbors = nbhd.sample(pos, references, gen)
+    eps = torch.randn(neighbors.shape[0], len(references), run.arch.latent_dim, generator=gen)
+    with torch.enable_grad():
+        params = {n: p.detach().requires_grad_(True) for n, p in run.model.params().items()}
+        g = inner_gradients(params, run.arch, neighbors, eps, run.loss, create_graph=False)
+    g.conv = {n: (w.detach(), b.detach()) for n, (w, b) in g.conv.items()}
+    g.linear = {n: (a.detach(), d.detach()) for n, (a, d) in g.linear.items()}
+    return g
+
+
+@torch.no_grad()
+def localized_samples(run: Run, references: Tensor, z: Tensor, alpha: float | None = None,
+                      **adapt_kwargs) -> Tensor:
+    """Fig. 3: decode the same prior codes ``z`` ``(M, latent)`` under each reference's
+    adapted decoder. Returns pixel means ``(B, M, C, H, W)``: row = reference, column = z.
+    """
+    alpha = check_alpha(run.config.alpha if alpha is None else alpha)
+    if z.dim() != 2 or z.shape[1] != run.arch.latent_dim:
+        raise ValueError(f"z must be (M, {run.arch.latent_dim}), got {tuple(z.shape)}")
+    g = adapt(run, references, **adapt_kwargs)
+    b, m = len(references), len(z)
+    z_mb = z.unsqueeze(1).expand(m, b, -1).reshape(m * b, -1)  # m-major: z_j for task b
+    logits = adapted_decode(run.model.params(), run.arch, g, alpha, z_mb)
+    probs = torch.sigmoid(logits).view(m, b, *logits.shape[1:])
+    return probs.transpose(0, 1).contiguous()
+
+
+@torch.no_grad()
+def meta_samples(run: Run, z: Tensor) -> Tensor:
+    """The meta-decoder alone on prior codes: ``(M, C, H, W)`` pixel means."""
+    return torch.sigmoid(run.model.decode(z))
+
+
+@torch.no_grad()
+def reconstructions(run: Run, images: Tensor, adapted: bool = True, seed: int = 0) -> Tensor:
+    """Posterior-mean reconstructions under the adapted (or the meta) model."""
+    images = _check_images(images, run, "images")
+    if not adapted or run.config.alpha == 0:
+        return torch.sigmoid(run.model(images))
+    g = adapt(run, images, seed=seed)
+    params, alpha = run.model.params(), run.config.alpha
+    mu, _ = adapted_encode(params, run.arch, g, alpha, images)
+    return torch.sigmoid(adapted_decode(params, run.arch, g, alpha, mu))
+
+
+@torch.no_grad()
+def traversal(run: Run, image: Tensor, values: Tensor | None = None, adapted: bool = True,
+              seed: int = 0) -> Tensor:
+    """Fig. 4: sweep each latent dimension of one image's code over ``values``.
+
+    ``image`` is ``(C, H, W)`` or ``(1, C, H, W)``; ``values`` defaults to 9 points in
+    [-2, 2] as in Appendix C. Returns ``(latent, len(values), C, H, W)``: row i modifies z_i.
+    """
+    image = image.unsqueeze(0) if image.dim() == 3 else image
+    image = _check_images(image, run, "image")
+    values = torch.linspace(-2, 2, 9) if values is None else torch.as_tensor(values).float()
+    params, alpha = run.model.params(), run.config.alpha
+    use_adapted = adapted and alpha > 0
+    g = adapt(run, image, seed=seed) if use_adapted else None
+    if g is not None:
+        mu, _ = adapted_encode(params, run.arch, g, alpha, image)
+    else:
+        mu, _ = run.model.encode(image)
+    d, n = run.arch.latent_dim, len(values)
+    z = mu.repeat(d * n, 1).view(d, n, d).clone()
+    for i in range(d):
+        z[i, :, i] = values
+    z = z.view(d * n, d)
+    if g is not None:
+        logits = adapted_decode(params, run.arch, g, alpha, z)  # one task, m = d*n
+    else:
+        logits = run.model.decode(z)
+    return torch.sigmoid(logits).view(d, n, *logits.shape[1:])
+
+
+def represent(run: Run, mode: str = "meta", batch: int = 250,
+              seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """A representation function for the metrics: uint8 images -> encoder means.
+
+    ``mode="meta"``: the meta-encoder's means (the headline codes); ``mode="adapted"``: the
+    means of the encoder adapted to each image's own neighbourhood (synthetic neighbours
+    of the image itself, since metric images need not be in the training pool).
+    """
+    if mode not in ("meta", "adapted"):
+        raise ValueError(f"mode must be 'meta' or 'adapted', got {mode!r}")
+    adapted = mode == "adapted" and run.config.alpha > 0
+    synthetic = run if run.config.neighborhood == "synthetic" else _as_synthetic(run)
+
+    @torch.no_grad()
+    def fn(images: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(images), batch):
+            x = to_tensor(images[start : start + batch])
+            if adapted:
+                g = adapt(synthetic, x, seed=seed + start)
+                mu, _ = adapted_encode(run.model.params(), run.arch, g, run.config.alpha, x)
+            else:
+                mu, _ = run.model.encode(x)
+            out.append(mu.numpy())
+        return np.concatenate(out) if out else np.zeros((0, run.arch.latent_dim), np.float32)
+
+    return fn
+
+
+def _as_synthetic(run: Run) -> Run:
+    from dataclasses import replace
+
+    return replace(run, config=run.config.replace(neighborhood="synthetic"))
