@@ -1,0 +1,50 @@
+"""Metrics of the paper's evaluation: DCI (Tables 1, 2, 5), MIG, and Frechet distances.
+
+Each metric is pure maths on arrays plus one sampling function that takes a dataset, a
+representation function ``represent(uint8 images) -> (n, d) codes`` and an explicit
+``numpy.random.RandomState`` (the layout of disentanglement_lib). Metrics never see a model.
+
+* :mod:`~lvae.metrics.dci`: DCI exactly as disentanglement_lib, both Table 1 conditions
+  from one set of fits, per sub-dataset for Table 2;
+* :mod:`~lvae.metrics.mig`: MIG with disentanglement_lib's 20-bin discretisation;
+* :mod:`~lvae.metrics.frechet`: the Frechet distance of two Gaussians;
+* :mod:`~lvae.metrics.inception`: the FID Inception-v3 in plain torch (weights by path);
+* :mod:`~lvae.metrics.fd_factors`: the offline stand-in "FD-factors";
+* :mod:`~lvae.metrics.fid`: :func:`fid_or_fd` picks one and names it.
+"""
+
+from lvae.metrics.dci import (
+    SHAPES3D_SUBSETS,
+    completeness,
+    compute_dci,
+    dci_per_part,
+    disentanglement,
+    fit_importance,
+    scores_on_factors,
+)
+from lvae.metrics.fd_factors import fd_factors
+from lvae.metrics.fid import FrechetResult, fid, fid_or_fd
+from lvae.metrics.frechet import frechet_distance, frechet_distance_from_features, gaussian_stats
+from lvae.metrics.mig import compute_mig, mig_from_codes
+from lvae.metrics.sampling import RepresentationFunction, sample_codes
+
+__all__ = [
+    "SHAPES3D_SUBSETS",
+    "FrechetResult",
+    "RepresentationFunction",
+    "completeness",
+    "compute_dci",
+    "compute_mig",
+    "dci_per_part",
+    "disentanglement",
+    "fd_factors",
+    "fid",
+    "fid_or_fd",
+    "fit_importance",
+    "frechet_distance",
+    "frechet_distance_from_features",
+    "gaussian_stats",
+    "mig_from_codes",
+    "sample_codes",
+    "scores_on_factors",
+]
