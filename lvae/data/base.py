@@ -94,6 +94,13 @@ class GroundTruthData(ImageDataset):
             raise ValueError(f"index out of range for {self.name}: 0 <= index < {len(self)}")
         return (indices[:, None] // self._strides[None, :]) % np.asarray(self.factor_sizes)
 
+    def check_indices(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
+        """``indices`` as a flat int64 array, or ValueError if any is outside the dataset."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and ((idx < 0).any() or (idx >= len(self)).any()):
+            raise ValueError(f"index out of range for {self.name}: 0 <= index < {len(self)}")
+        return idx
+
     def sample_factors(self, num: int, random_state: np.random.RandomState) -> np.ndarray:
         """``num`` factor tuples drawn uniformly and independently per factor.
 

@@ -1,0 +1,251 @@
+"""SmallNORB (LeCun, Huang & Bottou 2004): the real binary files and a procedural twin.
+
+Factors [category 5, instance 10, elevation 9, azimuth 18, lighting 6] as in
+disentanglement_lib: the training and testing halves are concatenated (48,600 images,
+every factor combination exactly once), only camera 0 is used, and the 96 px grey images
+are resized to 64 (or 32) with Lanczos. SmallNORB is for research use only; cite the
+CVPR 2004 paper.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from collections.abc import Sequence
+from functools import cache
+
+import numpy as np
+from PIL import Image
+
+from lvae.data.base import GroundTruthData
+from lvae.data.cache import ImageCache
+from lvae.data.mesh import Mesh, View, draw, shadow_mask
+from lvae.data.norb_toys import toy
+from lvae.data.resize import resize_batch
+
+RESOLUTIONS = (64, 32)
+NATIVE = 96
+ELEVATION_DEGREES = 30.0 + 5.0 * np.arange(9)
+AZIMUTH_DEGREES = 20.0 * np.arange(18)
+FILE_PREFIX = {
+    "training": "smallnorb-5x46789x9x18x6x2x96x96-training",
+    "testing": "smallnorb-5x01235x9x18x6x2x96x96-testing",
+}
+MAGIC_DTYPES = {
+    0x1E3D4C55: np.dtype(np.uint8),
+    0x1E3D4C54: np.dtype("<i4"),
+    0x1E3D4C51: np.dtype("<f4"),
+    0x1E3D4C53: np.dtype("<f8"),
+}
+
+
+class SmallNORB(GroundTruthData):
+    """SmallNORB: grey toys on a table, photographed by a stereo rig (camera 0 used).
+
+    Factors (row-major, lighting fastest):
+
+    - ``category`` 5: four-legged animal, human, airplane, truck, car
+    - ``instance`` 10: which toy of the category (a nuisance factor in DCI work)
+    - ``elevation`` 9: 30 to 70 degrees in steps of 5
+    - ``azimuth`` 18: 0 to 340 degrees in steps of 20
+    - ``lighting`` 6: six lighting conditions (strongly different brightness)
+
+    Noise model ``bernoulli``: the paper trains every dataset with its Bernoulli decoder
+    (Table 4); intensities are read as probabilities in ``[0, 1]``.
+    """
+
+    name = "smallnorb"
+    factor_names = ("category", "instance", "elevation", "azimuth", "lighting")
+    noise_model = "bernoulli"
+
+    def __init__(self, resolution: int = 64, n_instances: int = 10) -> None:
+        if resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution}")
+        if not 1 <= n_instances <= 10:
+            raise ValueError(f"n_instances must be in 1..10, got {n_instances}")
+        self.resolution = resolution
+        self.factor_sizes = (5, n_instances, 9, 18, 6)
+        self.observation_shape = (resolution, resolution, 1)
+
+    @property
+    def factor_values(self) -> tuple[np.ndarray, ...]:
+        sizes = self.factor_sizes
+        return (np.arange(5.0), np.arange(float(sizes[1])), ELEVATION_DEGREES,
+                AZIMUTH_DEGREES, np.arange(6.0))
+
+
+# ---- the twin -------------------------------------------------------------------------
+
+# (table brightness, direction towards the light in rig coordinates) per lighting
+LIGHTINGS = (  # table levels as measured on real images: 223, 206, 125, 226, 174, 248
+    (0.875, (-0.5, 1.0, -0.3)),
+    (0.81, (0.6, 0.8, 0.2)),
+    (0.49, (0.0, 1.0, 0.6)),
+    (0.885, (-0.2, 1.0, -0.8)),
+    (0.68, (0.7, 0.9, -0.4)),
+    (0.97, (-0.8, 0.8, 0.3)),
+)
+TOY_SCALE = 60.0  # pixels per world unit at 96 px: toys ~37-65 px across, as measured
+
+
+@cache
+def _table_texture() -> np.ndarray:
+    """Faint blotchy texture of the tabletop (fixed seed, same in every image)."""
+    rng = np.random.RandomState(2004)
+    noise = rng.standard_normal((24, 24)).astype(np.float32)
+    img = Image.fromarray(((noise * 0.25 + 0.5).clip(0, 1) * 255).astype(np.uint8))
+    smooth = np.asarray(img.resize((NATIVE, NATIVE), Image.BICUBIC), dtype=np.float32) / 255
+    fine = rng.standard_normal((NATIVE, NATIVE)).astype(np.float32)
+    return 1.0 + 0.012 * (smooth - 0.5) * 2 + 0.004 * fine
+
+
+@cache
+def _toy(category: int, instance: int) -> Mesh:
+    return toy(category, instance)
+
+
+def render_toy(category: int, instance: int, elevation_deg: float, azimuth_deg: float,
+               lighting: int) -> np.ndarray:
+    """uint8 ``(96, 96)``: one twin NORB photograph (camera 0) before resizing."""
+    level, light = LIGHTINGS[lighting]
+    mesh = _toy(category, instance)
+    view = View(azimuth=azimuth_deg, elevation=elevation_deg, scale=TOY_SCALE, size=NATIVE,
+                center=(0.0, 0.12))
+    shadow = shadow_mask(mesh, view, light, blur=2.5)
+    table = level * _table_texture() * (1.0 - 0.38 * shadow)
+    img = Image.fromarray((np.clip(table, 0, 1) * 255 + 0.5).astype(np.uint8), mode="L")
+    lit = Mesh(mesh.vertices, mesh.faces, mesh.colors * level)
+    draw(lit, view, background=0, light=light, ambient=0.62, diffuse=0.42, image=img)
+    return np.asarray(img)
+
+
+class SmallNORBTwin(SmallNORB):
+    """Procedural SmallNORB: low-poly grey toys on a light table, seen from above.
+
+    ``n_instances`` (default 10, the real count) keeps the first toys of each category:
+    a CPU profile can use e.g. ``n_instances=2`` (5x fewer images). Images are drawn at
+    96 px on first use, Lanczos-resized and cached (199 MB for all 48,600 at 64 px).
+    """
+
+    def __init__(self, resolution: int = 64, n_instances: int = 10) -> None:
+        super().__init__(resolution, n_instances)
+        self._cache = ImageCache(len(self), self.observation_shape)
+
+    def images(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
+        return self._cache.get(self.check_indices(indices), self._make)
+
+    def _make(self, indices: np.ndarray) -> np.ndarray:
+        raw = np.stack([
+            render_toy(int(c), int(i), ELEVATION_DEGREES[e], AZIMUTH_DEGREES[a], int(li))
+            for c, i, e, a, li in self.index_to_factors(indices)
+        ])
+        return resize_batch(raw[..., None], self.resolution)
+
+
+# ---- the real files -------------------------------------------------------------------
+
+
+def read_norb_file(path: str | os.PathLike) -> np.ndarray:
+    """One NORB binary matrix (``-dat``, ``-cat`` or ``-info``; ``.gz`` or not).
+
+    Header, int32 little-endian: magic (dtype), ndim, then max(3, ndim) dimensions; the
+    data follow at byte 8 + 4 * max(3, ndim).
+    """
+    path = os.fspath(path)
+    name = os.path.basename(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 20:
+        raise ValueError(f"{name}: {len(data)} bytes is too short for a NORB header")
+    magic, ndim = struct.unpack("<Ii", data[:8])
+    if magic not in MAGIC_DTYPES:
+        raise ValueError(
+            f"{name}: magic number {magic:#x} is not a NORB matrix; expected one of "
+            + ", ".join(f"{m:#x}" for m in MAGIC_DTYPES)
+        )
+    if not 1 <= ndim <= 8:
+        raise ValueError(f"{name}: header says {ndim} dimensions; expected 1 to 8")
+    nd = max(3, ndim)
+    dims = struct.unpack(f"<{nd}i", data[8 : 8 + 4 * nd])[:ndim]
+    dtype = MAGIC_DTYPES[magic]
+    offset = 8 + 4 * nd
+    need = int(np.prod(dims)) * dtype.itemsize
+    if len(data) - offset < need:
+        raise ValueError(
+            f"{name}: header says shape {tuple(dims)} ({need} bytes of {dtype}) but only "
+            f"{len(data) - offset} bytes follow it: the file is truncated"
+        )
+    return np.frombuffer(data, dtype=dtype, count=int(np.prod(dims)), offset=offset).reshape(dims)
+
+
+def _find(path: str, prefix: str, kind: str) -> str:
+    for suffix in ("", ".gz"):
+        candidate = os.path.join(path, f"{prefix}-{kind}.mat{suffix}")
+        if os.path.exists(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"{prefix}-{kind}.mat(.gz) not found in {path}; get SmallNORB with "
+        "`python -m lvae.data download smallnorb --to DIR`"
+    )
+
+
+def read_split(path: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(images camera 0 (n, 96, 96) uint8, category (n,), info (n, 4))`` of one half."""
+    prefix = FILE_PREFIX[split]
+    dat = read_norb_file(_find(path, prefix, "dat"))
+    cat = read_norb_file(_find(path, prefix, "cat"))
+    info = read_norb_file(_find(path, prefix, "info"))
+    n = dat.shape[0]
+    if dat.ndim != 4 or dat.shape[1:] != (2, NATIVE, NATIVE) or dat.dtype != np.uint8:
+        raise ValueError(
+            f"{prefix}-dat: shape {dat.shape} {dat.dtype}; expected (n, 2, 96, 96) uint8"
+        )
+    if cat.shape != (n,) or info.shape != (n, 4):
+        raise ValueError(
+            f"{prefix}: cat {cat.shape} / info {info.shape} do not match dat ({n} images); "
+            f"expected ({n},) and ({n}, 4)"
+        )
+    return dat[:, 0].copy(), cat.astype(np.int64), info.astype(np.int64)
+
+
+class SmallNORBFiles(SmallNORB):
+    """The real SmallNORB: the six ``smallnorb-*.mat[.gz]`` files in one folder.
+
+    All images are decoded and resized at construction (~10 s, 199 MB at 64 px) and
+    stored in factor-grid order. ``partial=True`` accepts files covering only part of
+    the grid (tests write truncated files); missing images then raise on access.
+    """
+
+    def __init__(self, path: str | os.PathLike, resolution: int = 64,
+                 partial: bool = False) -> None:
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(
+                f"{path} does not exist; get SmallNORB with "
+                f"`python -m lvae.data download smallnorb --to DIR`"
+            )
+        super().__init__(resolution)
+        self._images = np.zeros((len(self), *self.observation_shape), dtype=np.uint8)
+        self._present = np.zeros(len(self), dtype=bool)
+        for split in ("training", "testing"):
+            images, cat, info = read_split(path, split)
+            factors = np.column_stack([cat, info[:, 0], info[:, 1], info[:, 2] // 2, info[:, 3]])
+            idx = self.factors_to_index(factors)
+            if self._present[idx].any() or np.unique(idx).size != idx.size:
+                raise ValueError(f"{split}: duplicate factor combinations in {path}")
+            self._images[idx] = resize_batch(images[..., None], resolution)
+            self._present[idx] = True
+        if not partial and not self._present.all():
+            raise ValueError(
+                f"SmallNORB files in {path} hold {self._present.sum()} of {len(self)} "
+                "images; expected all (pass partial=True for an incomplete set)"
+            )
+
+    def images(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
+        idx = self.check_indices(indices)
+        if not self._present[idx].all():
+            missing = idx[~self._present[idx]][:5].tolist()
+            raise ValueError(f"indices {missing} are not in the files (partial SmallNORB)")
+        return self._images[idx]
