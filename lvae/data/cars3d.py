@@ -71,7 +71,7 @@ def _twin_mesh(obj: int):
 def render_car(obj: int, elevation_deg: float, azimuth_deg: float) -> np.ndarray:
     """uint8 ``(128, 128, 3)``: twin car ``obj`` on white, hard edges like the real renders."""
     mesh = _twin_mesh(obj)
-    view = View(azimuth=azimuth_deg, elevation=elevation_deg, scale=22.0, size=NATIVE,
+    view = View(azimuth=azimuth_deg, elevation=elevation_deg, scale=21.0, size=NATIVE,
                 center=(0.0, 0.55))
     img = draw(mesh, view, background=(255, 255, 255), light=(-0.4, 1.0, -0.6),
                ambient=0.72, diffuse=0.33)
