@@ -1,0 +1,62 @@
+"""Command line: ``python -m lvae reproduce --profile quick`` (also the ``lvae`` script).
+
+Thin on purpose: every option maps onto an argument of :func:`lvae.reproduce.reproduce`,
+which tests and notebooks call directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lvae.config import PROFILES
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lvae", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("reproduce", help="train and evaluate the grid, then build the book",
+                       description="Execute notebooks/experiment.ipynb once per run of the "
+                       "paper's tables (resumable), then the result notebooks and the book.")
+    r.add_argument("--profile", choices=sorted(PROFILES), default="quick",
+                   help="compute budget (lvae.config.PROFILES); default: quick")
+    r.add_argument("--out", default="runs", help="runs go to OUT/PROFILE/RUN_ID (default: runs)")
+    r.add_argument("--seeds", type=int, default=None,
+                   help="seeds per configuration (default: the profile's)")
+    r.add_argument("--jobs", type=int, default=1,
+                   help="parallel notebook executions (>1: a local Dask cluster)")
+    r.add_argument("--force", action="store_true", help="rerun runs that are already done")
+    r.add_argument("--list", action="store_true",
+                   help="print one papermill command per run and exit")
+    r.add_argument("--only", default=None,
+                   help="comma-separated tables/figures: table1,table2,table5,fig2,fig3,fig4")
+    r.add_argument("--scheduler", default=None,
+                   help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    r.add_argument("--no-book", action="store_true",
+                   help="stop after the runs (no result notebooks, no book build)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from lvae.reproduce import list_commands, plan, reproduce
+
+    try:
+        if args.list:
+            for cmd in list_commands(plan(args.profile, args.out, args.seeds, args.only,
+                                          args.jobs)):
+                print(cmd)
+            return 0
+        summary = reproduce(profile=args.profile, out=args.out, seeds=args.seeds,
+                            jobs=args.jobs, force=args.force, only=args.only,
+                            scheduler=args.scheduler, book=not args.no_book)
+    except ValueError as e:  # a bad option value: say which, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary.report())
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

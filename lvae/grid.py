@@ -1,0 +1,143 @@
+"""The experiments behind each table and figure of the paper, with stable run ids.
+
+One :class:`Experiment` is one training run (one seed). Several tables share runs: Table 5's
+synthetic-neighbourhood row *is* Table 1's alpha = 1 run and its vanilla row *is* Table 1's
+alpha = 0 run, and figures 2-4 read Table 1's runs. :func:`experiments` therefore merges
+experiments by id, so nothing is trained twice, and each experiment remembers every table
+or figure it serves (``tables``), which ``--only`` and :mod:`lvae.results` select on.
+
+What a profile changes (steps, resolution, pool, evaluation sizes) is not part of the id:
+runs of different profiles live in different folders (``<out>/<profile>/<run_id>``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from lvae.config import PROFILES
+
+#: Every selectable name, in the order the paper presents them.
+TABLES = ("table1", "table2", "table5", "fig2", "fig3", "fig4")
+
+#: alpha values of Table 1's Local VAE rows; 1e2 is not a row: the paper says it diverged.
+TABLE1_ALPHAS = (0.0, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+TABLE1_BETAS = (2.0, 4.0, 8.0, 16.0)  # beta-VAE rows, all at alpha = 0
+TABLE2_ALPHAS = (0.0, 1e-2, 1e-1, 1.0)
+FIG2_ALPHAS = (0.0, 1e-3, 1.0)  # Figure 2 panels (a), (b), (c)
+
+
+def format_alpha(alpha: float) -> str:
+    """Shortest exact scientific form, ``1e-01`` for 0.1, ``2.5e+00`` for 2.5, ``0e+00`` for 0.
+
+    Exact (numpy's shortest round-trip digits), so two different alphas never share an id.
+    """
+    s = np.format_float_scientific(float(alpha), unique=True, exp_digits=2, trim="-")
+    return s.replace(".e", "e")
+
+
+def format_number(x: float) -> str:
+    """``2`` for 2.0, ``0.5`` for 0.5: integers without a point, others by shortest repr."""
+    x = float(x)
+    return str(int(x)) if x.is_integer() else repr(x)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One training run of the grid: what is compared (not the budget, which is the profile)."""
+
+    dataset: str
+    alpha: float
+    beta: float = 1.0
+    neighborhood: str = "synthetic"
+    seed: int = 0
+    tables: tuple[str, ...] = ()
+    reduction: str | None = None  # None: TrainConfig's default; set only by special runs
+    paper_status: str = "completed"  # "diverged" where the paper reports divergence
+
+    @property
+    def run_id(self) -> str:
+        """Stable folder name, e.g. ``shapes3d-a1e-01-b1-synthetic-s0``."""
+        rid = (f"{self.dataset}-a{format_alpha(self.alpha)}-b{format_number(self.beta)}-"
+               f"{self.neighborhood}-s{self.seed}")
+        return rid if self.reduction is None else f"{rid}-r{self.reduction}"
+
+    @property
+    def config_id(self) -> str:
+        """The run id without the seed: the key seeds are averaged over."""
+        return self.run_id.replace(f"-s{self.seed}", "", 1)
+
+    def parameters(self, profile: str) -> dict[str, object]:
+        """The experiment notebook's parameters for this run (budget from ``profile``)."""
+        p: dict[str, object] = {"dataset": self.dataset, "alpha": float(self.alpha),
+                                "beta": float(self.beta), "neighborhood": self.neighborhood,
+                                "seed": self.seed, "profile": profile}
+        if self.reduction is not None:
+            p["reduction"] = self.reduction
+        return p
+
+
+def _base() -> list[Experiment]:
+    """Seed-0 experiments of every table, before merging shared runs."""
+    out: list[Experiment] = []
+    for a in TABLE1_ALPHAS:
+        tabs = ["table1"]
+        if a in (0.0, 1.0):
+            tabs.append("table5")  # vanilla and synthetic rows reuse Table 1's runs
+        if a in FIG2_ALPHAS:
+            tabs.append("fig2")
+        if a == 1.0:
+            tabs += ["fig3", "fig4"]
+        out.append(Experiment("shapes3d", a, tables=tuple(tabs),
+                              paper_status="diverged" if a == 100.0 else "completed"))
+    out += [Experiment("shapes3d", 0.0, beta=b, tables=("table1",)) for b in TABLE1_BETAS]
+    out += [Experiment("carsnorb", a, neighborhood="latent_knn", tables=("table2",))
+            for a in TABLE2_ALPHAS]
+    out.append(Experiment("shapes3d", 1.0, neighborhood="input_l2", tables=("table5",)))
+    return out
+
+
+def _merge(exps: Iterable[Experiment]) -> list[Experiment]:
+    by_id: dict[str, Experiment] = {}
+    for e in exps:
+        if e.run_id in by_id:
+            old = by_id[e.run_id]
+            tabs = tuple(t for t in TABLES if t in set(old.tables) | set(e.tables))
+            by_id[e.run_id] = replace(old, tables=tabs)
+        else:
+            by_id[e.run_id] = e
+    return list(by_id.values())
+
+
+def parse_only(only: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    """``"table1,table5"`` -> ``("table1", "table5")``; unknown names are an error."""
+    if only is None:
+        return None
+    names = [s.strip() for s in (only.split(",") if isinstance(only, str) else only)]
+    names = [s for s in names if s]
+    bad = sorted(set(names) - set(TABLES))
+    if bad or not names:
+        raise ValueError(f"--only must name some of {', '.join(TABLES)}, got {bad or only!r}")
+    return tuple(names)
+
+
+def experiments(only: str | Iterable[str] | None = None, seeds: int = 1) -> list[Experiment]:
+    """Every run of the selected tables/figures for seeds 0..seeds-1, each run once.
+
+    >>> [e.run_id for e in experiments("fig4")]
+    ['shapes3d-a1e+00-b1-synthetic-s0']
+    """
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+    sel = parse_only(only)
+    base = [e for e in _merge(_base()) if sel is None or set(e.tables) & set(sel)]
+    return [replace(e, seed=s) for e in base for s in range(seeds)]
+
+
+def default_seeds(profile: str) -> int:
+    """The profile's number of seeds per configuration (``PROFILES[...].seeds``)."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    return PROFILES[profile].seeds

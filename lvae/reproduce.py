@@ -1,0 +1,447 @@
+"""Reproduce the paper: every run of the grid as an executed notebook, then the book.
+
+``python -m lvae reproduce --profile quick`` (or :func:`reproduce`) does, in order:
+
+1. For every experiment of :mod:`lvae.grid` (``--only`` selects tables or figures), execute
+   ``notebooks/experiment.ipynb`` with papermill into
+   ``<out>/<profile>/<run_id>/experiment.ipynb``, parameters injected, each in its own
+   kernel process. A run whose result.json (and eval.json, unless it diverged) exist for
+   the same config is skipped; ``force`` deletes the run folder and starts it again.
+2. Execute the book's result notebooks (:data:`RESULT_NOTEBOOKS`) with ``profile`` and
+   ``out_dir`` injected, into a staged copy of the book sources, ``<out>/<profile>/book/``
+   (same layout as the repository, so ``_toc.yml`` needs no change): the executed copies are
+   build products and the committed notebooks stay without outputs.
+3. ``jupyter-book build <out>/<profile>/book`` (the repository's top-level ``_config.yml``
+   and ``_toc.yml``, copied); the HTML is in ``<out>/<profile>/book/_build/html``.
+
+Every execution goes through one seam, :class:`Executor`: :class:`SequentialExecutor`
+(``jobs=1``, in this process, one notebook after another) or :class:`DaskExecutor`
+(``jobs>1``: a Dask ``LocalCluster`` of single-threaded worker processes on loopback, or
+``scheduler="tcp://host:port"``: an existing cluster). A task is one papermill execution;
+a kernel that dies or cannot start (the "Address already in use" port race of parallel
+papermill, nteract/papermill#511) is retried :data:`KERNEL_RETRIES` times, then recorded as
+failed with its partial notebook. A failure never stops the other runs; a diverged run is
+a result, not a failure. Notebooks are written to a temporary name and moved into place, so
+a kill at any moment leaves either the old file or the new one, and a rerun redoes only
+what is missing (training itself resumes from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from lvae.config import profile as get_profile
+from lvae.grid import Experiment, default_seeds, experiments
+from lvae.params import ExperimentSetup, experiment_config
+from lvae.store import atomic_write_json, now
+
+REPO = Path(__file__).resolve().parent.parent
+EXPERIMENT_NOTEBOOK = REPO / "notebooks" / "experiment.ipynb"
+
+#: The book's result pages, executed after the grid with ``profile`` and ``out_dir``
+#: injected (absolute ``out_dir``; the runs are in ``<out_dir>/<profile>/``). Relative to
+#: the repository root; ones not yet present are skipped with a warning.
+RESULT_NOTEBOOKS: tuple[str, ...] = (
+    "notebooks/results_table1.ipynb",
+    "notebooks/results_table2.ipynb",
+    "notebooks/results_table5.ipynb",
+    "notebooks/results_figures.ipynb",
+)
+
+#: How many times a task whose kernel died or could not start is tried again.
+KERNEL_RETRIES = 2
+
+#: Exception texts that mean "the kernel, not the notebook, failed": worth a retry.
+_KERNEL_ERRORS = ("Address already in use", "Kernel died", "kernel died", "DeadKernelError",
+                  "Kernel didn't respond", "Kernel is dead", "KernelDied")
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@dataclass(frozen=True)
+class Task:
+    """One papermill execution (picklable: it travels to Dask workers)."""
+
+    name: str
+    notebook: str
+    output: str
+    parameters: dict[str, Any]
+    cwd: str | None = None
+    retries: int = KERNEL_RETRIES
+    timeout_s: int | None = None  # per cell; None: no limit
+
+    def command(self) -> str:
+        """The equivalent papermill command line."""
+        parts = ["papermill", self.notebook, self.output]
+        for k, v in self.parameters.items():
+            parts += ["-p", k, _cli_value(v)]
+        if self.cwd:
+            parts += ["--cwd", self.cwd]
+        return shlex.join(parts)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a task: ``executed`` or ``failed`` (with the notebook to look at)."""
+
+    name: str
+    status: str
+    notebook: str
+    message: str = ""
+    attempts: int = 1
+    wall_s: float = 0.0
+
+
+def _cli_value(v: Any) -> str:
+    # papermill -p parses its text as a Python/YAML literal: None -> "None", 0.001 -> "0.001"
+    return "None" if v is None else str(v)
+
+
+def _kernel_failure(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__ in ("DeadKernelError", "ZMQError") or any(
+        s in text for s in _KERNEL_ERRORS)
+
+
+def execute(task: Task) -> Outcome:
+    """Run one notebook with papermill: temp file, then ``os.replace`` onto ``task.output``.
+
+    Returns ``failed`` (never raises) for an error in the notebook; retries a dead or
+    unstartable kernel ``task.retries`` times. The partial notebook of a failure is moved
+    to ``task.output`` too, so the summary can point at the cell that failed.
+    """
+    import papermill as pm
+
+    out = Path(task.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.tmp.ipynb")
+    t0 = time.perf_counter()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            pm.execute_notebook(task.notebook, str(tmp), parameters=task.parameters,
+                                cwd=task.cwd, progress_bar=False, kernel_name="python3",
+                                execution_timeout=task.timeout_s)
+            os.replace(tmp, out)
+            return Outcome(task.name, "executed", str(out), attempts=attempt,
+                           wall_s=time.perf_counter() - t0)
+        except Exception as exc:  # the notebook's error, or the kernel's
+            retry = _kernel_failure(exc) and attempt <= task.retries
+            if retry:
+                time.sleep(random.uniform(0.5, 2.0) * attempt)  # de-synchronise port grabs
+                continue
+            if tmp.exists():
+                os.replace(tmp, out)
+            return Outcome(task.name, "failed", str(out), _short(exc), attempt,
+                           time.perf_counter() - t0)
+
+
+def _short(exc: BaseException) -> str:
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    text = f"{ename}: {evalue}" if ename else f"{type(exc).__name__}: {exc}"
+    return text.strip().splitlines()[-1][:500] if text.strip() else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- executors
+
+
+class Executor(Protocol):
+    """Runs tasks and yields their outcomes as they finish (in any order)."""
+
+    def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+class SequentialExecutor:
+    """One task after another in this process (each notebook still gets its own kernel)."""
+
+    def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+        for t in tasks:
+            yield execute(t)
+
+    def close(self) -> None:
+        pass
+
+
+class DaskExecutor:
+    """Tasks on Dask distributed: a loopback ``LocalCluster`` of ``jobs`` single-threaded
+    worker processes, or the cluster at ``address``. A worker that dies mid-task is
+    replaced and the task retried by the scheduler (``allowed-failures``, local clusters
+    only), then reported ``failed`` (``KilledWorker``) with its notebook path."""
+
+    def __init__(self, jobs: int = 2, address: str | None = None) -> None:
+        import dask
+        from distributed import Client, LocalCluster
+
+        self._cluster = None
+        if address:
+            self.client = Client(address)
+        else:
+            with dask.config.set({"distributed.scheduler.allowed-failures": KERNEL_RETRIES}):
+                self._cluster = LocalCluster(n_workers=jobs, threads_per_worker=1,
+                                             processes=True, host="127.0.0.1",
+                                             dashboard_address=None, memory_limit=0)
+            self.client = Client(self._cluster)
+
+    def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+        from distributed import as_completed
+
+        futures = {self.client.submit(execute, t, key=f"{t.name}-{uuid.uuid4().hex[:6]}",
+                                      pure=False): t for t in tasks}
+        for fut in as_completed(futures):
+            t = futures[fut]
+            try:
+                yield fut.result()
+            except Exception as exc:  # KilledWorker, a lost connection: not the notebook
+                yield Outcome(t.name, "failed", t.output, _short(exc), KERNEL_RETRIES + 1)
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(jobs: int = 1, scheduler: str | None = None) -> Executor:
+    """``jobs=1`` without a scheduler: sequential; otherwise Dask."""
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    if scheduler is None and jobs == 1:
+        return SequentialExecutor()
+    return DaskExecutor(jobs=jobs, address=scheduler)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One experiment of the grid, where it lives and whether it is already done."""
+
+    experiment: Experiment
+    setup: ExperimentSetup
+    task: Task
+    done: bool
+
+
+def run_is_done(setup: ExperimentSetup) -> bool:
+    """True when the folder holds a finished, evaluated run of exactly this config
+    (a diverged run needs no eval.json: there is no model to evaluate)."""
+    d = setup.run_dir
+    try:
+        same = json.loads((d / "config.json").read_text()) == json.loads(setup.config.to_json())
+        result = json.loads((d / "result.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not same:
+        return False
+    return result.get("status") == "diverged" or (d / "eval.json").is_file()
+
+
+def plan(profile: str = "quick", out: str | Path = "runs", seeds: int | None = None,
+         only: str | Iterable[str] | None = None, jobs: int = 1,
+         grid: Sequence[Experiment] | None = None,
+         notebook: str | Path = EXPERIMENT_NOTEBOOK) -> list[PlannedRun]:
+    """The runs of a reproduction and their state; nothing is executed.
+
+    ``grid`` replaces the paper's experiments (tests, special runs); with ``jobs > 1`` each
+    kernel gets ``cores // jobs`` torch threads so parallel runs do not oversubscribe.
+    """
+    get_profile(profile)
+    seeds = default_seeds(profile) if seeds is None else seeds
+    exps = list(grid) if grid is not None else experiments(only, seeds)
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    out = Path(out).resolve()
+    planned = []
+    for e in exps:
+        params = {**e.parameters(profile), "out_dir": str(out)}
+        if threads is not None:
+            params["threads"] = threads
+        setup = experiment_config(**params)
+        task = Task(e.run_id, str(notebook), str(setup.run_dir / "experiment.ipynb"), params,
+                    cwd=str(Path(notebook).resolve().parent))
+        planned.append(PlannedRun(e, setup, task, run_is_done(setup)))
+    return planned
+
+
+def list_commands(planned: Sequence[PlannedRun]) -> list[str]:
+    """One ``papermill notebooks/experiment.ipynb OUT -p ...`` command per run."""
+    return [p.task.command() for p in planned]
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class Summary:
+    """What a reproduction did; ``failed`` lists (name, notebook, message)."""
+
+    profile: str
+    out: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    executed: list[str] = field(default_factory=list)
+    book_html: Path | None = None
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def report(self) -> str:
+        lines = [f"reproduce --profile {self.profile}: {len(self.executed)} executed, "
+                 f"{len(self.skipped)} skipped (already done), {len(self.diverged)} diverged, "
+                 f"{len(self.failed)} failed, in {self.wall_s:.0f} s; runs in "
+                 f"{self.out / self.profile}"]
+        if self.diverged:
+            lines.append("diverged (recorded as results): " + ", ".join(self.diverged))
+        for name, nb, msg in self.failed:
+            lines.append(f"FAILED {name}: {msg}\n    notebook: {nb}")
+        if self.book_html:
+            lines.append(f"book: {self.book_html / 'index.html'}")
+        return "\n".join(lines)
+
+
+def _record(p: PlannedRun, o: Outcome) -> str:
+    """Status of an executed experiment (completed/diverged/failed), kept in reproduce.json."""
+    status = "failed"
+    if o.status == "executed":
+        try:
+            status = json.loads((p.setup.run_dir / "result.json").read_text())["status"]
+        except (OSError, ValueError, KeyError):
+            status, o = "failed", Outcome(o.name, "failed", o.notebook,
+                                          "the notebook ran but wrote no result.json",
+                                          o.attempts, o.wall_s)
+    atomic_write_json(p.setup.run_dir / "reproduce.json",
+                      {"status": status, "notebook": o.notebook, "message": o.message,
+                       "attempts": o.attempts, "wall_s": round(o.wall_s, 2),
+                       "finished": now()})
+    return status
+
+
+def stage_book(dest: Path, exclude: Iterable[Path] = ()) -> Path:
+    """Copy the book sources (files git tracks or would track) to ``dest``."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
+                             "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    skip = [Path(x).resolve() for x in exclude]
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in filter(None, listed.decode().split("\0")):
+        src = REPO / rel
+        if not src.is_file() or any(src.resolve().is_relative_to(s) for s in skip):
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target)
+    return dest
+
+
+def result_tasks(profile: str, out: Path, stage: Path) -> list[Task]:
+    """Tasks for the result notebooks that exist; a warning for each one that does not."""
+    tasks = []
+    for rel in RESULT_NOTEBOOKS:
+        src = REPO / rel
+        if not src.is_file():
+            warnings.warn(f"result notebook {rel} not present: skipped", stacklevel=2)
+            continue
+        target = stage / rel
+        tasks.append(Task(f"book:{Path(rel).stem}", str(src), str(target),
+                          {"profile": profile, "out_dir": str(out)}, cwd=str(target.parent)))
+    return tasks
+
+
+def build_book(stage: Path) -> tuple[bool, str]:
+    """``jupyter-book build`` on the staged sources; (ok, message or HTML folder)."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else (shutil.which("jupyter-book") or "jupyter-book"),
+           "build", str(stage)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+        return False, "jupyter-book build failed: " + " | ".join(tail)
+    return True, str(stage / "_build" / "html")
+
+
+def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | None = None,
+              jobs: int = 1, force: bool = False, only: str | Iterable[str] | None = None,
+              scheduler: str | None = None, book: bool = True,
+              grid: Sequence[Experiment] | None = None, executor: Executor | None = None,
+              notebook: str | Path = EXPERIMENT_NOTEBOOK, progress: bool = True) -> Summary:
+    """Run the grid, the result notebooks and the book; returns a :class:`Summary`.
+
+    Never raises for a failed or diverged run: check ``summary.ok`` (the CLI exits 1 when
+    it is False). ``executor`` overrides the one ``jobs``/``scheduler`` would make.
+    """
+    t0 = time.perf_counter()
+    out = Path(out).resolve()
+    planned = plan(profile, out, seeds, only, jobs, grid, notebook)
+    summary = Summary(profile, out)
+    todo = []
+    for p in planned:
+        if force and p.setup.run_dir.exists():
+            shutil.rmtree(p.setup.run_dir)
+        if p.done and not force:
+            summary.skipped.append(p.experiment.run_id)
+        else:
+            todo.append(p)
+    own = executor is None
+    executor = executor or make_executor(jobs, scheduler)
+    try:
+        by_name = {p.task.name: p for p in todo}
+        bar = tqdm(total=len(todo), desc=f"runs ({profile})", disable=not progress)
+        for o in executor.map([p.task for p in todo]):
+            status = _record(by_name[o.name], o)
+            summary.executed.append(o.name)
+            if status == "diverged":
+                summary.diverged.append(o.name)
+            elif status == "failed":
+                summary.failed.append((o.name, o.notebook, o.message or "see the notebook"))
+            bar.update(1)
+            bar.set_postfix_str(f"{o.name}: {status}")
+        bar.close()
+        if book:
+            _book(summary, executor, profile, out)
+    finally:
+        if own:
+            executor.close()
+    summary.counts = {"runs": len(planned), "executed": len(summary.executed),
+                      "skipped": len(summary.skipped), "diverged": len(summary.diverged),
+                      "failed": len(summary.failed)}
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _book(summary: Summary, executor: Executor, profile: str, out: Path) -> None:
+    stage = out / profile / "book"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage_book(stage, exclude=[out, REPO / "_build"])
+    for o in executor.map(result_tasks(profile, out, stage)):
+        if o.status == "failed":
+            summary.failed.append((o.name, o.notebook, o.message))
+    if not (REPO / "_config.yml").is_file():
+        warnings.warn("no _config.yml at the repository root: book build skipped", stacklevel=2)
+        return
+    ok, msg = build_book(stage)
+    if ok:
+        summary.book_html = Path(msg)
+    else:
+        summary.failed.append(("book", str(stage), msg))

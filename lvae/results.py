@@ -1,0 +1,315 @@
+"""The results store: every run folder as one table row, seeds summarised, paper beside ours.
+
+Two kinds of run folders are collected, each row labelled with its ``profile`` and
+``source``:
+
+``build``     runs of the current build, ``<out>/<profile>/<run_id>/`` (``runs/`` by default,
+              written by ``python -m lvae reproduce``),
+``imported``  runs made elsewhere (a longer profile, a GPU) and committed to the
+              repository under ``results/<profile>/<run_id>/``: ``config.json``,
+              ``result.json`` (with its provenance: commit, machine, wall time),
+              ``eval.json`` and ``log.jsonl``; no checkpoints.
+              :func:`import_run` copies exactly those files.
+
+Runs of different profiles or sources are never averaged together: a 300-step CPU run and
+a 300k-step GPU run answer different questions, and the book shows them side by side.
+
+The API used by the book's result pages (keep it stable): :func:`collect`,
+:func:`summarize`, :func:`paper_vs_ours`, :func:`load_log`, :func:`import_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lvae import paper
+from lvae.config import TrainConfig
+from lvae.grid import Experiment, experiments
+from lvae.store import atomic_write_bytes
+
+#: Where committed runs from elsewhere live, relative to the repository root.
+IMPORTED_DIR = Path(__file__).resolve().parent.parent / "results"
+
+#: Files of a run that are kept in the repository (no checkpoints: they are large and
+#: everything the tables need is in these).
+IMPORT_FILES = ("config.json", "result.json", "eval.json", "log.jsonl")
+
+#: Columns that describe the run (everything else in a row of :func:`collect` is a metric).
+RUN_COLUMNS = (
+    "run_id", "config_id", "tables", "dataset", "alpha", "beta", "neighborhood", "reduction",
+    "seed", "profile", "source", "status", "evaluated", "steps", "steps_done", "wall_time_s",
+    "sec_per_step", "commit", "device", "run_dir",
+)
+
+#: Group keys of :func:`summarize`: one configuration of one profile from one source.
+CONFIG_KEYS = ("profile", "source", "config_id", "dataset", "alpha", "beta", "neighborhood",
+               "reduction")
+
+_DEFAULT_REDUCTION = TrainConfig.__dataclass_fields__["reduction"].default
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted keys; only scalars are kept (lists such as importance
+    matrices stay in eval.json)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif v is None or isinstance(v, (bool, int, float, str)):
+            out[key] = v
+    return out
+
+
+def _tables_by_config() -> dict[str, str]:
+    return {e.config_id: ",".join(e.tables) for e in experiments(seeds=1)}
+
+
+def _experiment_of(cfg: dict[str, Any]) -> Experiment:
+    red = cfg.get("reduction", _DEFAULT_REDUCTION)
+    return Experiment(cfg["dataset"], float(cfg["alpha"]), float(cfg.get("beta", 1.0)),
+                      cfg.get("neighborhood", "synthetic"), int(cfg.get("seed", 0)),
+                      reduction=None if red == _DEFAULT_REDUCTION else red)
+
+
+def read_run(run_dir: str | Path, source: str = "build",
+             tables: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """One run folder as a flat row (``None`` if the folder holds no ``config.json``)."""
+    run_dir = Path(run_dir)
+    cfg = _read_json(run_dir / "config.json")
+    if not isinstance(cfg, dict) or "dataset" not in cfg:
+        return None
+    exp = _experiment_of(cfg)
+    tables = _tables_by_config() if tables is None else tables
+    result = _read_json(run_dir / "result.json") or {}
+    ev = _read_json(run_dir / "eval.json")
+    failure = _read_json(run_dir / "reproduce.json") or {}
+    prov = result.get("provenance", {})
+    status = result.get("status") or ("failed" if failure.get("status") == "failed"
+                                      else "incomplete")
+    row: dict[str, Any] = {
+        "run_id": run_dir.name, "config_id": exp.config_id,
+        "tables": tables.get(exp.config_id, ""), "dataset": exp.dataset, "alpha": exp.alpha,
+        "beta": exp.beta, "neighborhood": exp.neighborhood,
+        "reduction": cfg.get("reduction", _DEFAULT_REDUCTION), "seed": exp.seed,
+        "profile": cfg.get("profile") or prov.get("profile") or run_dir.parent.name,
+        "source": source, "status": status, "evaluated": isinstance(ev, dict),
+        "steps": cfg.get("steps"), "steps_done": result.get("steps_done"),
+        "wall_time_s": result.get("wall_time_s"), "sec_per_step": result.get("sec_per_step"),
+        "commit": prov.get("commit"), "device": (prov.get("machine") or {}).get("device"),
+        "run_dir": str(run_dir),
+    }
+    for k, v in flatten(ev if isinstance(ev, dict) else {}).items():
+        row[k if k not in row else f"eval.{k}"] = v
+    return row
+
+
+def _run_dirs(root: Path, profile: str | None) -> Iterable[Path]:
+    if not root.is_dir():
+        return []
+    profiles = [root / profile] if profile else sorted(p for p in root.iterdir() if p.is_dir())
+    return [d for p in profiles if p.is_dir() for d in sorted(p.iterdir())
+            if (d / "config.json").is_file()]
+
+
+def collect(out_dir: str | Path | None = "runs", profile: str | None = None,
+            imported: str | Path | None = IMPORTED_DIR) -> pd.DataFrame:
+    """All runs under ``<out_dir>/<profile>/`` and ``<imported>/<profile>/``, one row each.
+
+    ``profile=None`` collects every profile found; ``imported=None`` leaves committed runs
+    out, ``out_dir=None`` the build's. Columns: :data:`RUN_COLUMNS`, then every scalar of
+    ``eval.json`` flattened to dotted names (``dci_nocolor.disentanglement``); a metric
+    name that clashes with a run column is prefixed ``eval.``. ``status`` is
+    ``completed`` or ``diverged`` (from result.json), ``failed`` (the runner recorded a
+    failed execution) or ``incomplete``.
+    """
+    tables = _tables_by_config()
+    rows = []
+    for root, source in ((out_dir, "build"), (imported, "imported")):
+        if root is None:
+            continue
+        for d in _run_dirs(Path(root), profile):
+            row = read_run(d, source, tables)
+            if row is not None:
+                rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=list(RUN_COLUMNS))
+    metrics = [c for c in df.columns if c not in RUN_COLUMNS]
+    return df[list(RUN_COLUMNS) + metrics].reset_index(drop=True)
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    """The numeric metric columns of a :func:`collect` frame."""
+    return [c for c in df.columns if c not in RUN_COLUMNS
+            and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+
+
+def t_interval(values: Iterable[float]) -> tuple[float, float, int]:
+    """Mean, half-width of the two-sided 95% Student-t interval, n (finite values only).
+
+    half = t_{0.975, n-1} * s / sqrt(n), s the sample standard deviation (ddof = 1);
+    NaN for n < 2, where no interval exists.
+    """
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    n = len(x)
+    if n == 0:
+        return math.nan, math.nan, 0
+    if n == 1:
+        return float(x[0]), math.nan, 1
+    half = float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return float(x.mean()), half, n
+
+
+def summarize(df: pd.DataFrame, metrics: Iterable[str] | None = None) -> pd.DataFrame:
+    """Seeds of each configuration summarised: mean, 95% t-interval, n, per metric.
+
+    One row per (configuration, metric), grouped by :data:`CONFIG_KEYS` (so profiles and
+    sources are never pooled). Only ``completed`` runs enter the statistics; ``n_runs``,
+    ``n_diverged`` and ``n_failed`` count every run of the configuration. The interval is
+    the two-sided 95% Student-t interval for the mean over seeds,
+    mean +/- t_{0.975, n-1} s / sqrt(n) with s the sample standard deviation (ddof 1):
+    ``ci95`` is its half-width, NaN for a single seed.
+    """
+    metrics = list(metrics) if metrics is not None else metric_columns(df)
+    cols = [*CONFIG_KEYS, "metric", "mean", "ci95", "n", "n_runs", "n_diverged", "n_failed"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    out = []
+    for key, g in df.groupby(list(CONFIG_KEYS), sort=True, dropna=False):
+        ok = g[g["status"] == "completed"]
+        counts = {"n_runs": len(g), "n_diverged": int((g["status"] == "diverged").sum()),
+                  "n_failed": int((g["status"] == "failed").sum())}
+        for m in metrics:
+            vals = ok[m].astype(float).tolist() if m in ok else []
+            mean, half, n = t_interval(vals)
+            out.append({**dict(zip(CONFIG_KEYS, key, strict=True)), "metric": m, "mean": mean,
+                        "ci95": half, "n": n, **counts})
+    return pd.DataFrame(out, columns=cols)
+
+
+#: Candidate eval.json names (flattened) for the paper's metric keys, first present wins.
+#: The paper's FID used Keras Inception-v3; ours is named "FID" (Inception on real images)
+#: or "FD-factors" (a Frechet distance in another feature space), and the comparison says
+#: which one stood in (column ``measure``).
+METRIC_ALIASES: dict[str, tuple[str, ...]] = {
+    "fid": ("fid", "FID", "fd_factors", "FD-factors", "frechet.FID", "frechet.FD-factors"),
+}
+
+
+def _resolve_metric(metric: str, columns: Iterable[str]) -> str | None:
+    cols = list(columns)
+    for c in (metric, *METRIC_ALIASES.get(metric, ())):
+        if c in cols:
+            return c
+    # eval.json may nest or prefix the paper's key (e.g. "metrics.dci_color.disentanglement")
+    tails = [c for c in cols if c.endswith("." + metric)]
+    return tails[0] if len(tails) == 1 else None
+
+
+def format_cell(mean: float, half: float, n: int, n_runs: int, n_diverged: int,
+                digits: int = 3) -> str:
+    """``0.412 ± 0.031 (n=3)``; ``diverged`` when every run diverged; ``—`` when none ran."""
+    if n == 0:
+        return "diverged" if n_diverged and n_diverged == n_runs else "—"
+    cell = f"{mean:.{digits}f}" + ("" if math.isnan(half) else f" ± {half:.{digits}f}")
+    extra = f"; {n_diverged} diverged" if n_diverged else ""
+    return f"{cell} (n={n}{extra})"
+
+
+def _matches(df: pd.DataFrame, row: dict[str, Any]) -> pd.Series:
+    return ((df["dataset"] == row["dataset"]) & np.isclose(df["alpha"].astype(float),
+                                                           row["alpha"], rtol=1e-9, atol=0)
+            & np.isclose(df["beta"].astype(float), row["beta"], rtol=1e-9, atol=0)
+            & ((df["neighborhood"] == row["neighborhood"]) | (row["alpha"] == 0))
+            & (df["reduction"] == _DEFAULT_REDUCTION))
+
+
+def paper_vs_ours(df: pd.DataFrame, table: str, csv: str | Path | None = None) -> pd.DataFrame:
+    """The paper's table beside ours: one row per (paper row, metric, profile, source).
+
+    ``df`` is a :func:`collect` frame (any profiles). Columns: ``row`` (the paper's row
+    label), ``metric`` (our key), ``header`` (the paper's column), ``paper`` (the printed
+    number; NaN where the paper reports divergence), ``paper_text`` ("diverged" there),
+    ``profile``, ``source``, ``ours`` (``mean ± 95% t half-width (n=..)``, ``diverged``
+    when every run of the configuration diverged, ``—`` when none exists), ``ours_mean``,
+    ``ours_ci95``, ``n``, ``n_diverged``, ``difference`` (ours_mean - paper) and
+    ``measure`` (the eval.json column used, e.g. "FD-factors" standing in for FID).
+    At alpha = 0 the neighbourhood is unused, so a vanilla row matches a vanilla run
+    whatever its neighbourhood field says. ``csv`` also writes the frame there (atomically).
+    """
+    spec = paper.table(table)
+    groups = (df[["profile", "source"]].drop_duplicates().itertuples(index=False)
+              if not df.empty else [])
+    groups = sorted(set(groups)) or [("", "")]
+    out = []
+    for prow in spec["rows"]:
+        sel = _matches(df, prow) if not df.empty else pd.Series(dtype=bool)
+        for metric, header in zip(spec["metrics"], spec["headers"], strict=True):
+            p = prow["values"].get(metric, math.nan)
+            p_text = prow.get("status") if prow.get("status") == "diverged" else f"{p:.3f}"
+            for prof, source in groups:
+                g = df[sel & (df["profile"] == prof) & (df["source"] == source)] \
+                    if not df.empty else df
+                col = _resolve_metric(metric, df.columns)
+                ok = g[g["status"] == "completed"] if len(g) else g
+                vals = ok[col].astype(float).tolist() if col is not None and len(ok) else []
+                mean, half, n = t_interval(vals)
+                n_div = int((g["status"] == "diverged").sum()) if len(g) else 0
+                out.append({
+                    "table": table, "row": prow["label"], "metric": metric, "header": header,
+                    "paper": p, "paper_text": p_text, "profile": prof, "source": source,
+                    "ours": format_cell(mean, half, n, len(g), n_div), "ours_mean": mean,
+                    "ours_ci95": half, "n": n, "n_diverged": n_div,
+                    "difference": mean - p if n else math.nan, "measure": col,
+                })
+    res = pd.DataFrame(out)
+    if csv is not None:
+        atomic_write_bytes(csv, res.to_csv(index=False).encode())
+    return res
+
+
+def load_log(run_dir: str | Path) -> pd.DataFrame:
+    """A run's ``log.jsonl`` as a frame (step, loss, inner_loss, recon, kl, wall_time_s)."""
+    path = Path(run_dir) / "log.jsonl"
+    if not path.exists():
+        return pd.DataFrame(columns=["step", "loss", "inner_loss", "recon", "kl",
+                                     "wall_time_s"])
+    return pd.DataFrame([json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()])
+
+
+def import_run(run_dir: str | Path, dest_root: str | Path = IMPORTED_DIR) -> Path:
+    """Copy a finished run's result files (no checkpoint) to ``<dest_root>/<profile>/<id>``.
+
+    The profile label comes from the run's own config, so a GPU run of the ``paper`` profile
+    lands in ``results/paper/`` and is collected as such. Refuses a run without
+    ``result.json`` (an unfinished run is not a result).
+    """
+    run_dir = Path(run_dir)
+    cfg = _read_json(run_dir / "config.json")
+    if not isinstance(cfg, dict):
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no readable config.json)")
+    if not (run_dir / "result.json").is_file():
+        raise FileNotFoundError(f"{run_dir} has no result.json: only finished runs are kept")
+    dest = Path(dest_root) / str(cfg.get("profile", "custom")) / run_dir.name
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in IMPORT_FILES:
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, dest / name)
+    return dest
