@@ -9,8 +9,8 @@ representation function ``represent(uint8 images) -> (n, d) codes`` and an expli
 * :mod:`~lvae.metrics.mig`: MIG with disentanglement_lib's 20-bin discretisation;
 * :mod:`~lvae.metrics.frechet`: the Frechet distance of two Gaussians;
 * :mod:`~lvae.metrics.inception`: the FID Inception-v3 in plain torch (weights by path);
-* :mod:`~lvae.metrics.fd_factors`: the offline stand-in "FD-factors";
-* :mod:`~lvae.metrics.fid`: :func:`fid_or_fd` picks one and names it.
+* :mod:`~lvae.metrics.factor_net`: the offline stand-in "FD-factors";
+* :mod:`~lvae.metrics.quality`: :func:`fid_or_fd` picks one and names it.
 """
 
 from lvae.metrics.dci import (
@@ -22,10 +22,10 @@ from lvae.metrics.dci import (
     fit_importance,
     scores_on_factors,
 )
-from lvae.metrics.fd_factors import fd_factors
-from lvae.metrics.fid import FrechetResult, fid, fid_or_fd
+from lvae.metrics.factor_net import fd_factors
 from lvae.metrics.frechet import frechet_distance, frechet_distance_from_features, gaussian_stats
 from lvae.metrics.mig import compute_mig, mig_from_codes
+from lvae.metrics.quality import FrechetResult, fid, fid_or_fd
 from lvae.metrics.sampling import RepresentationFunction, sample_codes
 
 __all__ = [

@@ -198,7 +198,9 @@ def scores_on_factors(fit: ImportanceFit, columns: Sequence[int]) -> dict[str, f
     if len(columns) < 2:
         raise ValueError("DCI needs at least two factors (entropy base = number of factors)")
     columns = list(columns)
-    importance = fit.importance[:, columns]
+    # Fancy indexing returns a Fortran-ordered copy; sums over it round differently (1 ulp).
+    # A C-ordered copy keeps the all-factor scores bit-identical to disentanglement_lib's.
+    importance = np.ascontiguousarray(fit.importance[:, columns])
     return {
         "disentanglement": disentanglement(importance),
         "completeness": completeness(importance),

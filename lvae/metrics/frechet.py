@@ -2,7 +2,7 @@
 
 FID is this distance between Gaussians fitted to Inception-v3 pool features of real and of
 generated images (:mod:`lvae.metrics.inception`); FD-factors is the same distance on the
-features of a small factor classifier (:mod:`lvae.metrics.fd_factors`). Only the feature
+features of a small factor classifier (:mod:`lvae.metrics.factor_net`). Only the feature
 extractor differs, so the maths lives here, once.
 """
 
@@ -22,6 +22,15 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
+def _sqrtm(m: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``scipy.linalg.sqrtm(m)`` and whether ``m`` was (numerically) singular."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(m)
+    warned = any(issubclass(w.category, scipy.linalg.LinAlgWarning) for w in caught)
+    return root, warned or not np.isfinite(root).all()
+
+
 def frechet_distance(
     mu1: np.ndarray,
     sigma1: np.ndarray,
@@ -34,10 +43,11 @@ def frechet_distance(
     ``d^2 = |mu1 - mu2|^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2))``.
 
     Numerics, as pytorch-fid's ``calculate_frechet_distance``: the matrix square root is
-    ``scipy.linalg.sqrtm`` of the product; if it is not finite (a singular product, e.g. fewer
-    samples than dimensions) ``eps * I`` is added to both covariances and it is recomputed; an
-    imaginary part from round-off is discarded when its diagonal is below 1e-3 (larger is
-    an error: the inputs are not covariance matrices).
+    ``scipy.linalg.sqrtm`` of the product; if the product is singular (scipy warns, or the
+    root is not finite: fewer samples than dimensions, dead ReLU features) ``eps * I`` is
+    added to both covariances and the root recomputed; an imaginary part from round-off is
+    discarded when its diagonal is below 1e-3 (larger is an error: the inputs are not
+    covariance matrices).
     """
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     sigma1 = np.atleast_2d(sigma1).astype(np.float64)
@@ -46,15 +56,10 @@ def frechet_distance(
         raise ValueError("the two Gaussians have different dimensions")
 
     diff = mu1 - mu2
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        warnings.warn(
-            f"singular covariance product; adding {eps} * I to both covariances",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    covmean, singular = _sqrtm(sigma1 @ sigma2)
+    if singular:
         offset = np.eye(sigma1.shape[0]) * eps
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+        covmean, _ = _sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise ValueError(

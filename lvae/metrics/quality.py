@@ -2,7 +2,7 @@
 
 The paper's FID (Table 1) uses 50,000 real and 50,000 generated images and Keras' ImageNet
 Inception-v3. Offline, without that file, :func:`fid_or_fd` falls back to FD-factors
-(:mod:`lvae.metrics.fd_factors`) and says so in the returned name, so a number can never be
+(:mod:`lvae.metrics.factor_net`) and says so in the returned name, so a number can never be
 shown under the wrong metric.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from lvae.data.base import GroundTruthData
-from lvae.metrics import fd_factors as fdf
+from lvae.metrics import factor_net as fdf
 from lvae.metrics.frechet import frechet_distance_from_features
 from lvae.metrics.inception import (
     RESIZE_METHOD,
@@ -64,7 +64,7 @@ def fid_or_fd(
 
     Weights are configured by ``weights`` or ``$LVAE_INCEPTION_WEIGHTS``; a configured path
     that does not exist is an error (FileNotFoundError), not a silent fallback.
-    ``fd_kwargs`` go to :func:`lvae.metrics.fd_factors.fd_factors`.
+    ``fd_kwargs`` go to :func:`lvae.metrics.factor_net.fd_factors`.
     """
     found = find_inception_weights(weights)
     if found is not None:
