@@ -354,15 +354,22 @@ def stage_book(dest: Path, exclude: Iterable[Path] = ()) -> Path:
     return dest
 
 
-def result_tasks(profile: str, out: Path, stage: Path) -> list[Task]:
-    """Tasks for the result notebooks that exist; a warning for each one that does not."""
+def result_tasks(profile: str, out: Path, stage: Path,
+                 notebooks: Sequence[str | Path] = RESULT_NOTEBOOKS) -> list[Task]:
+    """Tasks for the result notebooks that exist; a warning for each one that does not.
+
+    A notebook is executed to the same relative path inside the staged book (an absolute
+    path outside the repository, as tests use, to ``<stage>/notebooks/<name>``).
+    """
     tasks = []
-    for rel in RESULT_NOTEBOOKS:
+    for rel in notebooks:
         src = REPO / rel
         if not src.is_file():
             warnings.warn(f"result notebook {rel} not present: skipped", stacklevel=2)
             continue
-        target = stage / rel
+        inside = src.resolve().is_relative_to(REPO)
+        target = stage / (src.resolve().relative_to(REPO) if inside
+                          else Path("notebooks") / src.name)
         tasks.append(Task(f"book:{Path(rel).stem}", str(src), str(target),
                           {"profile": profile, "out_dir": str(out)}, cwd=str(target.parent)))
     return tasks
@@ -384,11 +391,15 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
               jobs: int = 1, force: bool = False, only: str | Iterable[str] | None = None,
               scheduler: str | None = None, book: bool = True,
               grid: Sequence[Experiment] | None = None, executor: Executor | None = None,
-              notebook: str | Path = EXPERIMENT_NOTEBOOK, progress: bool = True) -> Summary:
+              notebook: str | Path = EXPERIMENT_NOTEBOOK,
+              result_notebooks: Sequence[str | Path] = RESULT_NOTEBOOKS,
+              progress: bool = True) -> Summary:
     """Run the grid, the result notebooks and the book; returns a :class:`Summary`.
 
     Never raises for a failed or diverged run: check ``summary.ok`` (the CLI exits 1 when
-    it is False). ``executor`` overrides the one ``jobs``/``scheduler`` would make.
+    it is False). ``executor`` overrides the one ``jobs``/``scheduler`` would make;
+    ``grid``, ``notebook`` and ``result_notebooks`` replace the paper's (tests use
+    small stand-ins).
     """
     t0 = time.perf_counter()
     out = Path(out).resolve()
@@ -418,7 +429,7 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
             bar.set_postfix_str(f"{o.name}: {status}")
         bar.close()
         if book:
-            _book(summary, executor, profile, out)
+            _book(summary, executor, profile, out, result_notebooks)
     finally:
         if own:
             executor.close()
@@ -429,12 +440,13 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
     return summary
 
 
-def _book(summary: Summary, executor: Executor, profile: str, out: Path) -> None:
+def _book(summary: Summary, executor: Executor, profile: str, out: Path,
+          notebooks: Sequence[str | Path]) -> None:
     stage = out / profile / "book"
     if stage.exists():
         shutil.rmtree(stage)
     stage_book(stage, exclude=[out, REPO / "_build"])
-    for o in executor.map(result_tasks(profile, out, stage)):
+    for o in executor.map(result_tasks(profile, out, stage, notebooks)):
         if o.status == "failed":
             summary.failed.append((o.name, o.notebook, o.message))
     if not (REPO / "_config.yml").is_file():

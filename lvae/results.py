@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -311,5 +310,5 @@ def import_run(run_dir: str | Path, dest_root: str | Path = IMPORTED_DIR) -> Pat
     dest.mkdir(parents=True, exist_ok=True)
     for name in IMPORT_FILES:
         if (run_dir / name).is_file():
-            shutil.copyfile(run_dir / name, dest / name)
+            atomic_write_bytes(dest / name, (run_dir / name).read_bytes())
     return dest

@@ -1,0 +1,163 @@
+"""The results store on hand-made run folders; the paper's numbers checked by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lvae import paper
+from lvae.params import experiment_config
+from lvae.results import collect, import_run, load_log, paper_vs_ours, summarize, t_interval
+
+
+def make_run(out: Path, profile: str, alpha: float, seed: int, status: str = "completed",
+             metrics: dict | None = None, beta: float = 1.0,
+             neighborhood: str = "synthetic") -> Path:
+    """A run folder as training and evaluation leave it (no model, no checkpoint)."""
+    s = experiment_config(profile=profile, alpha=alpha, beta=beta, seed=seed,
+                          neighborhood=neighborhood, out_dir=str(out))
+    d = s.run_dir
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(s.config.to_json())
+    (d / "result.json").write_text(json.dumps({
+        "status": status, "steps_done": 3, "wall_time_s": 1.5, "sec_per_step": 0.5,
+        "provenance": {"commit": "abc123", "profile": profile, "seed": seed,
+                       "machine": {"device": "cpu"}}}))
+    (d / "log.jsonl").write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.0}\n')
+    if status == "completed":
+        (d / "eval.json").write_text(json.dumps(metrics or {}))
+    (d / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    return d
+
+
+def ev(d_nocolor: float, fid: float = 50.0) -> dict:
+    return {"dci_color": {"disentanglement": 0.4, "completeness": 0.3,
+                          "informativeness": 0.5},
+            "dci_nocolor": {"disentanglement": d_nocolor, "completeness": 0.2,
+                            "informativeness": 0.6},
+            "FD-factors": fid, "importance": [[0.1, 0.9]]}
+
+
+def test_paper_numbers_by_hand():
+    t1 = {r["label"]: r["values"] for r in paper.TABLE1}
+    assert t1["alpha = 0 (Vanilla)"]["fid"] == 134.786
+    assert t1["alpha = 1e-1"]["dci_nocolor.disentanglement"] == 0.945
+    assert t1["alpha = 1"]["dci_nocolor.informativeness"] == 0.999
+    assert t1["alpha = 1e-3"]["dci_color.completeness"] == 0.407
+    assert t1["beta = 16"]["fid"] == 86.237
+    assert t1["beta = 8"]["dci_nocolor.completeness"] == 0.547
+    t2 = {r["label"]: r["values"] for r in paper.TABLE2}
+    assert t2["alpha = 1e-2"]["dci_cars3d.disentanglement"] == 0.165
+    assert t2["alpha = 1"]["dci_smallnorb.disentanglement"] == 0.255
+    assert t2["alpha = 1"]["dci_cars3d.disentanglement"] == 0.080
+    t5 = {r["label"]: r["values"] for r in paper.TABLE5}
+    assert t5["l2 on input space"]["fid"] == 49.187
+    assert t5["l2 on input space"]["dci_color.informativeness"] == 0.582
+    assert t5["Sampling"] == t1["alpha = 1"] and t5["Vanilla VAE"] == t1["alpha = 0 (Vanilla)"]
+
+
+def test_t_interval_by_hand():
+    mean, half, n = t_interval([0.5, 0.6, 0.8])
+    s = math.sqrt(((0.5 - 0.6333333) ** 2 + (0.6 - 0.6333333) ** 2 + (0.8 - 0.6333333) ** 2) / 2)
+    assert n == 3 and mean == pytest.approx(0.6333333, abs=1e-6)
+    assert half == pytest.approx(4.302653 * s / math.sqrt(3), rel=1e-5)  # t(0.975, df=2)
+    assert half == pytest.approx(0.37946, abs=1e-4)
+    assert math.isnan(t_interval([0.5])[1]) and t_interval([])[2] == 0
+    assert t_interval([1.0, float("nan"), 3.0])[2] == 2
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> tuple[Path, Path]:
+    out, imported = tmp_path / "runs", tmp_path / "results"
+    for seed, d in enumerate((0.5, 0.6, 0.8)):
+        make_run(out, "smoke", 1.0, seed, metrics=ev(d, fid=40.0 + seed))
+    make_run(out, "smoke", 0.0, 0, metrics=ev(0.1))
+    make_run(out, "smoke", 100.0, 0, status="diverged")
+    make_run(out, "smoke", 0.0, 0, beta=4.0, metrics=ev(0.3))
+    make_run(imported, "cpu", 1.0, 0, metrics=ev(0.9))
+    return out, imported
+
+
+def test_collect_one_row_per_run(store):
+    out, imported = store
+    df = collect(out, imported=imported)
+    assert len(df) == 7
+    r = df[(df.run_id == "shapes3d-a1e+00-b1-synthetic-s1") & (df.source == "build")].iloc[0]
+    assert (r.profile, r.status, r.seed, r.alpha, r.commit, r.device) == \
+        ("smoke", "completed", 1, 1.0, "abc123", "cpu")
+    assert r["dci_nocolor.disentanglement"] == 0.6 and r["FD-factors"] == 41.0
+    assert "importance" not in df.columns  # lists stay in eval.json
+    assert r.tables == "table1,table5,fig2,fig3,fig4"
+    assert df[df.alpha == 100.0].status.tolist() == ["diverged"]
+    assert len(collect(out, profile="smoke", imported=None)) == 6
+    assert len(collect(tmp_missing := out / "nothing", imported=None)) == 0, tmp_missing
+
+
+def test_imported_runs_keep_their_profile(store):
+    out, imported = store
+    df = collect(out, imported=imported)
+    imp = df[df.source == "imported"]
+    assert imp.profile.tolist() == ["cpu"] and imp["dci_nocolor.disentanglement"].item() == 0.9
+    s = summarize(df, ["dci_nocolor.disentanglement"])
+    a1 = s[s.config_id == "shapes3d-a1e+00-b1-synthetic"]
+    assert set(zip(a1.profile, a1.source, a1.n, strict=True)) == {("smoke", "build", 3),
+                                                                 ("cpu", "imported", 1)}
+
+
+def test_import_run_copies_results_not_checkpoints(store, tmp_path: Path):
+    out, _ = store
+    dest = import_run(out / "smoke" / "shapes3d-a1e+00-b1-synthetic-s0", tmp_path / "kept")
+    assert dest == tmp_path / "kept" / "smoke" / "shapes3d-a1e+00-b1-synthetic-s0"
+    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "eval.json", "log.jsonl",
+                                                     "result.json"]
+    assert collect(None, imported=tmp_path / "kept").source.tolist() == ["imported"]
+
+
+def test_summarize_interval(store):
+    out, _ = store
+    s = summarize(collect(out, imported=None))
+    row = s[(s.config_id == "shapes3d-a1e+00-b1-synthetic")
+            & (s.metric == "dci_nocolor.disentanglement")].iloc[0]
+    assert (row.n, row.n_runs) == (3, 3)
+    assert row["mean"] == pytest.approx(0.633333, abs=1e-6)
+    assert row.ci95 == pytest.approx(0.37946, abs=1e-4)
+    div = s[s.config_id == "shapes3d-a1e+02-b1-synthetic"].iloc[0]
+    assert (div.n, div.n_diverged) == (0, 1) and math.isnan(div["mean"])
+
+
+def test_paper_vs_ours(store, tmp_path: Path):
+    out, imported = store
+    csv = tmp_path / "t1.csv"
+    t = paper_vs_ours(collect(out, imported=imported), "table1", csv=csv)
+    cell = t[(t.row == "alpha = 1") & (t.metric == "dci_nocolor.disentanglement")
+             & (t.profile == "smoke")].iloc[0]
+    assert cell.paper == 0.977 and cell.n == 3
+    assert cell.ours == "0.633 ± 0.379 (n=3)"
+    assert cell.difference == pytest.approx(0.633333 - 0.977, abs=1e-6)
+    fid = t[(t.row == "alpha = 1") & (t.metric == "fid") & (t.profile == "smoke")].iloc[0]
+    assert fid.measure == "FD-factors" and fid.ours_mean == pytest.approx(41.0)
+    div = t[(t.row == "alpha = 1e2") & (t.profile == "smoke")]
+    assert set(div.ours) == {"diverged"} and set(div.paper_text) == {"diverged"}
+    cpu = t[(t.row == "alpha = 1") & (t.metric == "dci_nocolor.disentanglement")
+            & (t.profile == "cpu")].iloc[0]
+    assert (cpu.source, cpu.ours) == ("imported", "0.900 (n=1)")
+    missing = t[(t.row == "beta = 16") & (t.profile == "smoke")]
+    assert set(missing.ours) == {"—"}
+    beta4 = t[(t.row == "beta = 4") & (t.metric == "dci_nocolor.disentanglement")
+              & (t.profile == "smoke")].iloc[0]
+    assert beta4.ours_mean == 0.3
+    back = pd.read_csv(csv)
+    assert len(back) == len(t) and "ours" in back.columns
+    empty = paper_vs_ours(collect(tmp_path / "none", imported=None), "table2")
+    assert len(empty) == 4 * 2 and set(empty.ours) == {"—"}
+
+
+def test_load_log(store):
+    out, _ = store
+    log = load_log(out / "smoke" / "shapes3d-a1e+00-b1-synthetic-s0")
+    assert log.step.tolist() == [1, 2] and log.loss.tolist() == [3.0, 2.0]
+    assert load_log(out / "missing").empty
