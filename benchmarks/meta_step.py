@@ -112,12 +112,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--res", type=int, nargs="+", default=[64, 32])
     ap.add_argument("--skip", nargs="*", default=[], help="formulations to leave out")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time with process CPU time instead of wall clock (steadier on a "
+                         "loaded machine; use with --threads 1)")
     args = ap.parse_args()
+    clock = time.process_time if args.cpu_time else time.perf_counter
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     print(f"device={device} threads={torch.get_num_threads()} B={B} K={K} rounds={args.rounds}"
-          f" torch={torch.__version__}")
+          f" clock={'process CPU time' if args.cpu_time else 'wall'} torch={torch.__version__}")
     for res in args.res:
         problem = make_problem(res, device)
         fns = {n: f for n, f in formulations(*problem).items() if n not in args.skip}
@@ -128,10 +132,10 @@ def main() -> None:
         for _ in range(args.rounds):
             for n, f in fns.items():
                 sync()
-                t = time.perf_counter()
+                t = clock()
                 f()
                 sync()
-                times[n].append(time.perf_counter() - t)
+                times[n].append(clock() - t)
         unit = statistics.median(times["vanilla"])
         print(f"\n{res}x{res}: vanilla step {unit * 1e3:.1f} ms (median)")
         print(f"  {'formulation':<10} {'ratio':>7} {'min ratio':>9} {'saved MB':>9}")

@@ -37,7 +37,7 @@ measures the cost.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,7 @@ from torch import Tensor
 
 from lvae.model import (
     CONV_CHANNELS,
+    KERNEL,
     PADDING,
     STRIDE,
     Architecture,
@@ -130,6 +131,9 @@ class InnerGradients:
     ``(B*in, out, k, k)`` for transposed conv (the grouped-convolution weight layouts) and
     ``gb`` ``(B*out,)``; ``linear[name] = (a, d)`` with inputs ``a`` ``(K, B, in)`` and output
     gradients ``d`` ``(K, B, out)``, so that task b's weight gradient is ``d_b^T a_b``.
+    ``unfold[name] = (gW, gb)`` holds the layers on the image side (few channels at full
+    resolution: the first conv and the last transposed conv) as matrices ``gW``
+    ``(B, out, in*k*k)`` (conv) or ``(B, in, out*k*k)`` (transposed conv), ``gb`` ``(B, out)``.
     ``inner_loss`` is the mean over tasks of each task's mean neighbour loss (eqs. 7-8).
     """
 
@@ -137,6 +141,7 @@ class InnerGradients:
     conv: dict[str, tuple[Tensor, Tensor]]
     linear: dict[str, tuple[Tensor, Tensor]]
     inner_loss: Tensor
+    unfold: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
 
 
 def _forward_recording(
@@ -175,6 +180,40 @@ def _grouped_weight_grad(a: Tensor, d: Tensor, layer: Layer, params: Params, tas
     )[1]
 
 
+# Layers whose image-side channel count is at most this use im2col (unfold) + batched
+# matmuls instead of grouped convolutions: grouped kernels with 3 channels per group at full
+# resolution are the slowest calls of the whole step (benchmarks/meta_step.py).
+UNFOLD_MAX_CHANNELS = 4
+
+
+def _uses_unfold(layer: Layer) -> bool:
+    small = layer.in_features if layer.kind == "conv" else layer.out_features
+    return layer.kind in ("conv", "deconv") and small <= UNFOLD_MAX_CHANNELS
+
+
+def _unfold(t: Tensor) -> Tensor:
+    """im2col of a 4x4 / stride 2 / pad 1 window: ``(n, C*16, L)``, rows ordered (C, kh, kw)."""
+    return F.unfold(t, KERNEL, padding=PADDING, stride=STRIDE)
+
+
+def _unfold_weight_grad(a: Tensor, d: Tensor, layer: Layer, tasks: int) -> Tensor:
+    """Per-task weight gradients of an image-side layer as batched matmuls over im2col.
+
+    conv: ``gW_b = sum_k d_kb  unfold(a_kb)^T``  ``(B, out, in*16)``;
+    transposed conv: ``gW_b = sum_k a_kb  unfold(d_kb)^T``  ``(B, in, out*16)``.
+    One ``bmm`` over all K*B images, then a sum over the K neighbours of each task: the
+    k-major layout makes that a plain reduction over the leading axis, with no transposes
+    of the (large) im2col matrices.
+    """
+    k = a.shape[0] // tasks
+    if layer.kind == "conv":
+        left, right = d.flatten(2), _unfold(a)
+    else:
+        left, right = a.flatten(2), _unfold(d)
+    per_image = torch.bmm(left, right.transpose(1, 2))  # (K*B, rows, cols)
+    return per_image.view(k, tasks, *per_image.shape[1:]).sum(0)
+
+
 def inner_gradients(
     params: Params,
     arch: Architecture,
@@ -210,18 +249,22 @@ def inner_gradients(
     )
     conv: dict[str, tuple[Tensor, Tensor]] = {}
     linear: dict[str, tuple[Tensor, Tensor]] = {}
+    unfold: dict[str, tuple[Tensor, Tensor]] = {}
     for layer, d in zip(layers, grads, strict=True):
         a = rec[layer.name][0]
         if not create_graph:
             a = a.detach()
         if layer.kind == "linear":
             linear[layer.name] = (a.view(k, b, -1), d.view(k, b, -1))
+        elif _uses_unfold(layer):
+            gw = _unfold_weight_grad(a, d, layer, b)
+            unfold[layer.name] = (gw, d.view(k, b, d.shape[1], -1).sum((0, 3)))
         else:
             gw = _grouped_weight_grad(a, d, layer, params, b)
             gb = d.view(k, b, d.shape[1], -1).sum((0, 3)).reshape(-1)
             conv[layer.name] = (gw, gb)
     inner = per_image.detach().view(k, b).mean()
-    return InnerGradients(b, conv, linear, inner)
+    return InnerGradients(b, conv, linear, inner, unfold)
 
 
 # --------------------------------------------------------------------------------------
@@ -240,6 +283,19 @@ def _correction(layer: Layer, h: Tensor, g: InnerGradients, m: int) -> Tensor:
         hv = h.view(m, b, -1)
         s = torch.einsum("kbi,mbi->mkb", a, hv) + 1.0  # +1: the bias's share
         return torch.einsum("mkb,kbo->mbo", s, d).reshape(m * b, -1)
+    if layer.name in g.unfold:
+        gw, gb = g.unfold[layer.name]
+        if layer.kind == "conv":  # (B, out, in*16) applied to im2col of h
+            cols = _unfold(h)
+            out = torch.matmul(gw, cols.view(m, b, *cols.shape[1:]))  # (m, B, out, L)
+            side = h.shape[-1] // STRIDE
+            out = out.reshape(m * b, gw.shape[1], side, side)
+        else:  # (B, in, out*16): columns of the transposed conv, folded back
+            cols = torch.matmul(gw.transpose(1, 2), h.flatten(2).view(m, b, h.shape[1], -1))
+            side = h.shape[-1] * STRIDE
+            out = F.fold(cols.reshape(m * b, cols.shape[2], -1), (side, side), KERNEL,
+                         padding=PADDING, stride=STRIDE)
+        return out + gb.repeat(m, 1)[:, :, None, None]
     gw, gb = g.conv[layer.name]
     hv = h.reshape(m, b * h.shape[1], *h.shape[2:])
     if layer.kind == "conv":
