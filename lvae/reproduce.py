@@ -322,7 +322,9 @@ class Summary:
 
 
 def _record(p: PlannedRun, o: Outcome) -> str:
-    """Status of an executed experiment (completed/diverged/failed), kept in reproduce.json."""
+    """Status of an executed experiment (completed/diverged/failed), kept in reproduce.json
+    with the intended config, so a run that failed before training still shows up in
+    :func:`lvae.results.collect`."""
     status = "failed"
     if o.status == "executed":
         try:
@@ -333,6 +335,7 @@ def _record(p: PlannedRun, o: Outcome) -> str:
                                           o.attempts, o.wall_s)
     atomic_write_json(p.setup.run_dir / "reproduce.json",
                       {"status": status, "notebook": o.notebook, "message": o.message,
+                       "config": p.setup.config.to_dict(),
                        "attempts": o.attempts, "wall_s": round(o.wall_s, 2),
                        "finished": now()})
     return status

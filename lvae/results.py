@@ -89,16 +89,17 @@ def _experiment_of(cfg: dict[str, Any]) -> Experiment:
 
 def read_run(run_dir: str | Path, source: str = "build",
              tables: dict[str, str] | None = None) -> dict[str, Any] | None:
-    """One run folder as a flat row (``None`` if the folder holds no ``config.json``)."""
+    """One run folder as a flat row (``None`` if it holds no config; a run that failed
+    before training has its intended config in the runner's ``reproduce.json``)."""
     run_dir = Path(run_dir)
-    cfg = _read_json(run_dir / "config.json")
+    failure = _read_json(run_dir / "reproduce.json") or {}
+    cfg = _read_json(run_dir / "config.json") or failure.get("config")
     if not isinstance(cfg, dict) or "dataset" not in cfg:
         return None
     exp = _experiment_of(cfg)
     tables = _tables_by_config() if tables is None else tables
     result = _read_json(run_dir / "result.json") or {}
     ev = _read_json(run_dir / "eval.json")
-    failure = _read_json(run_dir / "reproduce.json") or {}
     prov = result.get("provenance", {})
     status = result.get("status") or ("failed" if failure.get("status") == "failed"
                                       else "incomplete")
@@ -124,7 +125,7 @@ def _run_dirs(root: Path, profile: str | None) -> Iterable[Path]:
         return []
     profiles = [root / profile] if profile else sorted(p for p in root.iterdir() if p.is_dir())
     return [d for p in profiles if p.is_dir() for d in sorted(p.iterdir())
-            if (d / "config.json").is_file()]
+            if (d / "config.json").is_file() or (d / "reproduce.json").is_file()]
 
 
 def collect(out_dir: str | Path | None = "runs", profile: str | None = None,

@@ -1,0 +1,190 @@
+"""The runner: skip what is done, record failures and divergence, go on, retry dead kernels.
+
+Most tests drive :func:`lvae.reproduce.reproduce` with a stand-in experiment notebook that
+takes the real notebook's parameters and validation but writes its result files in
+milliseconds instead of training; one test runs the real notebook on a run made to diverge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat as nbf
+import pytest
+
+import lvae.reproduce as rp
+from lvae.grid import Experiment
+from lvae.results import collect
+
+FAKE_EXPERIMENT = '''
+import json, os
+from lvae.params import experiment_config
+setup = experiment_config(dataset=dataset, alpha=alpha, beta=beta, neighborhood=neighborhood,
+                          seed=seed, profile=profile, out_dir=out_dir, reduction=reduction,
+                          threads=threads)
+with open(os.path.join(out_dir, "calls.txt"), "a") as f:
+    f.write(setup.run_id + "\\n")
+if alpha == 13:
+    raise RuntimeError("boom: a notebook error")
+d = setup.run_dir
+d.mkdir(parents=True, exist_ok=True)
+(d / "config.json").write_text(setup.config.to_json())
+status = "diverged" if alpha >= 100 else "completed"
+(d / "result.json").write_text(json.dumps({"status": status}))
+if status == "completed":
+    (d / "eval.json").write_text(json.dumps({"dci_nocolor": {"disentanglement": 0.5}}))
+'''
+
+PARAMS = '''dataset = "shapes3d"
+alpha = 1.0
+beta = 1.0
+neighborhood = "synthetic"
+seed = 0
+profile = "smoke"
+out_dir = "runs"
+reduction = None
+threads = None'''
+
+FAKE_RESULTS = '''
+from lvae.results import collect, paper_vs_ours
+df = collect(out_dir, profile=profile, imported=None)
+paper_vs_ours(df, "table1", csv=f"{out_dir}/table1.csv")
+'''
+
+
+def notebook(path: Path, params: str, body: str) -> Path:
+    nb = nbf.v4.new_notebook(cells=[nbf.v4.new_code_cell(params,
+                                                         metadata={"tags": ["parameters"]}),
+                                    nbf.v4.new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbf.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Path:
+    return notebook(tmp_path / "fake_experiment.ipynb", PARAMS, FAKE_EXPERIMENT)
+
+
+def calls(out: Path) -> list[str]:
+    p = out / "calls.txt"
+    return p.read_text().split() if p.exists() else []
+
+
+GRID = [Experiment("shapes3d", 0.0), Experiment("shapes3d", 1.0),
+        Experiment("shapes3d", 100.0)]
+
+
+def test_second_run_skips_finished_runs(tmp_path: Path, fake: Path):
+    out = tmp_path / "runs"
+    s = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False)
+    assert s.ok and len(s.executed) == 3 and s.skipped == []
+    assert s.diverged == ["shapes3d-a1e+02-b1-synthetic-s0"]  # a result, not a failure
+    run = out / "smoke" / "shapes3d-a1e+00-b1-synthetic-s0"
+    assert (run / "experiment.ipynb").is_file()
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp.ipynb")]
+    assert json.loads((run / "reproduce.json").read_text())["status"] == "completed"
+    mtime = (run / "result.json").stat().st_mtime_ns
+
+    s2 = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False)
+    assert s2.executed == [] and len(s2.skipped) == 3 and len(calls(out)) == 3
+    assert (run / "result.json").stat().st_mtime_ns == mtime
+
+    # a run killed between training and evaluation: only that one is redone
+    (run / "eval.json").unlink()
+    s3 = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False)
+    assert s3.executed == [run.name] and calls(out)[-1] == run.name
+
+    s4 = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False,
+                      force=True)
+    assert len(s4.executed) == 3 and len(calls(out)) == 7
+
+
+def test_a_failed_run_is_recorded_and_the_rest_go_on(tmp_path: Path, fake: Path):
+    out = tmp_path / "runs"
+    grid = [Experiment("shapes3d", 13.0), *GRID[:2]]
+    s = rp.reproduce("smoke", out, grid=grid, notebook=fake, book=False, progress=False)
+    assert not s.ok and len(s.executed) == 3
+    [(name, nb, msg)] = s.failed
+    assert name == "shapes3d-a1.3e+01-b1-synthetic-s0" and "boom" in msg
+    assert Path(nb).is_file() and "boom" in Path(nb).read_text()  # the partial notebook
+    assert "FAILED shapes3d-a1.3e+01" in s.report() and nb in s.report()
+    df = collect(out, imported=None)
+    assert sorted(df.status) == ["completed", "completed", "failed"]
+
+
+def test_book_goes_on_after_divergence(tmp_path: Path, fake: Path, monkeypatch):
+    out = tmp_path / "runs"
+    results_nb = notebook(tmp_path / "results_fake.ipynb", 'profile = "quick"\nout_dir = "x"',
+                          FAKE_RESULTS)
+    built = []
+    monkeypatch.setattr(rp, "build_book", lambda stage: (built.append(stage), (True, "html"))[1])
+    missing = "notebooks/results_not_written_yet.ipynb"
+    with pytest.warns(UserWarning, match="results_not_written_yet"):
+        s = rp.reproduce("smoke", out, grid=GRID, notebook=fake, progress=False,
+                         result_notebooks=[results_nb, missing])
+    assert s.ok, s.report()
+    stage = out / "smoke" / "book"
+    executed = stage / "notebooks" / "results_fake.ipynb"
+    assert executed.is_file() and '"profile": "smoke"' in executed.read_text()
+    assert "diverged" in (out / "table1.csv").read_text()
+    assert (stage / "lvae" / "grid.py").is_file()  # the staged copy of the book sources
+    if (rp.REPO / "_config.yml").is_file():
+        assert built == [stage]
+
+
+def test_dead_kernel_is_retried_then_failed(tmp_path: Path, monkeypatch):
+    import papermill
+
+    attempts = []
+
+    def flaky(input_path, output_path, **kw):
+        attempts.append(1)
+        Path(output_path).write_text("{}")
+        if len(attempts) < 2:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return None
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    monkeypatch.setattr(rp.time, "sleep", lambda s: None)
+    task = rp.Task("t", "in.ipynb", str(tmp_path / "o" / "out.ipynb"), {})
+    o = rp.execute(task)
+    assert (o.status, o.attempts) == ("executed", 2)
+
+    def dead(input_path, output_path, **kw):
+        Path(output_path).write_text("{}")
+        raise OSError("zmq: Address already in use")
+
+    monkeypatch.setattr(papermill, "execute_notebook", dead)
+    o = rp.execute(task)
+    assert (o.status, o.attempts) == ("failed", rp.KERNEL_RETRIES + 1)
+    assert "Address already in use" in o.message and Path(o.notebook).is_file()
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["out.ipynb"]
+
+
+def test_dask_executor_runs_tasks_in_worker_processes(tmp_path: Path, fake: Path):
+    out = tmp_path / "runs"
+    s = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False,
+                     jobs=2)
+    assert s.ok and len(s.executed) == 3 and len(s.diverged) == 1
+    nb = out / "smoke" / "shapes3d-a0e+00-b1-synthetic-s0" / "experiment.ipynb"
+    assert '"threads": ' in nb.read_text()  # each kernel got its share of the cores
+
+
+def test_real_notebook_records_divergence(tmp_path: Path):
+    pytest.importorskip("lvae.evaluation")
+    out = tmp_path / "runs"
+    grid = [Experiment("shapes3d", 1e6, reduction="sum")]
+    s = rp.reproduce("smoke", out, grid=grid, book=False, progress=False)
+    assert s.ok, s.report()
+    assert s.diverged == ["shapes3d-a1e+06-b1-synthetic-s0-rsum"]
+    run = out / "smoke" / s.diverged[0]
+    assert json.loads((run / "result.json").read_text())["status"] == "diverged"
+    assert not (run / "eval.json").exists()
+    assert collect(out, imported=None).status.tolist() == ["diverged"]
+    again = rp.reproduce("smoke", out, grid=grid, book=False, progress=False)
+    assert again.skipped == s.diverged
+    assert os.path.getsize(run / "experiment.ipynb") > 0
