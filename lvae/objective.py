@@ -159,6 +159,60 @@ def _forward_recording(
     return h
 
 
+def _input_grad(layer: Layer, params: Params, d: Tensor) -> Tensor:
+    """Gradient w.r.t. a layer's input given the gradient ``d`` w.r.t. its output."""
+    w = params[layer.name + ".weight"]
+    if layer.kind == "linear":
+        return d @ w
+    if layer.kind == "conv":
+        return F.conv_transpose2d(d, w, None, STRIDE, PADDING)
+    return F.conv2d(d, w, None, STRIDE, PADDING)
+
+
+def _backward_by_hand(enc: list[Layer], dec: list[Layer], params: Params, rec: dict,
+                      x: Tensor, logits: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor,
+                      loss: LossSpec, c: float, create_graph: bool) -> list[Tensor]:
+    """Gradients of ``c * sum(neg-ELBO)`` w.r.t. every layer's pre-activation, written out.
+
+    Autograd's double backward of a convolution goes through generic convolution calls
+    that are several times slower than the ordinary kernels; writing the inner backward as
+    ordinary differentiable ops (transposed convolutions, matmuls, masks) lets the outer
+    backward use the ordinary kernels. ``tests/test_objective.py`` checks it against
+    ``torch.autograd.grad`` through the per-task loop.
+    """
+    if not create_graph:
+        logits, mu, logvar = logits.detach(), mu.detach(), logvar.detach()
+    p = torch.sigmoid(logits)
+    if loss.likelihood == "bernoulli":
+        d = (p - x) * c  # d BCE-with-logits / d logits
+    else:
+        s2 = loss.gaussian_sigma**2
+        d = (p - x) / s2 * p * (1 - p) * c
+    grads: dict[str, Tensor] = {}
+    layers = enc + dec
+    for i in range(len(layers) - 1, -1, -1):
+        layer = layers[i]
+        if layer.name == "enc.head":  # the encoder output: KL and the decoder's dz
+            std = torch.exp(0.5 * logvar)
+            d_mu = d + (loss.beta * c) * mu
+            d_logvar = d * eps * 0.5 * std + (loss.beta * c * 0.5) * (std * std - 1.0)
+            d = torch.cat([d_mu, d_logvar], dim=1)
+        grads[layer.name] = d
+        if i == 0:
+            break
+        if layer.name == "dec.fc0":  # its input is z: the next gradient is dz
+            d = _input_grad(layer, params, d)
+            continue
+        d = _input_grad(layer, params, d)
+        prev = layers[i - 1]
+        s_prev = rec[prev.name][1]
+        if d.dim() != s_prev.dim():
+            d = d.reshape(s_prev.shape)
+        if prev.relu:
+            d = d * (s_prev > 0)
+    return [grads[layer.name] for layer in layers]
+
+
 def _grouped_weight_grad(a: Tensor, d: Tensor, layer: Layer, params: Params, tasks: int) -> Tensor:
     """All tasks' weight gradients of one (transposed) conv layer in one grouped call.
 
@@ -240,13 +294,13 @@ def inner_gradients(
     logits = _forward_recording(dec, params, z, c_last, rec)
     recon, kl = neg_elbo_terms(x, logits, mu, logvar, loss)
     per_image = (recon + loss.beta * kl) * loss.scale(arch)
-    # Sum over tasks of each task's mean: its gradient w.r.t. an image's activations is
-    # that image's share of its own task's gradient.
-    total = per_image.sum() / k
     layers = enc + dec
-    grads = torch.autograd.grad(
-        total, [rec[lay.name][1] for lay in layers], create_graph=create_graph
-    )
+    # The loss being differentiated is the sum over tasks of each task's mean, so an
+    # image's activation gradients are its share of its own task's gradient (factor 1/K).
+    with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+        grads = _backward_by_hand(enc, dec, params, rec, x, logits, mu, logvar,
+                                  eps.reshape(k * b, -1), loss, loss.scale(arch) / k,
+                                  create_graph)
     conv: dict[str, tuple[Tensor, Tensor]] = {}
     linear: dict[str, tuple[Tensor, Tensor]] = {}
     unfold: dict[str, tuple[Tensor, Tensor]] = {}
