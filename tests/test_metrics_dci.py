@@ -202,12 +202,22 @@ def test_parallel_mode_does_not_depend_on_n_jobs():
         dci.fit_importance(x_tr, y_tr, x_te, y_te, mode="global")
 
 
-def test_dci_per_part():
+def test_dci_per_part_fits_only_the_factors_in_use():
     data = IdentityData()
     data.parts = {"a": IdentityData((3, 4)), "b": IdentityData((2, 3, 2))}
-    out = dci.dci_per_part(data, copy_code, np.random.RandomState(0), 200, 100, n_jobs=1)
+    # as SmallNORB's nuisance "instance": drawn, never predicted
+    out = dci.dci_per_part(
+        data,
+        copy_code,
+        np.random.RandomState(0),
+        200,
+        100,
+        part_subsets={"b": {"all": ["f0", "f2"]}},
+        n_jobs=1,
+    )
     assert list(out) == ["a", "b"]
-    assert out["b"]["importance"].shape == (3, 3)
+    assert out["a"]["importance"].shape == (2, 2)
+    assert out["b"]["importance"].shape == (3, 2) and out["b"]["factor_names"] == ["f0", "f2"]
     assert out["a"]["scores"]["all"]["disentanglement"] > 0.99
     with pytest.raises(ValueError):
         dci.dci_per_part(IdentityData(), copy_code, np.random.RandomState(0))
