@@ -7,12 +7,13 @@
    ``<out>/<profile>/<run_id>/experiment.ipynb``, parameters injected, each in its own
    kernel process. A run whose result.json (and eval.json, unless it diverged) exist for
    the same config is skipped; ``force`` deletes the run folder and starts it again.
-2. Execute the book's result notebooks (:data:`RESULT_NOTEBOOKS`) with ``profile`` and
-   ``out_dir`` injected, into a staged copy of the book sources, ``<out>/<profile>/book/``
-   (same layout as the repository, so ``_toc.yml`` needs no change): the executed copies are
-   build products and the committed notebooks stay without outputs.
-3. ``jupyter-book build <out>/<profile>/book`` (the repository's top-level ``_config.yml``
-   and ``_toc.yml``, copied); the HTML is in ``<out>/<profile>/book/_build/html``.
+2. Execute the book's pages into the staged book of :mod:`lvae.figures`,
+   ``<out>/<profile>/book/notebooks/`` (the repository's layout, so ``_toc.yml`` needs no
+   change): the teaching pages (once) and the result pages (:data:`RESULT_NOTEBOOKS`, every
+   time) with ``profile`` and ``out_dir`` injected. The executed copies are build products;
+   the committed notebooks stay without outputs.
+3. ``lvae.figures.build_book``: stage ``_config.yml``, ``_toc.yml`` and ``book/`` beside
+   them and run ``jupyter-book build``; the HTML is in ``<out>/<profile>/book/_build/html``.
 
 Every execution goes through one seam, :class:`Executor`: :class:`SequentialExecutor`
 (``jobs=1``, in this process, one notebook after another) or :class:`DaskExecutor`
@@ -33,8 +34,6 @@ import os
 import random
 import shlex
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 import warnings
@@ -60,7 +59,7 @@ RESULT_NOTEBOOKS: tuple[str, ...] = (
     "notebooks/results_table1.ipynb",
     "notebooks/results_table2.ipynb",
     "notebooks/results_table5.ipynb",
-    "notebooks/results_figures.ipynb",
+    "notebooks/results_traversal.ipynb",
 )
 
 #: How many times a task whose kernel died or could not start is tried again.
@@ -341,53 +340,44 @@ def _record(p: PlannedRun, o: Outcome) -> str:
     return status
 
 
-def stage_book(dest: Path, exclude: Iterable[Path] = ()) -> Path:
-    """Copy the book sources (files git tracks or would track) to ``dest``."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
-                             "-z"], cwd=REPO, capture_output=True, check=True).stdout
-    skip = [Path(x).resolve() for x in exclude]
-    dest.mkdir(parents=True, exist_ok=True)
-    for rel in filter(None, listed.decode().split("\0")):
-        src = REPO / rel
-        if not src.is_file() or any(src.resolve().is_relative_to(s) for s in skip):
-            continue
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, target)
-    return dest
+def _executed_copy(root: Path, src: Path) -> Path:
+    """Where a notebook's executed copy goes in the staged book of ``root``."""
+    from lvae.figures import executed_path
+
+    src = src.resolve()
+    if src.is_relative_to(REPO):
+        return executed_path(root, src)
+    return executed_path(root, REPO / "notebooks" / src.name)  # a stand-in (tests)
 
 
-def result_tasks(profile: str, out: Path, stage: Path,
-                 notebooks: Sequence[str | Path] = RESULT_NOTEBOOKS) -> list[Task]:
-    """Tasks for the result notebooks that exist; a warning for each one that does not.
+def book_tasks(profile: str, out: Path, results: Sequence[str | Path] = RESULT_NOTEBOOKS,
+               teaching: Sequence[str | Path] | None = None, force: bool = False) -> list[Task]:
+    """Papermill tasks for the book's pages, into ``<out>/<profile>/book/notebooks/``.
 
-    A notebook is executed to the same relative path inside the staged book (an absolute
-    path outside the repository, as tests use, to ``<stage>/notebooks/<name>``).
+    Result pages always run again (they read the runs, which may have changed), with
+    ``profile`` and ``out_dir`` (the runs root given to :func:`lvae.results.collect`)
+    injected. Teaching pages (``lvae.figures.TEACHING_NOTEBOOKS``) run without parameters,
+    only when their executed copy is missing or older than the source (or with ``force``).
+    Pages not yet written are skipped with a warning. Kernels run in the repository root.
     """
+    from lvae.figures import TEACHING_NOTEBOOKS
+
+    root = out / profile
     tasks = []
-    for rel in notebooks:
-        src = REPO / rel
+    pages = [(Path(n), False) for n in (TEACHING_NOTEBOOKS if teaching is None else teaching)]
+    pages += [(Path(n), True) for n in results]
+    for rel, is_result in pages:
+        src = rel if rel.is_absolute() else REPO / rel
         if not src.is_file():
-            warnings.warn(f"result notebook {rel} not present: skipped", stacklevel=2)
+            warnings.warn(f"book page {rel} not present: skipped", stacklevel=2)
             continue
-        inside = src.resolve().is_relative_to(REPO)
-        target = stage / (src.resolve().relative_to(REPO) if inside
-                          else Path("notebooks") / src.name)
-        tasks.append(Task(f"book:{Path(rel).stem}", str(src), str(target),
-                          {"profile": profile, "out_dir": str(out)}, cwd=str(target.parent)))
+        dst = _executed_copy(root, src)
+        if not (is_result or force) and dst.is_file() and \
+                dst.stat().st_mtime >= src.stat().st_mtime:
+            continue
+        params = {"profile": profile, "out_dir": str(out)} if is_result else {}
+        tasks.append(Task(f"book:{src.stem}", str(src), str(dst), params, cwd=str(REPO)))
     return tasks
-
-
-def build_book(stage: Path) -> tuple[bool, str]:
-    """``jupyter-book build`` on the staged sources; (ok, message or HTML folder)."""
-    exe = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(exe) if exe.exists() else (shutil.which("jupyter-book") or "jupyter-book"),
-           "build", str(stage)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
-        return False, "jupyter-book build failed: " + " | ".join(tail)
-    return True, str(stage / "_build" / "html")
 
 
 def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | None = None,
@@ -396,13 +386,14 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
               grid: Sequence[Experiment] | None = None, executor: Executor | None = None,
               notebook: str | Path = EXPERIMENT_NOTEBOOK,
               result_notebooks: Sequence[str | Path] = RESULT_NOTEBOOKS,
+              teaching_notebooks: Sequence[str | Path] | None = None,
               progress: bool = True) -> Summary:
     """Run the grid, the result notebooks and the book; returns a :class:`Summary`.
 
     Never raises for a failed or diverged run: check ``summary.ok`` (the CLI exits 1 when
     it is False). ``executor`` overrides the one ``jobs``/``scheduler`` would make;
-    ``grid``, ``notebook`` and ``result_notebooks`` replace the paper's (tests use
-    small stand-ins).
+    ``grid``, ``notebook``, ``result_notebooks`` and ``teaching_notebooks`` (None: the
+    book's, ``lvae.figures.TEACHING_NOTEBOOKS``) replace the paper's (tests use stand-ins).
     """
     t0 = time.perf_counter()
     out = Path(out).resolve()
@@ -432,7 +423,8 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
             bar.set_postfix_str(f"{o.name}: {status}")
         bar.close()
         if book:
-            _book(summary, executor, profile, out, result_notebooks)
+            _book(summary, executor, profile, out, result_notebooks, teaching_notebooks,
+                  force)
     finally:
         if own:
             executor.close()
@@ -444,19 +436,19 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
 
 
 def _book(summary: Summary, executor: Executor, profile: str, out: Path,
-          notebooks: Sequence[str | Path]) -> None:
-    stage = out / profile / "book"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage_book(stage, exclude=[out, REPO / "_build"])
-    for o in executor.map(result_tasks(profile, out, stage, notebooks)):
+          results: Sequence[str | Path], teaching: Sequence[str | Path] | None,
+          force: bool) -> None:
+    """Execute the book's pages through the executor, then ``lvae.figures.build_book``."""
+    from lvae import figures
+
+    for o in executor.map(book_tasks(profile, out, results, teaching, force)):
         if o.status == "failed":
             summary.failed.append((o.name, o.notebook, o.message))
     if not (REPO / "_config.yml").is_file():
         warnings.warn("no _config.yml at the repository root: book build skipped", stacklevel=2)
         return
-    ok, msg = build_book(stage)
-    if ok:
-        summary.book_html = Path(msg)
-    else:
-        summary.failed.append(("book", str(stage), msg))
+    try:
+        summary.book_html = Path(figures.build_book(out / profile, execute_teaching=False))
+    except (FileNotFoundError, RuntimeError) as e:  # a page missing, or the build failed
+        summary.failed.append(("book", str(figures.book_source(out / profile)),
+                               str(e).strip().splitlines()[0][:500]))
