@@ -54,7 +54,7 @@ def test_real_vs_real_is_far_below_real_vs_noise(cache):
     same = fdf.fd_factors(data, real, other, steps=80)
     far = fdf.fd_factors(data, real, noise, steps=80)
     assert 0 <= same < 0.05 * far
-    cached = list((cache / "fd_factors").glob("squares-16x16x3-*.pt"))
+    cached = list((cache / "fd_factors").glob("squares-Squares-16x16x3-f4x3x2-*.pt"))
     assert len(cached) == 1 and not list((cache / "fd_factors").glob("*.tmp"))
 
 

@@ -13,7 +13,7 @@ It is reported as "FD-factors", never "FID": its scale is not FID's. The feature
 and the network differs per dataset. Values compare models on one dataset with one cached
 network (same name, resolution, steps and seed), nothing else.
 
-The trained network is cached per dataset name and resolution under
+The trained network is cached per dataset (name, class, factor sizes) and resolution under
 ``$LVAE_CACHE/fd_factors`` (default ``~/.cache/lvae``), written atomically, so every
 evaluation of a dataset uses the same features.
 """
@@ -113,9 +113,13 @@ def train_factor_net(
 
 
 def _cache_path(data: GroundTruthData, steps: int, seed: int, root: Path) -> Path:
+    # The class tells a procedural twin from the real files (both are named "shapes3d");
+    # the factor sizes tell a scaled-down twin from the full one.
     h, w, c = data.observation_shape
-    name = getattr(data, "name", type(data).__name__)
-    return root / "fd_factors" / f"{name}-{h}x{w}x{c}-v{VERSION}-steps{steps}-seed{seed}.pt"
+    name = getattr(data, "name", "data")
+    sizes = "x".join(str(s) for s in data.factor_sizes)
+    key = f"{name}-{type(data).__name__}-{h}x{w}x{c}-f{sizes}-v{VERSION}-steps{steps}-seed{seed}"
+    return root / "fd_factors" / f"{key}.pt"
 
 
 def _atomic_torch_save(obj: object, path: Path) -> None:

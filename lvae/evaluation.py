@@ -1,0 +1,405 @@
+"""The evaluation pass: one ``eval.json`` of metrics per trained run.
+
+``evaluate(run_dir)`` loads the run's final model (:func:`lvae.training.load_run`) and
+computes what the paper's Tables 1, 2 and 5 report, plus what the fidelity notes ask for:
+
+* **DCI** (:mod:`lvae.metrics.dci`, exactly as disentanglement_lib) on the *meta*-encoder's
+  means, the headline codes, and again on the means of the encoder *adapted* to each image's
+  own synthetic neighbourhood (``shared/notes/fidelity.md`` item 3: the paper does not say
+  which it used, and they differ). 3D Shapes: ``dci_color`` (all six factors) and
+  ``dci_nocolor`` (scale, shape, orientation) from one set of fits; CarsNORB:
+  ``dci_cars3d`` and ``dci_smallnorb`` per sub-dataset (Table 2); other datasets: ``dci``.
+  SmallNORB uses disentanglement_lib's four factors (instance is a nuisance).
+* **MIG** on the same training codes (disentanglement_lib draws them with the same seed).
+* **A Frechet distance** between real images and localized generations, named: "FID" when
+  Inception weights are configured, else "FD-factors" (:func:`lvae.metrics.fid_or_fd`).
+  Generated images follow section 5.1: for each, a random training image is the reference,
+  one inner step adapts the model to its neighbourhood, and the adapted decoder decodes a
+  prior draw; pixel means (Bernoulli probabilities) are rounded to uint8. At alpha = 0 the
+  meta-decoder decodes the prior draw.
+* **Held-out negative ELBO**, nats per image (eq. 1 summed over pixels, beta = 1 whatever
+  the training beta, one posterior sample per image), on images never trained on, under the
+  meta-model and, for synthetic neighbourhoods with alpha > 0, the adapted model.
+
+Every metric starts from ``RandomState(seed)``, as disentanglement_lib's evaluation does.
+The file is written atomically, and the pass is idempotent: an ``eval.json`` computed with
+the same parameters (sample counts, seed, checkpoint step, Frechet metric, version) is
+returned as is unless ``force=True``. A diverged or failed run gets an ``eval.json`` saying
+so, without metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lvae.data.base import GroundTruthData, ImageDataset, to_tensor
+from lvae.metrics.dci import SHAPES3D_SUBSETS, SMALLNORB_FACTORS, dci_from_codes
+from lvae.metrics.inception import find_inception_weights
+from lvae.metrics.mig import mig_from_codes
+from lvae.metrics.quality import fid_or_fd
+from lvae.metrics.sampling import RepresentationFunction, sample_codes
+from lvae.store import atomic_write_json, git_revision, now
+from lvae.store import machine as machine_info
+
+EVAL_VERSION = 1  # bump when a metric's definition changes: old eval.json files recompute
+DCI_MODE = "parallel"
+
+
+# --------------------------------------------------------------------------- what to compute
+
+
+def dci_groups(
+    dataset: ImageDataset,
+) -> list[tuple[str, GroundTruthData, dict[str, Sequence[str] | None]]]:
+    """``(label, ground-truth data, {eval.json key: factor subset})`` per code sample.
+
+    One sample of codes (and one set of GBT fits) serves every key of a group.
+    """
+    parts: Mapping[str, GroundTruthData] | None = getattr(dataset, "parts", None)
+    if parts:
+        return [
+            (name, part, {f"dci_{name}": _default_factors(part)}) for name, part in parts.items()
+        ]
+    if not isinstance(dataset, GroundTruthData):
+        return []
+    if getattr(dataset, "name", "") == "shapes3d":
+        keys = {"with_color": "dci_color", "without_color": "dci_nocolor"}
+        return [("", dataset, {keys[k]: v for k, v in SHAPES3D_SUBSETS.items()})]
+    return [("", dataset, {"dci": _default_factors(dataset)})]
+
+
+def _default_factors(data: GroundTruthData) -> tuple[str, ...] | None:
+    if getattr(data, "name", "") == "smallnorb" and set(SMALLNORB_FACTORS) <= set(
+        data.factor_names
+    ):
+        return SMALLNORB_FACTORS
+    return None
+
+
+def eval_params(
+    run: Any, num_train: int, num_test: int, num_fd: int, num_elbo: int, seed: int,
+    frechet_metric: str | None, fd_steps: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """What makes two evaluations the same (compared before recomputing)."""
+    return {
+        "num_train": num_train,
+        "num_test": num_test,
+        "num_fd": num_fd,
+        "num_elbo": num_elbo,
+        "seed": seed,
+        "dci_mode": DCI_MODE,
+        "checkpoint_step": int(run.step),
+        "frechet_metric": frechet_metric,
+        "fd_steps": fd_steps,
+        "eval_version": EVAL_VERSION,
+    }
+
+
+# --------------------------------------------------------------------------- metric blocks
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def disentanglement_metrics(
+    dataset: ImageDataset,
+    represent: RepresentationFunction,
+    num_train: int,
+    num_test: int,
+    seed: int,
+    n_jobs: int | None = -1,
+) -> dict[str, Any]:
+    """DCI per :func:`dci_groups` key and MIG per group, for one representation."""
+    out: dict[str, Any] = {"details": {}}
+    for label, data, subsets in dci_groups(dataset):
+        rs = np.random.RandomState(seed)
+        codes_tr, y_tr = sample_codes(data, represent, num_train, rs)
+        codes_te, y_te = sample_codes(data, represent, num_test, rs)
+        dci = dci_from_codes(
+            codes_tr, y_tr, codes_te, y_te, data.factor_names, subsets,
+            mode=DCI_MODE, seed=seed, n_jobs=n_jobs,
+        )  # fmt: skip
+        for key, s in dci["scores"].items():
+            out[key] = {
+                "disentanglement": s["disentanglement"],
+                "completeness": s["completeness"],
+                "informativeness": s["informativeness_test"],
+                "informativeness_train": s["informativeness_train"],
+            }
+        used = [data.factor_names.index(f) for f in dci["factor_names"]]
+        mig = mig_from_codes(codes_tr, y_tr[:, used])
+        mig_key = f"mig_{label}" if label else "mig"
+        out[mig_key] = mig["mig"]
+        out["details"][label or data.name] = {
+            "factor_names": dci["factor_names"],
+            "subsets": {k: list(v) for k, v in dci["subsets"].items()},
+            "importance": dci["importance"],
+            "train_accuracy": list(dci["train_accuracy"].values()),
+            "test_accuracy": list(dci["test_accuracy"].values()),
+            "mig_per_factor": mig["per_factor"],
+            "fit_seconds": dci["fit_seconds"],
+        }
+    return out
+
+
+def _prepared_neighborhood(run: Any):
+    """The run's neighbourhood, set up once on its pool (kNN graphs are costly to build)."""
+    from lvae.training import neighborhood_for
+
+    nbhd = neighborhood_for(run.config, run.dataset)
+    if run.config.neighborhood != "synthetic":
+        nbhd.setup(run.pool, encode_means=lambda x: run.model.encode(x)[0])
+    return nbhd
+
+
+@torch.no_grad()
+def generate_images(run: Any, num: int, seed: int, batch: int = 100) -> np.ndarray:
+    """``num`` localized generations as uint8 ``(num, H, W, C)`` (module docstring).
+
+    Each image has its own reference and its own prior draw (``lvae.generation.
+    localized_samples`` shares one set of codes across references, which would correlate
+    the samples); the inner step is the one of :func:`lvae.generation.adapt`.
+    """
+    from lvae.objective import adapted_decode, inner_gradients
+
+    rng = np.random.RandomState(seed)
+    gen = torch.Generator().manual_seed(seed)
+    alpha, latent = float(run.config.alpha), run.arch.latent_dim
+    nbhd = _prepared_neighborhood(run) if alpha > 0 else None
+    params = run.model.params()
+    out = []
+    for start in range(0, num, batch):
+        b = min(batch, num - start)
+        z = torch.randn(b, latent, generator=gen)
+        if nbhd is None:
+            logits = run.model.decode(z)
+        else:
+            pos = rng.randint(len(run.pool), size=b)
+            refs = run.pool.tensor(pos)
+            neighbors = nbhd.sample(pos, refs, gen)
+            eps = torch.randn(neighbors.shape[0], b, latent, generator=gen)
+            with torch.enable_grad():
+                p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
+                g = inner_gradients(p, run.arch, neighbors, eps, run.loss, create_graph=False)
+            g.conv = {n: (w.detach(), c.detach()) for n, (w, c) in g.conv.items()}
+            g.linear = {n: (a.detach(), d.detach()) for n, (a, d) in g.linear.items()}
+            logits = adapted_decode(params, run.arch, g, alpha, z)  # one code per task
+        probs = torch.sigmoid(logits).clamp(0, 1)
+        out.append((probs * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
+def real_images(dataset: ImageDataset, num: int, seed: int) -> np.ndarray:
+    """``num`` dataset images drawn uniformly (over the factor grid for ground-truth data)."""
+    rs = np.random.RandomState(seed)
+    if isinstance(dataset, GroundTruthData):
+        return dataset.sample(num, rs)[1]
+    return dataset.images(np.sort(rs.randint(len(dataset), size=num)))
+
+
+def frechet_metric_name(dataset: ImageDataset, weights: str | None = None) -> str | None:
+    """Which Frechet distance :func:`frechet_block` will compute (None: none possible)."""
+    if find_inception_weights(weights) is not None:
+        return "FID"
+    return "FD-factors" if isinstance(dataset, GroundTruthData) else None
+
+
+def frechet_block(
+    run: Any, num: int, seed: int, weights: str | None = None, fd_steps: int | None = None
+) -> dict[str, Any]:
+    """The named Frechet distance between ``num`` real and ``num`` generated images."""
+    name = frechet_metric_name(run.dataset, weights)
+    if name is None:
+        return {"name": None, "skipped": (
+            "no Inception weights (LVAE_INCEPTION_WEIGHTS) and no ground-truth factors for "
+            f"FD-factors on {run.dataset.name}; the paper reports no FID for it")}  # fmt: skip
+    real = real_images(run.dataset, num, seed)
+    fake = generate_images(run, num, seed)
+    fd_kwargs = {"steps": fd_steps} if fd_steps is not None else {}
+    res = fid_or_fd(run.dataset, real, fake, weights=weights, **fd_kwargs)
+    return {
+        "name": res.name,
+        res.name: res.value,
+        "num_real": res.num_real,
+        "num_generated": res.num_generated,
+        "features": res.features,
+        "generated": "localized" if run.config.alpha > 0 else "meta decoder",
+    }
+
+
+@torch.no_grad()
+def heldout_neg_elbo(run: Any, num: int, seed: int, batch: int = 250) -> dict[str, Any]:
+    """Mean negative ELBO (nats per image, beta = 1) on held-out images: meta and adapted."""
+    from lvae.generation import adapt
+    from lvae.objective import LossSpec, adapted_decode, adapted_encode, neg_elbo_terms
+
+    idx = np.asarray(run.heldout)[:num]
+    if len(idx) == 0:
+        return {"meta": None, "adapted": None, "num_images": 0}
+    spec = LossSpec(likelihood=run.loss.likelihood, beta=1.0, reduction="sum")
+    adapted_ok = run.config.alpha > 0 and run.config.neighborhood == "synthetic"
+    gen = torch.Generator().manual_seed(seed)
+    params, alpha = run.model.params(), float(run.config.alpha)
+    meta, adapted = [], []
+    for start in range(0, len(idx), batch):
+        x = to_tensor(run.dataset.images(idx[start : start + batch]))
+        eps = torch.randn(len(x), run.arch.latent_dim, generator=gen)
+        mu, logvar = run.model.encode(x)
+        logits = run.model.decode(mu + torch.exp(0.5 * logvar) * eps)
+        recon, kl = neg_elbo_terms(x, logits, mu, logvar, spec)
+        meta.append(recon + kl)
+        if adapted_ok:
+            g = adapt(run, x, seed=seed + start)
+            mu, logvar = adapted_encode(params, run.arch, g, alpha, x)
+            logits = adapted_decode(params, run.arch, g, alpha, mu + torch.exp(0.5 * logvar) * eps)
+            recon, kl = neg_elbo_terms(x, logits, mu, logvar, spec)
+            adapted.append(recon + kl)
+    return {
+        "meta": float(torch.cat(meta).mean()),
+        "adapted": float(torch.cat(adapted).mean()) if adapted else None,
+        "num_images": len(idx),
+        "unit": "nats per image: eq. 1 summed over pixels, beta = 1, one posterior sample",
+    }
+
+
+# --------------------------------------------------------------------------- the pass
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def evaluate(
+    run_dir: str | Path,
+    num_train: int = 10_000,
+    num_test: int = 5_000,
+    num_fd: int = 10_000,
+    seed: int = 0,
+    force: bool = False,
+    *,
+    num_elbo: int = 1_000,
+    n_jobs: int | None = -1,
+    inception_weights: str | None = None,
+    progress: bool = True,
+    fd_steps: int | None = None,
+    dataset: ImageDataset | None = None,
+) -> dict[str, Any]:
+    """Evaluate the run in ``run_dir`` and write ``eval.json`` (module docstring).
+
+    Args:
+        run_dir: a training run folder (``config.json``, ``checkpoint.pt``, ``result.json``).
+        num_train, num_test: DCI points (disentanglement_lib: 10,000 and 5,000); MIG uses
+            the ``num_train`` training codes.
+        num_fd: real and generated images for the Frechet distance (paper: 50,000).
+        seed: every metric's ``RandomState(seed)`` and the DCI classifiers' seed.
+        force: recompute even if ``eval.json`` holds these parameters already.
+        num_elbo: held-out images for the negative ELBO.
+        n_jobs: joblib workers for the per-factor DCI fits.
+        inception_weights: path to pytorch-fid's weights (else ``$LVAE_INCEPTION_WEIGHTS``).
+        fd_steps: training steps of the FD-factors network (default: its module's).
+        dataset: use this dataset instead of the config's (tests).
+
+    Returns:
+        The eval.json content.
+    """
+    run_dir = Path(run_dir)
+    out_path = run_dir / "eval.json"
+    result = _read_json(run_dir / "result.json")
+    if result is None:
+        raise RuntimeError(f"{run_dir} has no result.json: train the run before evaluating")
+    status = result.get("status")
+    if status != "completed":
+        record = {
+            "status": status,
+            "message": result.get("message", f"run {status}: nothing to evaluate"),
+            "config": _read_json(run_dir / "config.json"),
+            "eval_version": EVAL_VERSION,
+            "evaluated": now(),
+        }
+        atomic_write_json(out_path, record)
+        return record
+
+    from lvae.generation import represent
+    from lvae.training import load_run
+
+    run = load_run(run_dir, dataset=dataset)
+    params = eval_params(
+        run, num_train, num_test, num_fd, num_elbo, seed,
+        frechet_metric_name(run.dataset, inception_weights), fd_steps,
+    )  # fmt: skip
+    old = _read_json(out_path)
+    if not force and isinstance(old, dict) and old.get("params") == params:
+        return old
+
+    adapted_too = float(run.config.alpha) > 0
+    stages = ["DCI+MIG (meta codes)", "DCI+MIG (adapted codes)", "Frechet distance", "ELBO"]
+    bar = tqdm(total=len(stages), desc=f"evaluate {run_dir.name}", disable=not progress)
+    wall: dict[str, float] = {}
+    total_start = time.perf_counter()
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        bar.set_postfix_str(name)
+        start = time.perf_counter()
+        value = fn()
+        wall[name] = time.perf_counter() - start
+        bar.update()
+        return value
+
+    meta = stage("DCI+MIG (meta codes)", lambda: disentanglement_metrics(
+        run.dataset, represent(run, "meta"), num_train, num_test, seed, n_jobs))  # fmt: skip
+    adapted = stage("DCI+MIG (adapted codes)", lambda: disentanglement_metrics(
+        run.dataset, represent(run, "adapted", seed=seed), num_train, num_test, seed, n_jobs,
+    ) if adapted_too else None)  # fmt: skip
+    frechet = stage(
+        "Frechet distance", lambda: frechet_block(run, num_fd, seed, inception_weights, fd_steps)
+    )
+    elbo = stage("ELBO", lambda: heldout_neg_elbo(run, num_elbo, seed))
+    bar.close()
+    wall["total"] = time.perf_counter() - total_start
+
+    details = {"meta": meta.pop("details")}
+    if adapted is not None:
+        details["adapted"] = adapted.pop("details")
+    record = {
+        "status": "completed",
+        "params": params,
+        "codes": "meta",  # the headline DCI/MIG use the meta-encoder's means
+        **meta,
+        "adapted": adapted,  # the same metrics on adapted-encoder means (None at alpha = 0)
+        "frechet": frechet,
+        "elbo": elbo,
+        "details": details,
+        "sample_counts": {
+            "dci_train": num_train,
+            "dci_test": num_test,
+            "mig": num_train,
+            "frechet_per_side": num_fd if frechet.get("name") else 0,
+            "elbo": elbo["num_images"],
+        },
+        "wall_time_s": wall,
+        "config": run.config.to_dict(),
+        "provenance": {"commit": git_revision(), "machine": machine_info(), "evaluated": now()},
+    }
+    record = _jsonable(record)
+    atomic_write_json(out_path, record)
+    return record

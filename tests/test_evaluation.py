@@ -1,0 +1,131 @@
+"""The evaluation pass on a tiny trained run: eval.json content, idempotence, divergence."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from lvae.config import TrainConfig
+from lvae.data.base import GroundTruthData
+from lvae.evaluation import dci_groups, evaluate
+from lvae.metrics.inception import ENV_VAR
+from lvae.training import train
+
+SMALL = dict(num_train=120, num_test=60, num_fd=60, num_elbo=20, seed=0, n_jobs=1,
+             fd_steps=20, progress=False)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("LVAE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the shared 2-core machine: oversubscription is slower
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(**kw) -> TrainConfig:
+    base = dict(
+        dataset="shapes3d",
+        resolution=32,
+        steps=8,
+        batch_size=4,
+        k=3,
+        pool_size=100,
+        heldout_size=20,
+        log_every=2,
+        checkpoint_every=4,
+        alpha=1.0,
+        seed=3,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_local_vae_run_gets_every_metric_once(tmp_path, blobs):
+    run_dir = tmp_path / "run"
+    train(tiny(), run_dir, dataset=blobs, progress=False)
+    ev = evaluate(run_dir, dataset=blobs, **SMALL)
+    on_disk = json.loads((run_dir / "eval.json").read_text())
+    assert on_disk == ev and not list(run_dir.glob("*.tmp"))
+    assert ev["status"] == "completed" and ev["codes"] == "meta"
+    for codes in (ev, ev["adapted"]):  # meta codes (headline) and adapted codes
+        assert set(codes["dci"]) == {"disentanglement", "completeness", "informativeness",
+                                     "informativeness_train"}  # fmt: skip
+        assert all(0.0 <= v <= 1.0 for v in codes["dci"].values())
+        assert 0.0 <= codes["mig"] <= 1.0
+    assert np.array(ev["details"]["meta"]["blobs"]["importance"]).shape == (10, 3)
+    assert ev["frechet"]["name"] == "FD-factors" and ev["frechet"]["FD-factors"] >= 0
+    assert "FID" not in ev["frechet"]
+    assert ev["elbo"]["meta"] > 0 and ev["elbo"]["adapted"] > 0
+    assert ev["elbo"]["num_images"] == 20
+    assert ev["sample_counts"]["dci_train"] == 120 and ev["params"]["checkpoint_step"] == 8
+    assert ev["config"]["alpha"] == 1.0 and ev["wall_time_s"]["total"] > 0
+
+    mtime = (run_dir / "eval.json").stat().st_mtime_ns
+    assert evaluate(run_dir, dataset=blobs, **SMALL) == ev  # same parameters: skipped
+    assert (run_dir / "eval.json").stat().st_mtime_ns == mtime
+    again = evaluate(run_dir, dataset=blobs, **{**SMALL, "num_fd": 40})
+    assert again["params"]["num_fd"] == 40 and again["frechet"]["num_real"] == 40
+    forced = evaluate(run_dir, dataset=blobs, force=True, **{**SMALL, "num_fd": 40})
+    assert forced["provenance"]["evaluated"] >= again["provenance"]["evaluated"]
+    assert forced["dci"] == again["dci"]  # deterministic given the seed
+
+
+def test_vanilla_run_has_no_adapted_codes(tmp_path, blobs):
+    run_dir = tmp_path / "vanilla"
+    train(tiny(alpha=0.0), run_dir, dataset=blobs, progress=False)
+    ev = evaluate(run_dir, dataset=blobs, **SMALL)
+    assert ev["adapted"] is None and ev["elbo"]["adapted"] is None
+    assert ev["frechet"]["generated"] == "meta decoder"
+
+
+def test_diverged_run_gets_a_record_without_metrics(tmp_path):
+    run_dir = tmp_path / "d"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(tiny(alpha=100.0).to_json())
+    (run_dir / "result.json").write_text(json.dumps(
+        {"status": "diverged", "message": "non-finite loss at step 3"}))  # fmt: skip
+    ev = evaluate(run_dir, progress=False)
+    assert ev["status"] == "diverged" and "non-finite" in ev["message"]
+    assert "dci" not in ev and "frechet" not in ev
+    assert json.loads((run_dir / "eval.json").read_text())["status"] == "diverged"
+
+
+def test_unfinished_run_is_refused(tmp_path):
+    with pytest.raises(RuntimeError, match=r"result\.json"):
+        evaluate(tmp_path, progress=False)
+
+
+class _Named(GroundTruthData):
+    observation_shape = (1, 1, 1)
+
+    def __init__(self, name, factor_names):
+        self.name, self.factor_names = name, tuple(factor_names)
+        self.factor_sizes = (2,) * len(factor_names)
+
+    def images(self, indices):
+        return np.zeros((len(indices), 1, 1, 1), np.uint8)
+
+
+def test_which_dci_each_table_gets():
+    shapes = _Named("shapes3d", ("floor_hue", "wall_hue", "object_hue", "scale", "shape",
+                                 "orientation"))  # fmt: skip
+    [(label, _, subsets)] = dci_groups(shapes)
+    assert label == "" and subsets == {
+        "dci_color": None,
+        "dci_nocolor": ("scale", "shape", "orientation"),
+    }
+    norb = _Named("smallnorb", ("category", "instance", "elevation", "azimuth", "lighting"))
+    cars = _Named("cars3d", ("elevation", "azimuth", "object"))
+
+    concat = SimpleNamespace(name="carsnorb", parts={"cars3d": cars, "smallnorb": norb})
+    groups = {label: subsets for label, _, subsets in dci_groups(concat)}
+    assert groups == {"cars3d": {"dci_cars3d": None},
+                      "smallnorb": {"dci_smallnorb": ("category", "elevation", "azimuth",
+                                                      "lighting")}}  # fmt: skip
