@@ -241,8 +241,8 @@ class PlannedRun:
 
 
 def run_is_done(setup: ExperimentSetup) -> bool:
-    """True when the folder holds a finished, evaluated run of exactly this config
-    (a diverged run needs no eval.json: there is no model to evaluate)."""
+    """True when the folder holds a finished run of exactly this config, evaluated with
+    the same sample counts and seed (a diverged run needs no metrics: there is no model)."""
     d = setup.run_dir
     try:
         same = json.loads((d / "config.json").read_text()) == json.loads(setup.config.to_json())
@@ -251,7 +251,19 @@ def run_is_done(setup: ExperimentSetup) -> bool:
         return False
     if not same:
         return False
-    return result.get("status") == "diverged" or (d / "eval.json").is_file()
+    if result.get("status") == "diverged":
+        return True
+    try:
+        ev = json.loads((d / "eval.json").read_text())
+    except (OSError, ValueError):
+        return False
+    # an evaluation with other sample counts (the profile changed) is redone
+    asked = {"num_train": setup.eval_kwargs["num_train"],
+             "num_test": setup.eval_kwargs["num_test"],
+             "num_fd": setup.eval_kwargs["num_fd"], "seed": setup.eval_kwargs["seed"]}
+    done = ev.get("params", {})
+    return ev.get("status") == "completed" and all(done.get(k, v) == v
+                                                   for k, v in asked.items())
 
 
 def plan(profile: str = "quick", out: str | Path = "runs", seeds: int | None = None,

@@ -53,6 +53,10 @@ RUN_COLUMNS = (
 CONFIG_KEYS = ("profile", "source", "config_id", "dataset", "alpha", "beta", "neighborhood",
                "reduction")
 
+#: eval.json blocks not turned into columns: copies of the run's config and provenance,
+#: per-factor details (arrays), and its status (the row's status says it already).
+_EVAL_SKIP = frozenset({"config", "provenance", "details", "status", "message"})
+
 _DEFAULT_REDUCTION = TrainConfig.__dataclass_fields__["reduction"].default
 
 
@@ -115,7 +119,8 @@ def read_run(run_dir: str | Path, source: str = "build",
         "commit": prov.get("commit"), "device": (prov.get("machine") or {}).get("device"),
         "run_dir": str(run_dir),
     }
-    for k, v in flatten(ev if isinstance(ev, dict) else {}).items():
+    ev = {k: v for k, v in ev.items() if k not in _EVAL_SKIP} if isinstance(ev, dict) else {}
+    for k, v in flatten(ev).items():
         row[k if k not in row else f"eval.{k}"] = v
     return row
 
