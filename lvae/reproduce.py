@@ -129,6 +129,8 @@ def execute(task: Task) -> Outcome:
 
     out = Path(task.output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.stem}.*.tmp.ipynb"):  # left by a killed execution
+        stale.unlink(missing_ok=True)
     tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.tmp.ipynb")
     t0 = time.perf_counter()
     attempt = 0

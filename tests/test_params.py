@@ -74,3 +74,11 @@ def test_real_notebook_fails_fast_naming_the_parameter(tmp_path: Path, value, wo
     failed = next(i for i, c in enumerate(cells) if "experiment_config(" in "".join(c["source"]))
     assert all(c["execution_count"] is None for c in cells[failed + 1:])
     assert not (tmp_path / "smoke").exists()
+
+
+def test_papermill_sees_every_parameter():
+    # papermill warns "Passed unknown parameter" for names it cannot parse in the cell
+    import inspect
+
+    names = list(pm.inspect_notebook(str(EXPERIMENT_NOTEBOOK)))
+    assert names == list(inspect.signature(experiment_config).parameters)

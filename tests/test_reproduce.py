@@ -94,10 +94,13 @@ def test_second_run_skips_finished_runs(tmp_path: Path, fake: Path):
     assert s2.executed == [] and len(s2.skipped) == 3 and len(calls(out)) == 3
     assert (run / "result.json").stat().st_mtime_ns == mtime
 
-    # a run killed between training and evaluation: only that one is redone
+    # a run killed between training and evaluation: only that one is redone, and the
+    # temporary notebook the killed execution left behind is cleared
     (run / "eval.json").unlink()
+    (run / ".experiment.dead0001.tmp.ipynb").write_text("{}")
     s3 = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False)
     assert s3.executed == [run.name] and calls(out)[-1] == run.name
+    assert not list(run.glob(".*.tmp.ipynb"))
 
     s4 = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False,
                       force=True)
