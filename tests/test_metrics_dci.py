@@ -202,6 +202,18 @@ def test_parallel_mode_does_not_depend_on_n_jobs():
         dci.fit_importance(x_tr, y_tr, x_te, y_te, mode="global")
 
 
+def test_parallel_mode_keeps_factor_order():
+    x_tr, y_tr, x_te, y_te = _noisy_codes(2)
+    y_tr[:, 0] = y_tr[:, 0] % 2  # 2, 3, 3 classes: the scheduler reorders the factors
+    y_te[:, 0] = y_te[:, 0] % 2
+    fit = dci.fit_importance(x_tr, y_tr, x_te, y_te, mode="parallel", seed=4, n_jobs=1)
+    seeds = dci.factor_seeds(4, 3)
+    for j in range(3):
+        imp, _, test_acc = dci._fit_factor(x_tr, y_tr[:, j], x_te, y_te[:, j], seeds[j])
+        np.testing.assert_array_equal(fit.importance[:, j], imp)
+        assert fit.test_accuracy[j] == test_acc
+
+
 def test_dci_per_part_fits_only_the_factors_in_use():
     data = IdentityData()
     data.parts = {"a": IdentityData((3, 4)), "b": IdentityData((2, 3, 2))}

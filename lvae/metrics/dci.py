@@ -157,10 +157,16 @@ def fit_importance(
         ]
     else:
         seeds = factor_seeds(seed, num_factors)
-        results = Parallel(n_jobs=n_jobs, batch_size=1)(
-            delayed(_fit_factor)(codes_train, y_tr, codes_test, y_te, s)
-            for (y_tr, y_te), s in zip(columns, seeds, strict=True)
+        # A GBT fits one tree per class and stage: start the factors with most classes first
+        # (longest-processing-time order balances the workers); results keep factor order.
+        order = sorted(range(num_factors), key=lambda j: -len(np.unique(columns[j][0])))
+        done = Parallel(n_jobs=n_jobs, batch_size=1)(
+            delayed(_fit_factor)(codes_train, columns[j][0], codes_test, columns[j][1], seeds[j])
+            for j in order
         )
+        results = [None] * num_factors
+        for j, r in zip(order, done, strict=True):
+            results[j] = r
     elapsed = time.perf_counter() - start
     importance = np.zeros((codes_train.shape[1], num_factors), dtype=np.float64)
     for j, (imp, _, _) in enumerate(results):
