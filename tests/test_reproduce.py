@@ -102,9 +102,16 @@ def test_second_run_skips_finished_runs(tmp_path: Path, fake: Path):
     assert s3.executed == [run.name] and calls(out)[-1] == run.name
     assert not list(run.glob(".*.tmp.ipynb"))
 
-    s4 = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False,
+    # an evaluation made with other sample counts (another profile's) is redone
+    vanilla = out / "smoke" / "shapes3d-a0e+00-b1-synthetic-s0"
+    (vanilla / "eval.json").write_text(json.dumps({"status": "completed",
+                                                   "params": {"num_train": 1, "seed": 0}}))
+    s4 = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False)
+    assert s4.executed == [vanilla.name]
+
+    s5 = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False,
                       force=True)
-    assert len(s4.executed) == 3 and len(calls(out)) == 7
+    assert len(s5.executed) == 3 and len(calls(out)) == 8
 
 
 def test_a_failed_run_is_recorded_and_the_rest_go_on(tmp_path: Path, fake: Path):
