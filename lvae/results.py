@@ -15,7 +15,8 @@ Runs of different profiles or sources are never averaged together: a 300-step CP
 a 300k-step GPU run answer different questions, and the book shows them side by side.
 
 The API used by the book's result pages (keep it stable): :func:`collect`,
-:func:`summarize`, :func:`paper_vs_ours`, :func:`load_log`, :func:`import_run`.
+:func:`summarize`, :func:`paper_vs_ours`, :func:`wide`, :func:`load_log`,
+:func:`import_run`.
 """
 
 from __future__ import annotations
@@ -288,6 +289,27 @@ def paper_vs_ours(df: pd.DataFrame, table: str, csv: str | Path | None = None) -
     if csv is not None:
         atomic_write_bytes(csv, res.to_csv(index=False).encode())
     return res
+
+
+def wide(comparison: pd.DataFrame, profile: str | None = None,
+         source: str | None = None) -> pd.DataFrame:
+    """A :func:`paper_vs_ours` frame laid out like the paper's table, for a page.
+
+    One row per paper row (in the paper's order), two columns per printed header:
+    ``(header, "paper")`` and ``(header, "ours")``; one profile and source (default: the
+    first present, ``build`` before ``imported``).
+    """
+    c = comparison
+    groups = c[["profile", "source"]].drop_duplicates().sort_values("source")
+    profile = profile if profile is not None else groups.profile.iloc[0]
+    source = source if source is not None else groups[groups.profile == profile].source.iloc[0]
+    c = c[(c.profile == profile) & (c.source == source)]
+    rows = list(dict.fromkeys(c.row))
+    headers = list(dict.fromkeys(c.header))
+    t = c.pivot(index="row", columns="header", values=["paper_text", "ours"])
+    t = t.rename(columns={"paper_text": "paper"}).swaplevel(axis=1)
+    cols = pd.MultiIndex.from_product([headers, ["paper", "ours"]])
+    return t.reindex(index=rows, columns=cols)
 
 
 def load_log(run_dir: str | Path) -> pd.DataFrame:

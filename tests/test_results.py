@@ -11,7 +11,15 @@ import pytest
 
 from lvae import paper
 from lvae.params import experiment_config
-from lvae.results import collect, import_run, load_log, paper_vs_ours, summarize, t_interval
+from lvae.results import (
+    collect,
+    import_run,
+    load_log,
+    paper_vs_ours,
+    summarize,
+    t_interval,
+    wide,
+)
 
 
 def make_run(out: Path, profile: str, alpha: float, seed: int, status: str = "completed",
@@ -150,6 +158,12 @@ def test_paper_vs_ours(store, tmp_path: Path):
     beta4 = t[(t.row == "beta = 4") & (t.metric == "dci_nocolor.disentanglement")
               & (t.profile == "smoke")].iloc[0]
     assert beta4.ours_mean == 0.3
+    w = wide(t, profile="smoke")
+    assert list(w.index)[:2] == ["alpha = 0 (Vanilla)", "alpha = 1e-3"] and len(w) == 11
+    assert w.loc["alpha = 1", ("DCI w/o Color Disent.", "paper")] == "0.977"
+    assert w.loc["alpha = 1", ("DCI w/o Color Disent.", "ours")] == "0.633 ± 0.379 (n=3)"
+    assert w.loc["alpha = 1e2", ("FID", "ours")] == "diverged"
+    assert wide(t, profile="cpu").loc["alpha = 1", ("FID", "ours")] == "50.000 (n=1)"
     back = pd.read_csv(csv)
     assert len(back) == len(t) and "ours" in back.columns
     empty = paper_vs_ours(collect(tmp_path / "none", imported=None), "table2")
