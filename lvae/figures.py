@@ -1,0 +1,383 @@
+"""Plot helpers shared by the book's notebooks, and where the book's executed pages live.
+
+Figures: :func:`image_grid` (any grid of images, the building block of figs. 2-4),
+:func:`conditional_grid` (fig. 3: a reference column, then generations sharing z per
+column), :func:`loss_curves` (``log.jsonl`` of runs), :func:`alpha_sweep` (a metric against
+alpha, the paper's curve beside ours). They take tensors or arrays and return the
+matplotlib ``Figure``, so a notebook cell is one call and the page shows the figure.
+
+The book: Jupyter Book 1.x renders notebooks *as they are* under
+``execute_notebooks: "off"``, so every page must already be executed. The committed
+notebooks stay clean (no outputs, ``tests/test_notebooks_clean.py``); executed copies are
+build products written into a *staged book source* inside the run folder::
+
+    <out_dir>/book/                 staged source: _config.yml, _toc.yml, book/ (copied)
+    <out_dir>/book/notebooks/*.ipynb  executed copies (papermill), same names as the repo's
+    <out_dir>/book/_build/html/     the built book
+
+so the toc's ``notebooks/teach_vae`` resolves to the executed copy, and two builds into
+different ``out_dir`` never touch each other or the working tree. ``lvae.reproduce``
+writes each result notebook to :func:`executed_path` and then calls :func:`build_book`,
+which executes the teaching notebooks that are still missing, stages the pages and runs
+``jupyter-book build``. (``jupyter-book build .`` at the repository root also works, but
+shows the committed notebooks without outputs: a preview of the prose only.)
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BOOK_DIRNAME = "book"  # staged book source under a run folder: <out_dir>/book
+TEACHING_NOTEBOOKS = (
+    "notebooks/teach_vae.ipynb",
+    "notebooks/teach_maml.ipynb",
+    "notebooks/teach_local_vae.ipynb",
+    "notebooks/teach_neighborhoods.ipynb",
+    "notebooks/teach_lle.ipynb",
+)
+BOOK_FILES = ("_config.yml", "_toc.yml")  # copied next to book/ into the staged source
+
+# --------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------
+
+
+def to_hwc(images: Any) -> np.ndarray:
+    """Images as float ``(..., H, W, C)`` in [0, 1], from torch ``(..., C, H, W)`` or uint8.
+
+    Notebooks pass model outputs (float CHW tensors) and dataset images (uint8 HWC arrays)
+    alike; this is the one place that tells them apart.
+    """
+    a = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    if a.dtype == np.uint8:
+        a = a.astype(np.float32) / 255.0
+    if a.ndim >= 3 and a.shape[-3] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = np.moveaxis(a, -3, -1)  # CHW -> HWC
+    return np.clip(a.astype(np.float32), 0.0, 1.0)
+
+
+def image_grid(images: Any, ncols: int | None = None, row_labels: Sequence[str] | None = None,
+               col_labels: Sequence[str] | None = None, title: str | None = None,
+               cell: float = 0.9, ax_pad: float = 0.04) -> Figure:
+    """A grid of images without axes; a 5-D input ``(rows, cols, ...)`` keeps its layout.
+
+    ``cell`` is the size of one image in inches, so a 10x10 grid stays readable without
+    filling the page.
+    """
+    a = to_hwc(images)
+    if a.ndim == 5:
+        rows, cols = a.shape[:2]
+        flat = a.reshape(rows * cols, *a.shape[2:])
+    elif a.ndim == 4:
+        n = a.shape[0]
+        cols = ncols or min(n, 10)
+        rows = math.ceil(n / cols)
+        flat = a
+    else:
+        raise ValueError(f"images must be (n, ...) or (rows, cols, ...), got shape {a.shape}")
+    left = 0.9 if row_labels else 0.05
+    top = 0.35 if (col_labels or title) else 0.05
+    fig = plt.figure(figsize=(left + cols * cell, top + rows * cell))
+    gs = fig.add_gridspec(rows, cols, left=left / (left + cols * cell), right=0.995,
+                          bottom=0.005, top=1 - top / (top + rows * cell),
+                          wspace=ax_pad, hspace=ax_pad)
+    for i in range(rows * cols):
+        r, c = divmod(i, cols)
+        ax = fig.add_subplot(gs[r, c])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_visible(False)
+        if i < len(flat):
+            img = flat[i]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+        if c == 0 and row_labels is not None and r < len(row_labels):
+            ax.set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=8)
+        if r == 0 and col_labels is not None and c < len(col_labels):
+            ax.set_title(col_labels[c], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 0.1 * top / (top + rows * cell))
+    return fig
+
+
+def side_by_side(panels: Mapping[str, Any], ncols: int = 5, cell: float = 0.8) -> Figure:
+    """Fig. 2's layout: one image grid per panel (e.g. per alpha), panels in a row."""
+    arrays = {k: to_hwc(v) for k, v in panels.items()}
+    n = len(arrays)
+    if n == 0:
+        raise ValueError("side_by_side needs at least one panel")
+    count = max(len(a) for a in arrays.values())
+    rows = math.ceil(count / ncols)
+    fig = plt.figure(figsize=(n * (ncols * cell + 0.3), rows * cell + 0.5))
+    sub = fig.subfigures(1, n, wspace=0.02)
+    sub = np.atleast_1d(sub)
+    for sf, (name, a) in zip(sub, arrays.items(), strict=True):
+        axes = sf.subplots(rows, ncols, gridspec_kw={"wspace": 0.03, "hspace": 0.03})
+        axes = np.atleast_2d(axes)
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < len(a):
+                img = a[i]
+                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0,
+                          vmax=1, interpolation="nearest")
+        sf.suptitle(name, fontsize=10)
+    return fig
+
+
+def conditional_grid(references: Any, samples: Any, title: str | None = None,
+                     cell: float = 0.8) -> Figure:
+    """Fig. 3: the reference images in the leftmost column, then each reference's
+    generations; ``samples`` is ``(rows, M, ...)`` with column j decoded from the same z_j.
+
+    A gap separates the reference column from the generations, as in the paper.
+    """
+    refs, gen = to_hwc(references), to_hwc(samples)
+    if gen.ndim != 5 or len(refs) != gen.shape[0]:
+        raise ValueError(f"samples must be (rows, M, ...) with one row per reference; got "
+                         f"{gen.shape} for {len(refs)} references")
+    rows, m = gen.shape[:2]
+    fig = plt.figure(figsize=((m + 1.4) * cell, rows * cell + 0.45))
+    gs = fig.add_gridspec(rows, m + 2, width_ratios=[1, 0.35] + [1] * m, wspace=0.04,
+                          hspace=0.04, left=0.01, right=0.99, bottom=0.01,
+                          top=1 - 0.4 / (rows * cell + 0.45))
+    for r in range(rows):
+        for c in [0, *range(2, m + 2)]:
+            ax = fig.add_subplot(gs[r, c])
+            ax.axis("off")
+            img = refs[r] if c == 0 else gen[r, c - 2]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+            if r == 0:
+                ax.set_title("reference" if c == 0 else f"$z^{{{c - 1}}}$", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def traversal_grid(images: Any, values: Sequence[float], title: str | None = None,
+                   cell: float = 0.6) -> Figure:
+    """Fig. 4: row i sweeps latent z_i over ``values`` (``images`` ``(latent, n, ...)``)."""
+    a = to_hwc(images)
+    return image_grid(a, row_labels=[f"$z_{{{i + 1}}}$" for i in range(a.shape[0])],
+                      col_labels=[f"{v:+.1f}" for v in values], title=title, cell=cell)
+
+
+# --------------------------------------------------------------------------------------
+# Curves
+# --------------------------------------------------------------------------------------
+
+
+def loss_curves(logs: Mapping[str, Any], keys: Sequence[str] = ("loss", "recon", "kl"),
+                logy: bool = True) -> Figure:
+    """Training curves, one panel per logged quantity, one line per run.
+
+    ``logs`` maps a label to a DataFrame (or list of dicts) of ``log.jsonl`` rows.
+    """
+    import pandas as pd
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 2.8), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        for label, log in logs.items():
+            df = log if isinstance(log, pd.DataFrame) else pd.DataFrame(list(log))
+            if key in df and len(df):
+                ax.plot(df["step"], df[key], label=label, lw=1.2)
+        ax.set_xlabel("step")
+        ax.set_title(key, fontsize=10)
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), fontsize=8,
+                   bbox_to_anchor=(0.5, 1.08), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _alpha_positions(alphas: Sequence[float], zero_at: float) -> np.ndarray:
+    """alpha on a log axis, with alpha = 0 (the vanilla VAE) drawn at ``zero_at``."""
+    a = np.asarray(alphas, dtype=float)
+    return np.where(a > 0, a, zero_at)
+
+
+def alpha_sweep(ours: Mapping[str, Any], paper: Mapping[str, Any] | None = None,
+                metrics: Sequence[str] | None = None, ylabel: str = "score",
+                title: str | None = None) -> Figure:
+    """Metrics against alpha: ours (mean, with CI bars) beside the paper's curve.
+
+    ``ours[metric]`` is a DataFrame with columns ``alpha``, ``mean`` and optional
+    ``lo``/``hi``; ``paper[metric]`` maps alpha to the paper's number. alpha = 0 is drawn
+    left of the smallest positive alpha and labelled "0 (vanilla)"; diverged cells are
+    missing from ``ours`` and marked with an x on the axis.
+    """
+    import pandas as pd
+
+    metrics = list(metrics or ours.keys())
+    all_alpha = sorted({float(a) for m in metrics for a in ours[m]["alpha"]}
+                       | {float(a) for m in metrics for a in (paper or {}).get(m, {})})
+    pos = [a for a in all_alpha if a > 0]
+    zero_at = (min(pos) / 10) if pos else 1e-4
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 2.9), squeeze=False)
+    for ax, m in zip(axes[0], metrics, strict=True):
+        df = pd.DataFrame(ours[m])
+        ok = df[np.isfinite(df["mean"].astype(float))] if len(df) else df
+        if len(ok):
+            x = _alpha_positions(ok["alpha"], zero_at)
+            yerr = None
+            if "lo" in ok and "hi" in ok and ok["lo"].notna().any():
+                yerr = np.vstack([ok["mean"] - ok["lo"], ok["hi"] - ok["mean"]]).clip(0)
+            ax.errorbar(x, ok["mean"], yerr=yerr, marker="o", ms=4, capsize=3, label="ours")
+        bad = df[~np.isfinite(df["mean"].astype(float))] if len(df) else df
+        for a in bad.get("alpha", []):
+            ax.plot(_alpha_positions([a], zero_at), [0], "rx", ms=8, clip_on=False,
+                    label="ours: diverged")
+        if paper and m in paper:
+            pa = sorted(paper[m].items())
+            ax.plot(_alpha_positions([a for a, _ in pa], zero_at), [v for _, v in pa], "s--",
+                    ms=4, color="gray", label="paper")
+        ax.set_xscale("log")
+        ticks = [zero_at, *pos]
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(["0\n(vanilla)"] + [f"{a:g}" for a in pos], fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel(r"$\alpha$")
+        ax.set_title(m, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(ylabel)
+    handles, labels = [], []
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8,
+                   bbox_to_anchor=(0.5, 1.1), frameon=False)
+    if title:
+        fig.suptitle(title, y=1.18, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# The book: executed copies and the build
+# --------------------------------------------------------------------------------------
+
+
+def book_source(out_dir: str | Path) -> Path:
+    """The staged book source of a run folder (``<out_dir>/book``)."""
+    return Path(out_dir).resolve() / BOOK_DIRNAME
+
+
+def executed_path(out_dir: str | Path, notebook: str | Path) -> Path:
+    """Where the executed copy of a repository notebook goes (``<out_dir>/book/notebooks``).
+
+    ``notebook`` is the repository path (``notebooks/results_table1.ipynb``); the copy keeps
+    its relative path, which is what ``_toc.yml`` names.
+    """
+    rel = Path(notebook)
+    if rel.is_absolute():
+        rel = rel.relative_to(REPO_ROOT)
+    return book_source(out_dir) / rel
+
+
+def execute_notebook(notebook: str | Path, out_dir: str | Path,
+                     parameters: Mapping[str, Any] | None = None,
+                     timeout_s: int = 1800) -> Path:
+    """Run one repository notebook with papermill into its executed copy; returns its path.
+
+    The kernel runs with the repository root as working directory, so notebooks can use
+    repository-relative paths whatever the staging folder is.
+    """
+    import papermill
+
+    src = REPO_ROOT / notebook
+    dst = executed_path(out_dir, notebook)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(src), str(dst), parameters=dict(parameters or {}),
+                               kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False,
+                               execution_timeout=timeout_s)
+    return dst
+
+
+def stage_book(out_dir: str | Path) -> Path:
+    """Copy the book's configuration and markdown pages into ``<out_dir>/book``.
+
+    Executed notebooks already there are kept; the markdown pages are refreshed from the
+    working tree every time, so prose edits show up without re-running anything.
+    """
+    src = book_source(out_dir)
+    src.mkdir(parents=True, exist_ok=True)
+    for name in BOOK_FILES:
+        shutil.copy2(REPO_ROOT / name, src / name)
+    shutil.copytree(REPO_ROOT / "book", src / "book", dirs_exist_ok=True)
+    return src
+
+
+def missing_pages(out_dir: str | Path) -> list[str]:
+    """Notebooks named in ``_toc.yml`` that have no executed copy yet."""
+    import re
+
+    toc = (REPO_ROOT / "_toc.yml").read_text()
+    files = re.findall(r"file:\s*(\S+)", toc)
+    missing = []
+    for f in files:
+        if f.startswith("notebooks/"):
+            p = executed_path(out_dir, f + ("" if f.endswith(".ipynb") else ".ipynb"))
+            if not p.exists():
+                missing.append(str(p.relative_to(book_source(out_dir))))
+    return missing
+
+
+def build_book(out_dir: str | Path, execute_teaching: bool = True, strict: bool = False,
+               quiet: bool = True) -> Path:
+    """Stage the book in ``<out_dir>/book``, execute missing teaching pages, build the HTML.
+
+    Call this after the result notebooks have been written to :func:`executed_path`
+    (``lvae.reproduce`` does). Raises if a page of the toc is still missing (a build
+    would silently show a blank page). Returns ``<out_dir>/book/_build/html``.
+    """
+    if execute_teaching:
+        for nb in TEACHING_NOTEBOOKS:
+            if not executed_path(out_dir, nb).exists():
+                execute_notebook(nb, out_dir)
+    src = stage_book(out_dir)
+    missing = missing_pages(out_dir)
+    if missing:
+        raise FileNotFoundError(f"no executed copy of {missing} under {src}: run them first "
+                                "(lvae.figures.execute_notebook or python -m lvae reproduce)")
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(src), "--path-output",
+           str(src)]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    proc = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stdout or "")[-4000:] + (proc.stderr or "")[-4000:]
+        raise RuntimeError(f"jupyter-book build failed ({proc.returncode}):\n{tail}")
+    return src / "_build" / "html"
+
+
+def quiet_progress() -> None:
+    """Turn off tqdm progress bars in this process (pages should not show them).
+
+    Library code shows progress for long CPU jobs (graph building, re-encoding); on a book
+    page the bars are noise in stderr. Patching the base class silences ``tqdm.auto`` too.
+    """
+    from functools import partialmethod
+
+    from tqdm.std import tqdm
+
+    tqdm.__init__ = partialmethod(tqdm.__init__, disable=True)  # type: ignore[method-assign]
