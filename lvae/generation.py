@@ -64,12 +64,9 @@ def adapt(run: Run, references: Tensor, k: int | None = None, seed: int = 0,
         pos = np.arange(len(references))
     neighbors = nbhd.sample(pos, references, gen)
     eps = torch.randn(neighbors.shape[0], len(references), run.arch.latent_dim, generator=gen)
-    with torch.enable_grad():
-        params = {n: p.detach().requires_grad_(True) for n, p in run.model.params().items()}
-        g = inner_gradients(params, run.arch, neighbors, eps, run.loss, create_graph=False)
-    g.conv = {n: (w.detach(), b.detach()) for n, (w, b) in g.conv.items()}
-    g.linear = {n: (a.detach(), d.detach()) for n, (a, d) in g.linear.items()}
-    return g
+    with torch.no_grad():
+        return inner_gradients(run.model.params(), run.arch, neighbors, eps, run.loss,
+                               create_graph=False)
 
 
 @torch.no_grad()

@@ -171,7 +171,7 @@ def _input_grad(layer: Layer, params: Params, d: Tensor) -> Tensor:
 
 def _backward_by_hand(enc: list[Layer], dec: list[Layer], params: Params, rec: dict,
                       x: Tensor, logits: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor,
-                      loss: LossSpec, c: float, create_graph: bool) -> list[Tensor]:
+                      loss: LossSpec, c: float) -> list[Tensor]:
     """Gradients of ``c * sum(neg-ELBO)`` w.r.t. every layer's pre-activation, written out.
 
     Autograd's double backward of a convolution goes through generic convolution calls
@@ -180,8 +180,6 @@ def _backward_by_hand(enc: list[Layer], dec: list[Layer], params: Params, rec: d
     backward use the ordinary kernels. ``tests/test_objective.py`` checks it against
     ``torch.autograd.grad`` through the per-task loop.
     """
-    if not create_graph:
-        logits, mu, logvar = logits.detach(), mu.detach(), logvar.detach()
     p = torch.sigmoid(logits)
     if loss.likelihood == "bernoulli":
         d = (p - x) * c  # d BCE-with-logits / d logits
@@ -283,6 +281,14 @@ def inner_gradients(
     """
     if neighbors.dim() != 5:
         raise ValueError(f"neighbors must be (K, B, C, H, W), got {tuple(neighbors.shape)}")
+    # First order needs no graph at all: the inner step is a constant of the meta-gradient
+    # (and generation/evaluation call this under no_grad).
+    with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+        return _inner_gradients(params, arch, neighbors, eps, loss, create_graph)
+
+
+def _inner_gradients(params: Params, arch: Architecture, neighbors: Tensor, eps: Tensor,
+                     loss: LossSpec, create_graph: bool) -> InnerGradients:
     k, b = neighbors.shape[:2]
     enc, dec = layer_specs(arch)
     c_last = CONV_CHANNELS[arch.resolution][-1]
@@ -297,17 +303,13 @@ def inner_gradients(
     layers = enc + dec
     # The loss being differentiated is the sum over tasks of each task's mean, so an
     # image's activation gradients are its share of its own task's gradient (factor 1/K).
-    with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
-        grads = _backward_by_hand(enc, dec, params, rec, x, logits, mu, logvar,
-                                  eps.reshape(k * b, -1), loss, loss.scale(arch) / k,
-                                  create_graph)
+    grads = _backward_by_hand(enc, dec, params, rec, x, logits, mu, logvar,
+                              eps.reshape(k * b, -1), loss, loss.scale(arch) / k)
     conv: dict[str, tuple[Tensor, Tensor]] = {}
     linear: dict[str, tuple[Tensor, Tensor]] = {}
     unfold: dict[str, tuple[Tensor, Tensor]] = {}
     for layer, d in zip(layers, grads, strict=True):
         a = rec[layer.name][0]
-        if not create_graph:
-            a = a.detach()
         if layer.kind == "linear":
             linear[layer.name] = (a.view(k, b, -1), d.view(k, b, -1))
         elif _uses_unfold(layer):
