@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lvae.config import DATASETS, NEIGHBORHOODS, PROFILES, TrainConfig
+from lvae.config import DATASETS, NEIGHBORHOODS, PROFILES, TrainConfig, _is_int
 from lvae.grid import Experiment
 
 
@@ -38,10 +38,6 @@ class ParameterError(ValueError):
 def _fail(name: str, value: Any, allowed: str) -> None:
     raise ParameterError(f"experiment parameter {name!r} must be {allowed}, got {value!r} "
                          f"({type(value).__name__})")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _number(name: str, v: Any, minimum: float = 0.0) -> float:
