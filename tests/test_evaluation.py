@@ -129,3 +129,17 @@ def test_which_dci_each_table_gets():
     assert groups == {"cars3d": {"dci_cars3d": None},
                       "smallnorb": {"dci_smallnorb": ("category", "elevation", "azimuth",
                                                       "lighting")}}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["synthetic", "input_l2"])
+def test_generated_images_are_uint8_with_own_references(tmp_path, blobs, kind):
+    from lvae.evaluation import generate_images
+    from lvae.training import load_run
+
+    run_dir = tmp_path / kind
+    train(tiny(neighborhood=kind, steps=2), run_dir, dataset=blobs, progress=False)
+    run = load_run(run_dir, dataset=blobs)
+    images = generate_images(run, 10, seed=0, batch=4)
+    assert images.dtype == np.uint8 and images.shape == (10, 32, 32, 3)
+    np.testing.assert_array_equal(images, generate_images(run, 10, seed=0, batch=4))
+    assert len({im.tobytes() for im in images}) > 1  # each image its own reference and code
