@@ -75,6 +75,22 @@ def main() -> None:
         f"time: total {total:.1f} s (sampling {out['sample_seconds']:.1f} s, "
         f"fits {out['fit_seconds']:.1f} s); target <= 90 s"
     )
+    cpu = out["fit_cpu_seconds"]
+    print("CPU seconds per factor fit: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+    print(
+        f"sum {sum(cpu.values()):.1f} CPU s; on {args.n_jobs} idle cores the fits would take "
+        f"~{lpt_makespan(list(cpu.values()), args.n_jobs):.1f} s (longest-first schedule), "
+        "the number to compare with the target when other processes share the cores"
+    )
+
+
+def lpt_makespan(durations: list[float], workers: int) -> float:
+    """Wall time of jobs started longest first on ``workers`` idle workers (what joblib does
+    with the fits sorted by class count)."""
+    loads = [0.0] * max(1, workers)
+    for d in sorted(durations, reverse=True):
+        loads[loads.index(min(loads))] += d
+    return max(loads)
 
 
 if __name__ == "__main__":

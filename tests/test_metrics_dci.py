@@ -209,7 +209,7 @@ def test_parallel_mode_keeps_factor_order():
     fit = dci.fit_importance(x_tr, y_tr, x_te, y_te, mode="parallel", seed=4, n_jobs=1)
     seeds = dci.factor_seeds(4, 3)
     for j in range(3):
-        imp, _, test_acc = dci._fit_factor(x_tr, y_tr[:, j], x_te, y_te[:, j], seeds[j])
+        imp, _, test_acc, _ = dci._fit_factor(x_tr, y_tr[:, j], x_te, y_te[:, j], seeds[j])
         np.testing.assert_array_equal(fit.importance[:, j], imp)
         assert fit.test_accuracy[j] == test_acc
 
