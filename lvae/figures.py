@@ -113,26 +113,34 @@ def image_grid(images: Any, ncols: int | None = None, row_labels: Sequence[str] 
 
 
 def side_by_side(panels: Mapping[str, Any], ncols: int = 5, cell: float = 0.8) -> Figure:
-    """Fig. 2's layout: one image grid per panel (e.g. per alpha), panels in a row."""
-    arrays = {k: to_hwc(v) for k, v in panels.items()}
-    n = len(arrays)
+    """Fig. 2's layout: one image grid per panel (e.g. per alpha), panels in a row.
+
+    A panel whose value is a string (``"diverged"``, ``"no run"``) is drawn as that word, so
+    a missing or diverged configuration keeps its place in the figure.
+    """
+    n = len(panels)
     if n == 0:
         raise ValueError("side_by_side needs at least one panel")
-    count = max(len(a) for a in arrays.values())
+    arrays = {k: (v if isinstance(v, str) else to_hwc(v)) for k, v in panels.items()}
+    count = max((len(a) for a in arrays.values() if not isinstance(a, str)), default=ncols)
     rows = math.ceil(count / ncols)
     fig = plt.figure(figsize=(n * (ncols * cell + 0.3), rows * cell + 0.5))
-    sub = fig.subfigures(1, n, wspace=0.02)
-    sub = np.atleast_1d(sub)
+    sub = np.atleast_1d(fig.subfigures(1, n, wspace=0.02))
     for sf, (name, a) in zip(sub, arrays.items(), strict=True):
-        axes = sf.subplots(rows, ncols, gridspec_kw={"wspace": 0.03, "hspace": 0.03})
-        axes = np.atleast_2d(axes)
+        sf.suptitle(name, fontsize=10)
+        if isinstance(a, str):
+            ax = sf.subplots()
+            ax.axis("off")
+            ax.text(0.5, 0.5, a, ha="center", va="center", fontsize=12, color="firebrick")
+            continue
+        axes = np.atleast_2d(sf.subplots(rows, ncols, gridspec_kw={"wspace": 0.03,
+                                                                  "hspace": 0.03}))
         for i, ax in enumerate(axes.flat):
             ax.axis("off")
             if i < len(a):
                 img = a[i]
                 ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0,
                           vmax=1, interpolation="nearest")
-        sf.suptitle(name, fontsize=10)
     return fig
 
 
@@ -269,6 +277,104 @@ def alpha_sweep(ours: Mapping[str, Any], paper: Mapping[str, Any] | None = None,
         fig.suptitle(title, y=1.18, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------
+# Tables for the result pages
+# --------------------------------------------------------------------------------------
+
+
+def find_run(df: Any, dataset: str = "shapes3d", alpha: float = 1.0, beta: float = 1.0,
+             neighborhood: str | None = "synthetic", seed: int | None = None) -> str | None:
+    """The folder of a finished run of this configuration (lowest seed), or None.
+
+    Only ``build`` runs are candidates: imported runs keep no checkpoint, and figures need
+    the model. ``df`` is a :func:`lvae.results.collect` frame.
+    """
+    if df is None or len(df) == 0:
+        return None
+    sel = ((df["dataset"] == dataset) & np.isclose(df["alpha"].astype(float), alpha)
+           & np.isclose(df["beta"].astype(float), beta) & (df["status"] == "completed")
+           & (df["source"] == "build"))
+    if neighborhood is not None and alpha > 0:
+        sel &= df["neighborhood"] == neighborhood
+    if seed is not None:
+        sel &= df["seed"] == seed
+    hits = df[sel].sort_values("seed")
+    for d in hits["run_dir"]:
+        if (Path(d) / "checkpoint.pt").exists():
+            return str(d)
+    return None
+
+
+def run_state(df: Any, dataset: str = "shapes3d", alpha: float = 1.0, beta: float = 1.0,
+              neighborhood: str | None = "synthetic") -> str:
+    """``"completed"``, ``"diverged"`` (every run of the configuration diverged) or
+    ``"no run"``: what a figure panel shows when it has no model to draw from."""
+    if df is None or len(df) == 0:
+        return "no run"
+    sel = ((df["dataset"] == dataset) & np.isclose(df["alpha"].astype(float), alpha)
+           & np.isclose(df["beta"].astype(float), beta))
+    if neighborhood is not None and alpha > 0:
+        sel &= df["neighborhood"] == neighborhood
+    st = set(df[sel]["status"])
+    if "completed" in st:
+        return "completed"
+    return "diverged" if st == {"diverged"} else "no run"
+
+
+def comparison_table(cmp: Any, headers: Sequence[str], profile: str | None = None,
+                     source: str | None = None, digits: int = 3) -> Any:
+    """Paper, ours and their difference per cell, for a few of a table's columns.
+
+    ``cmp`` is a :func:`lvae.results.paper_vs_ours` frame. Returns a DataFrame with one row
+    per paper row (paper order) and columns ``(header, paper | ours | difference)``; a
+    diverged configuration reads "diverged", a missing one "—". Splitting a 7-column
+    table into groups of headers keeps each table narrow enough for a page.
+    """
+    import pandas as pd
+
+    c = cmp[cmp["header"].isin(headers)]
+    if profile is not None:
+        c = c[c["profile"] == profile]
+    if source is not None:
+        c = c[c["source"] == source]
+    rows = list(dict.fromkeys(c["row"]))
+    out = pd.DataFrame(index=pd.Index(rows, name=None),
+                       columns=pd.MultiIndex.from_product([list(headers),
+                                                           ["paper", "ours", "difference"]]))
+    for _, r in c.iterrows():
+        diff = r["difference"]
+        out.loc[r["row"], (r["header"], "paper")] = r["paper_text"]
+        out.loc[r["row"], (r["header"], "ours")] = r["ours"]
+        out.loc[r["row"], (r["header"], "difference")] = (
+            f"{diff:+.{digits}f}" if isinstance(diff, float) and math.isfinite(diff) else "")
+    return out.fillna("")
+
+
+def sweep_frame(cmp: Any, metric: str, table: str = "table1", source: str = "build") -> Any:
+    """Ours per alpha for a table's Local VAE rows (beta = 1), the input of
+    :func:`alpha_sweep`: columns ``alpha``, ``mean``, ``lo``, ``hi`` (95% interval).
+    Configurations never run are left out; diverged ones have a NaN mean."""
+    import pandas as pd
+
+    from lvae.paper import table as paper_table
+
+    alpha_of = {r["label"]: r["alpha"] for r in paper_table(table)["rows"]
+                if r["beta"] == 1.0 and r["neighborhood"] != "input_l2"}
+    c = cmp[(cmp["metric"] == metric) & cmp["row"].isin(alpha_of) & (cmp["source"] == source)]
+    c = c[(c["n"] > 0) | (c["n_diverged"] > 0)]
+    half = c["ours_ci95"].fillna(0)
+    return pd.DataFrame({"alpha": c["row"].map(alpha_of), "mean": c["ours_mean"],
+                         "lo": c["ours_mean"] - half, "hi": c["ours_mean"] + half})
+
+
+def paper_curve(metric: str, table: str = "table1") -> dict[float, float]:
+    """The paper's numbers for a metric over alpha (Local VAE rows, beta = 1)."""
+    from lvae.paper import table as paper_table
+
+    return {r["alpha"]: r["values"][metric] for r in paper_table(table)["rows"]
+            if r["beta"] == 1.0 and metric in r["values"] and r["neighborhood"] != "input_l2"}
 
 
 # --------------------------------------------------------------------------------------
