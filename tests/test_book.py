@@ -1,0 +1,91 @@
+"""The whole book, end to end on the ``smoke`` profile, through ``lvae.reproduce``.
+
+One training run (3D Shapes, alpha = 1: the model behind Figures 2-4) keeps this within a
+few minutes on 2 cores; the other configurations are absent, which the result pages must
+show as such ("—") rather than fail on. Every teaching and result page is executed by
+papermill into the staged book and rendered by ``jupyter-book build``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from lvae.figures import TEACHING_NOTEBOOKS, book_source, executed_path
+from lvae.grid import Experiment
+from lvae.reproduce import RESULT_NOTEBOOKS, reproduce
+
+pytestmark = [pytest.mark.book, pytest.mark.timeout(900)]
+
+REPO = Path(__file__).resolve().parent.parent
+PROFILE = "smoke"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("book-runs")
+    grid = [Experiment("shapes3d", 1.0, tables=("table1", "fig2", "fig3", "fig4"))]
+    t0 = time.perf_counter()
+    summary = reproduce(profile=PROFILE, out=out, grid=grid, progress=False)
+    return {"out": out, "summary": summary, "wall": time.perf_counter() - t0}
+
+
+def _toc_pages() -> list[str]:
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    return [toc["root"]] + [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
+
+
+def test_reproduce_succeeds(built: dict) -> None:
+    s = built["summary"]
+    assert s.ok, s.report()
+    assert s.book_html is not None and (s.book_html / "index.html").is_file(), s.report()
+    print(f"book built in {built['wall']:.0f} s")
+
+
+def test_every_page_rendered(built: dict) -> None:
+    html = built["summary"].book_html
+    for page in _toc_pages():
+        assert (html / f"{page}.html").is_file(), f"{page}.html missing from the book"
+
+
+@pytest.mark.parametrize("nb", [*TEACHING_NOTEBOOKS, *RESULT_NOTEBOOKS])
+def test_pages_executed_without_error(built: dict, nb: str) -> None:
+    path = executed_path(Path(built["out"]) / PROFILE, nb)
+    assert path.is_file(), f"no executed copy of {nb}"
+    book = nbformat.read(path, as_version=4)
+    errors = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors, f"{nb}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+    images = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert images, f"{nb} produced no figure"
+
+
+@pytest.mark.parametrize("page", [Path(n).stem for n in RESULT_NOTEBOOKS])
+def test_result_pages_show_tables_and_figures(built: dict, page: str) -> None:
+    text = (built["summary"].book_html / "notebooks" / f"{page}.html").read_text()
+    assert "<img" in text, f"{page}: no figure in the HTML"
+    if page != "results_traversal":
+        assert "<table" in text, f"{page}: no table in the HTML"
+        assert "paper" in text and "ours" in text and "difference" in text
+    assert "Where these numbers come from" in text or "Which model" in text
+    assert "Traceback" not in text
+
+
+def test_result_tables_written_as_csv(built: dict) -> None:
+    tables = Path(built["out"]) / PROFILE / "tables"
+    for name in ("table1", "table2", "table5"):
+        assert (tables / f"{name}_paper_vs_ours.csv").is_file()
+
+
+def test_landing_page_claims_are_glued(built: dict) -> None:
+    text = (built["summary"].book_html / "book" / "intro.html").read_text()
+    assert "0.977 vs 0.150" in text  # the paper's numbers arrive through glue
+    assert re.search(r"profile\s*<strong>smoke</strong>|<strong>smoke</strong>", text)
+    staged = book_source(Path(built["out"]) / PROFILE)
+    assert (staged / "_config.yml").is_file() and (staged / "book" / "intro.md").is_file()
