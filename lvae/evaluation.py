@@ -159,16 +159,6 @@ def disentanglement_metrics(
     return out
 
 
-def _prepared_neighborhood(run: Any):
-    """The run's neighbourhood, set up once on its pool (kNN graphs are costly to build)."""
-    from lvae.training import neighborhood_for
-
-    nbhd = neighborhood_for(run.config, run.dataset)
-    if run.config.neighborhood != "synthetic":
-        nbhd.setup(run.pool, encode_means=lambda x: run.model.encode(x)[0])
-    return nbhd
-
-
 @torch.no_grad()
 def generate_images(run: Any, num: int, seed: int, batch: int = 100) -> np.ndarray:
     """``num`` localized generations as uint8 ``(num, H, W, C)`` (module docstring).
@@ -177,12 +167,13 @@ def generate_images(run: Any, num: int, seed: int, batch: int = 100) -> np.ndarr
     localized_samples`` shares one set of codes across references, which would correlate
     the samples); the inner step is the one of :func:`lvae.generation.adapt`.
     """
-    from lvae.objective import adapted_decode, inner_gradients
+    from lvae.generation import adapt, prepared_neighborhood
+    from lvae.objective import adapted_decode
 
     rng = np.random.RandomState(seed)
     gen = torch.Generator().manual_seed(seed)
     alpha, latent = float(run.config.alpha), run.arch.latent_dim
-    nbhd = _prepared_neighborhood(run) if alpha > 0 else None
+    nbhd = prepared_neighborhood(run) if alpha > 0 else None
     params = run.model.params()
     out = []
     for start in range(0, num, batch):
@@ -192,14 +183,8 @@ def generate_images(run: Any, num: int, seed: int, batch: int = 100) -> np.ndarr
             logits = run.model.decode(z)
         else:
             pos = rng.randint(len(run.pool), size=b)
-            refs = run.pool.tensor(pos)
-            neighbors = nbhd.sample(pos, refs, gen)
-            eps = torch.randn(neighbors.shape[0], b, latent, generator=gen)
-            with torch.enable_grad():
-                p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
-                g = inner_gradients(p, run.arch, neighbors, eps, run.loss, create_graph=False)
-            g.conv = {n: (w.detach(), c.detach()) for n, (w, c) in g.conv.items()}
-            g.linear = {n: (a.detach(), d.detach()) for n, (a, d) in g.linear.items()}
+            g = adapt(run, run.pool.tensor(pos), neighbor_positions=pos, neighborhood=nbhd,
+                      generator=gen)
             logits = adapted_decode(params, run.arch, g, alpha, z)  # one code per task
         probs = torch.sigmoid(logits).clamp(0, 1)
         out.append((probs * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())

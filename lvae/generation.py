@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from lvae.data.base import to_tensor
+from lvae.neighborhoods import Neighborhood
 from lvae.objective import (
     InnerGradients,
     adapted_decode,
@@ -41,24 +42,33 @@ def _check_images(images: Tensor, run: Run, name: str = "references") -> Tensor:
     return images
 
 
+def prepared_neighborhood(run: Run, k: int | None = None) -> Neighborhood:
+    """The run's neighbourhood, set up once on its pool (kNN graphs are costly to build)."""
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    nbhd = neighborhood_for(run.config.replace(k=k or run.config.k), run.dataset)
+    if run.config.neighborhood != "synthetic":
+        nbhd.setup(run.pool, encode_means=lambda x: run.model.encode(x)[0])
+    return nbhd
+
+
 def adapt(run: Run, references: Tensor, k: int | None = None, seed: int = 0,
-          neighbor_positions: np.ndarray | None = None) -> InnerGradients:
+          neighbor_positions: np.ndarray | None = None,
+          neighborhood: Neighborhood | None = None,
+          generator: torch.Generator | None = None) -> InnerGradients:
     """One inner step per reference (eqs. 7-8), on neighbours from the run's neighbourhood.
 
     ``references`` are float images ``(B, C, H, W)``. For kNN neighbourhoods the references
-    must be pool images: pass their pool positions as ``neighbor_positions``.
+    must be pool images: pass their pool positions as ``neighbor_positions``. Callers that
+    adapt many batches pass a :func:`prepared_neighborhood` and their own ``generator``.
     """
     references = _check_images(references, run)
-    cfg = run.config
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
-    nbhd = neighborhood_for(cfg.replace(k=k or cfg.k), run.dataset)
-    gen = torch.Generator().manual_seed(seed)
-    if cfg.neighborhood != "synthetic":
+    nbhd = neighborhood if neighborhood is not None else prepared_neighborhood(run, k)
+    gen = generator if generator is not None else torch.Generator().manual_seed(seed)
+    if run.config.neighborhood != "synthetic":
         if neighbor_positions is None:
-            raise ValueError(f"neighborhood {cfg.neighborhood!r} needs neighbor_positions "
-                             "(pool positions of the references)")
-        nbhd.setup(run.pool, encode_means=lambda x: run.model.encode(x)[0])
+            raise ValueError(f"neighborhood {run.config.neighborhood!r} needs "
+                             "neighbor_positions (pool positions of the references)")
         pos = np.asarray(neighbor_positions)
     else:
         pos = np.arange(len(references))
