@@ -9,24 +9,26 @@ matplotlib ``Figure``, so a notebook cell is one call and the page shows the fig
 The book: Jupyter Book 1.x renders notebooks *as they are* under
 ``execute_notebooks: "off"``, so every page must already be executed. The committed
 notebooks stay clean (no outputs, ``tests/test_notebooks_clean.py``); executed copies are
-build products written into a *staged book source* inside the run folder::
+build products written into a *staged book source* inside the run folder of a profile
+(``root`` = ``<out>/<profile>`` for ``python -m lvae reproduce``)::
 
-    <out_dir>/book/                 staged source: _config.yml, _toc.yml, book/ (copied)
-    <out_dir>/book/notebooks/*.ipynb  executed copies (papermill), same names as the repo's
-    <out_dir>/book/_build/html/     the built book
+    <root>/book/                    staged source: _config.yml, _toc.yml, book/ (copied)
+    <root>/book/notebooks/*.ipynb   executed copies (papermill), same names as the repo's
+    <root>/book/_build/html/        the built book
 
 so the toc's ``notebooks/teach_vae`` resolves to the executed copy, and two builds into
-different ``out_dir`` never touch each other or the working tree. ``lvae.reproduce``
-writes each result notebook to :func:`executed_path` and then calls :func:`build_book`,
-which executes the teaching notebooks that are still missing, stages the pages and runs
-``jupyter-book build``. (``jupyter-book build .`` at the repository root also works, but
-shows the committed notebooks without outputs: a preview of the prose only.)
+different folders never touch each other or the working tree. ``lvae.reproduce`` writes
+every page to :func:`executed_path` and then calls :func:`build_book`, which stages the
+configuration and markdown pages and runs ``jupyter-book build`` (it can also execute
+teaching pages still missing). ``jupyter-book build .`` at the repository root works too,
+but shows the committed notebooks without outputs: a preview of the prose only.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -272,10 +274,9 @@ def alpha_sweep(ours: Mapping[str, Any], paper: Mapping[str, Any] | None = None,
                 handles.append(h)
                 labels.append(lab)
     if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8,
-                   bbox_to_anchor=(0.5, 1.1), frameon=False)
+        axes[0, 0].legend(handles, labels, fontsize=7, loc="best")
     if title:
-        fig.suptitle(title, y=1.18, fontsize=10)
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -325,13 +326,15 @@ def run_state(df: Any, dataset: str = "shapes3d", alpha: float = 1.0, beta: floa
 
 
 def comparison_table(cmp: Any, headers: Sequence[str], profile: str | None = None,
-                     source: str | None = None, digits: int = 3) -> Any:
+                     source: str | None = None, digits: int = 3, title: str | None = None,
+                     style: bool = True) -> Any:
     """Paper, ours and their difference per cell, for a few of a table's columns.
 
-    ``cmp`` is a :func:`lvae.results.paper_vs_ours` frame. Returns a DataFrame with one row
-    per paper row (paper order) and columns ``(header, paper | ours | difference)``; a
-    diverged configuration reads "diverged", a missing one "—". Splitting a 7-column
-    table into groups of headers keeps each table narrow enough for a page.
+    ``cmp`` is a :func:`lvae.results.paper_vs_ours` frame. One row per paper row (paper
+    order), columns ``(header, paper | ours | Δ)``; a diverged configuration reads
+    "diverged", a missing one "—". Splitting a 7-column table into groups of headers, and
+    writing the number of seeds once in the caption when every cell has the same, keeps
+    each table narrow enough for a page. ``style=False`` returns the plain DataFrame.
     """
     import pandas as pd
 
@@ -340,17 +343,46 @@ def comparison_table(cmp: Any, headers: Sequence[str], profile: str | None = Non
         c = c[c["profile"] == profile]
     if source is not None:
         c = c[c["source"] == source]
+    ns = {int(n) for n in c["n"] if n}
+    uniform = len(ns) == 1 and not (c["n_diverged"] > 0).any()
+    prefix = _common_prefix(list(headers))
+    short = [h[len(prefix):] or h for h in headers]
     rows = list(dict.fromkeys(c["row"]))
     out = pd.DataFrame(index=pd.Index(rows, name=None),
-                       columns=pd.MultiIndex.from_product([list(headers),
-                                                           ["paper", "ours", "difference"]]))
+                       columns=pd.MultiIndex.from_product([short, ["paper", "ours", "Δ"]]))
     for _, r in c.iterrows():
-        diff = r["difference"]
-        out.loc[r["row"], (r["header"], "paper")] = r["paper_text"]
-        out.loc[r["row"], (r["header"], "ours")] = r["ours"]
-        out.loc[r["row"], (r["header"], "difference")] = (
+        h = short[list(headers).index(r["header"])]
+        diff, ours = r["difference"], str(r["ours"])
+        if uniform:
+            ours = re.sub(r" \(n=\d+\)$", "", ours)
+        out.loc[r["row"], (h, "paper")] = r["paper_text"]
+        out.loc[r["row"], (h, "ours")] = ours
+        out.loc[r["row"], (h, "Δ")] = (
             f"{diff:+.{digits}f}" if isinstance(diff, float) and math.isfinite(diff) else "")
-    return out.fillna("")
+    out = out.fillna("")
+    if not style:
+        return out
+    caption = (title or prefix.strip() or "") + (
+        f" (ours: mean ± 95% t half-width over {ns.pop()} seed(s))" if uniform else
+        " (ours: mean ± 95% t half-width, n seeds)")
+    return (out.style.set_caption(caption)
+            .set_table_styles([{"selector": "td, th", "props": "font-size: 0.8em; "
+                                "padding: 2px 6px; white-space: nowrap;"},
+                               {"selector": "caption", "props": "caption-side: top; "
+                                "font-size: 0.9em; text-align: left;"}]))
+
+
+def _common_prefix(names: list[str]) -> str:
+    """The words all headers start with ("DCI w/ Color "), to print once in the caption."""
+    if len(names) < 2:
+        return ""
+    words = [n.split(" ") for n in names]
+    common = []
+    for group in zip(*words, strict=False):
+        if len(set(group)) != 1:
+            break
+        common.append(group[0])
+    return " ".join(common) + " " if common else ""
 
 
 def sweep_frame(cmp: Any, metric: str, table: str = "table1", source: str = "build") -> Any:

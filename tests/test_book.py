@@ -72,7 +72,7 @@ def test_result_pages_show_tables_and_figures(built: dict, page: str) -> None:
     assert "<img" in text, f"{page}: no figure in the HTML"
     if page != "results_traversal":
         assert "<table" in text, f"{page}: no table in the HTML"
-        assert "paper" in text and "ours" in text and "difference" in text
+        assert "paper" in text and "ours" in text and "Δ" in text
     assert "Where these numbers come from" in text or "Which model" in text
     assert "Traceback" not in text
 
