@@ -130,7 +130,7 @@ def side_by_side(panels: Mapping[str, Any], ncols: int = 5, cell: float = 0.8) -
     fig = plt.figure(figsize=(n * (ncols * cell + 0.3), rows * cell + 0.5))
     sub = np.atleast_1d(fig.subfigures(1, n, wspace=0.02))
     for sf, (name, a) in zip(sub, arrays.items(), strict=True):
-        sf.suptitle(name, fontsize=10)
+        sf.suptitle(name, fontsize=13)
         if isinstance(a, str):
             ax = sf.subplots()
             ax.axis("off")
@@ -159,10 +159,12 @@ def conditional_grid(references: Any, samples: Any, title: str | None = None,
         raise ValueError(f"samples must be (rows, M, ...) with one row per reference; got "
                          f"{gen.shape} for {len(refs)} references")
     rows, m = gen.shape[:2]
-    fig = plt.figure(figsize=((m + 1.4) * cell, rows * cell + 0.45))
+    head = 0.75 if title else 0.4  # inches above the grid: column labels (and title)
+    height = rows * cell + head + 0.05
+    fig = plt.figure(figsize=((m + 1.4) * cell, height))
     gs = fig.add_gridspec(rows, m + 2, width_ratios=[1, 0.35] + [1] * m, wspace=0.04,
                           hspace=0.04, left=0.01, right=0.99, bottom=0.01,
-                          top=1 - 0.4 / (rows * cell + 0.45))
+                          top=1 - head / height)
     for r in range(rows):
         for c in [0, *range(2, m + 2)]:
             ax = fig.add_subplot(gs[r, c])
@@ -173,7 +175,7 @@ def conditional_grid(references: Any, samples: Any, title: str | None = None,
             if r == 0:
                 ax.set_title("reference" if c == 0 else f"$z^{{{c - 1}}}$", fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=1 - 0.08 / height, va="top")
     return fig
 
 
@@ -202,8 +204,9 @@ def loss_curves(logs: Mapping[str, Any], keys: Sequence[str] = ("loss", "recon",
     for ax, key in zip(axes[0], keys, strict=True):
         for label, log in logs.items():
             df = log if isinstance(log, pd.DataFrame) else pd.DataFrame(list(log))
-            if key in df and len(df):
-                ax.plot(df["step"], df[key], label=label, lw=1.2)
+            if key in df and len(df):  # markers: a short run logs only a few points
+                ax.plot(df["step"], df[key], label=label, lw=1.2,
+                        marker="o" if len(df) < 10 else None, ms=3)
         ax.set_xlabel("step")
         ax.set_title(key, fontsize=10)
         if logy:
