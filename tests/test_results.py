@@ -159,7 +159,7 @@ def test_paper_vs_ours(store, tmp_path: Path):
               & (t.profile == "smoke")].iloc[0]
     assert beta4.ours_mean == 0.3
     w = wide(t, profile="smoke")
-    assert list(w.index)[:2] == ["alpha = 0 (Vanilla)", "alpha = 1e-3"] and len(w) == 11
+    assert list(w.index)[5:8] == ["alpha = 1e1", "alpha = 1e2", "beta = 2"] and len(w) == 11
     assert w.loc["alpha = 1", ("DCI w/o Color Disent.", "paper")] == "0.977"
     assert w.loc["alpha = 1", ("DCI w/o Color Disent.", "ours")] == "0.633 ± 0.379 (n=3)"
     assert w.loc["alpha = 1e2", ("FID", "ours")] == "diverged"
