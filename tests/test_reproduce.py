@@ -209,3 +209,23 @@ def test_real_notebook_records_divergence(tmp_path: Path):
     again = rp.reproduce("smoke", out, grid=grid, book=False, progress=False)
     assert again.skipped == s.diverged
     assert os.path.getsize(run / "experiment.ipynb") > 0
+
+
+def test_cli_exit_code_says_whether_runs_failed(tmp_path: Path, monkeypatch, capsys):
+    from lvae.__main__ import main
+
+    seen = {}
+
+    def fake(**kw):
+        seen.update(kw)
+        s = rp.Summary(kw["profile"], Path(kw["out"]))
+        if kw["force"]:
+            s.failed.append(("r1", "/x/experiment.ipynb", "boom"))
+        return s
+
+    monkeypatch.setattr(rp, "reproduce", fake)
+    assert main(["reproduce", "--profile", "smoke", "--out", str(tmp_path), "--jobs", "3",
+                 "--only", "table2", "--no-book", "--seeds", "2"]) == 0
+    assert (seen["jobs"], seen["only"], seen["book"], seen["seeds"]) == (3, "table2", False, 2)
+    assert main(["reproduce", "--profile", "smoke", "--force"]) == 1
+    assert "FAILED r1: boom" in capsys.readouterr().out
