@@ -90,7 +90,7 @@ def image_grid(images: Any, ncols: int | None = None, row_labels: Sequence[str] 
     else:
         raise ValueError(f"images must be (n, ...) or (rows, cols, ...), got shape {a.shape}")
     left = 0.9 if row_labels else 0.05
-    top = 0.35 if (col_labels or title) else 0.05
+    top = 0.05 + 0.3 * bool(col_labels) + 0.3 * bool(title)  # inches for labels, title
     fig = plt.figure(figsize=(left + cols * cell, top + rows * cell))
     gs = fig.add_gridspec(rows, cols, left=left / (left + cols * cell), right=0.995,
                           bottom=0.005, top=1 - top / (top + rows * cell),
@@ -111,7 +111,7 @@ def image_grid(images: Any, ncols: int | None = None, row_labels: Sequence[str] 
         if r == 0 and col_labels is not None and c < len(col_labels):
             ax.set_title(col_labels[c], fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=10, y=1 - 0.1 * top / (top + rows * cell))
+        fig.suptitle(title, fontsize=10, y=1 - 0.04 / (top + rows * cell), va="top")
     return fig
 
 
