@@ -528,7 +528,8 @@ def build_book(out_dir: str | Path, execute_teaching: bool = True, strict: bool 
 
     Call this after the result notebooks have been written to :func:`executed_path`
     (``lvae.reproduce`` does). Raises if a page of the toc is still missing (a build
-    would silently show a blank page). Returns ``<out_dir>/book/_build/html``.
+    would silently show a blank page). The build's output goes to ``<out_dir>/book/build.log``.
+    Returns ``<out_dir>/book/_build/html``.
     """
     if execute_teaching:
         for nb in TEACHING_NOTEBOOKS:
@@ -545,6 +546,8 @@ def build_book(out_dir: str | Path, execute_teaching: bool = True, strict: bool 
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
+    if quiet:  # kept for checks: tests assert the build raised no warnings
+        (src / "build.log").write_text((proc.stdout or "") + (proc.stderr or ""))
     if proc.returncode != 0:
         tail = (proc.stdout or "")[-4000:] + (proc.stderr or "")[-4000:]
         raise RuntimeError(f"jupyter-book build failed ({proc.returncode}):\n{tail}")

@@ -90,3 +90,9 @@ def test_landing_page_claims_are_glued(built: dict) -> None:
     assert re.search(r"results come from profile\s*<strong><span[^>]*>smoke</span>", text)
     staged = book_source(Path(built["out"]) / PROFILE)
     assert (staged / "_config.yml").is_file() and (staged / "book" / "intro.md").is_file()
+
+
+def test_build_has_no_warnings(built: dict) -> None:
+    log = (book_source(Path(built["out"]) / PROFILE) / "build.log").read_text()
+    warnings = [ln for ln in log.splitlines() if "WARNING" in ln]
+    assert not warnings, "\n".join(warnings[:10])
