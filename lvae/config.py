@@ -137,6 +137,9 @@ class Profile:
     eval_train: int  # DCI training points (disentanglement_lib: 10,000)
     eval_test: int  # DCI test points (5,000)
     eval_fd: int  # images per side for the Frechet distance (paper: 50,000)
+    eval_elbo: int  # held-out images for the negative ELBO
+    fd_steps: int | None  # FD-factors network training steps (None: the metric's default)
+    eval_jobs: int  # joblib workers for the DCI fits (1 avoids worker start-up on tiny fits)
     seeds: int  # training seeds per configuration
     note: str
 
@@ -144,20 +147,29 @@ class Profile:
         return {"steps": self.steps, "resolution": self.resolution,
                 "pool_size": self.pool_size, "profile": self.name}
 
+    def eval_overrides(self) -> dict[str, Any]:
+        """Evaluation settings beyond the sample counts (lvae.evaluation.evaluate kwargs)."""
+        return {"num_elbo": self.eval_elbo, "fd_steps": self.fd_steps, "n_jobs": self.eval_jobs}
+
 
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
-        Profile("smoke", 6, 32, 400, 200, 100, 100, 1,
-                "seconds per run: checks the pipeline end to end, numbers mean nothing"),
-        Profile("quick", 300, 32, 4000, 1000, 500, 500, 1,
-                "the default book on 2 CPU cores in about an hour: demonstrates every table "
-                "and figure, far too short to test the paper's claims"),
-        Profile("cpu", 20_000, 32, 20_000, 5000, 2500, 5000, 3,
-                "an evening per run on a CPU: long enough for the vanilla VAE to encode "
-                "scale, shape and orientation (shared/notes/fidelity.md)"),
-        Profile("paper", 300_000, 64, None, 10_000, 5000, 50_000, 3,
-                "Appendix B, Table 4 exactly; needs a GPU"),
+        Profile("smoke", steps=6, resolution=32, pool_size=400, eval_train=200, eval_test=100,
+                eval_fd=100, eval_elbo=50, fd_steps=30, eval_jobs=1, seeds=1,
+                note="seconds per run: checks the pipeline end to end, numbers mean nothing"),
+        Profile("quick", steps=300, resolution=32, pool_size=4000, eval_train=1000,
+                eval_test=500, eval_fd=500, eval_elbo=250, fd_steps=None, eval_jobs=1, seeds=1,
+                note="the default book on 2 CPU cores in about an hour: demonstrates every "
+                     "table and figure, far too short to test the paper's claims"),
+        Profile("cpu", steps=20_000, resolution=32, pool_size=20_000, eval_train=5000,
+                eval_test=2500, eval_fd=5000, eval_elbo=1000, fd_steps=None, eval_jobs=-1,
+                seeds=3,
+                note="an evening per run on a CPU: long enough for the vanilla VAE to encode "
+                     "scale, shape and orientation (shared/notes/fidelity.md)"),
+        Profile("paper", steps=300_000, resolution=64, pool_size=None, eval_train=10_000,
+                eval_test=5000, eval_fd=50_000, eval_elbo=1000, fd_steps=None, eval_jobs=-1,
+                seeds=3, note="Appendix B, Table 4 exactly; needs a GPU"),
     )
 }
 

@@ -27,7 +27,7 @@ class ExperimentSetup:
     config: TrainConfig
     run_dir: Path
     run_id: str
-    eval_kwargs: dict[str, int]  # num_train, num_test, num_fd, seed for lvae.evaluation
+    eval_kwargs: dict[str, Any]  # lvae.evaluation.evaluate's keyword arguments
     threads: int | None  # torch threads for this process; not part of the run's identity
 
 
@@ -134,6 +134,7 @@ def experiment_config(
         run_id=exp.run_id,
         eval_kwargs={"num_train": eval_train or prof.eval_train,
                      "num_test": eval_test or prof.eval_test,
-                     "num_fd": eval_fd or prof.eval_fd, "seed": eval_seed},
+                     "num_fd": eval_fd or prof.eval_fd, "seed": eval_seed,
+                     **prof.eval_overrides()},
         threads=threads,
     )
