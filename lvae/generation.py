@@ -103,12 +103,16 @@ def meta_samples(run: Run, z: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def reconstructions(run: Run, images: Tensor, adapted: bool = True, seed: int = 0) -> Tensor:
-    """Posterior-mean reconstructions under the adapted (or the meta) model."""
+def reconstructions(run: Run, images: Tensor, adapted: bool = True, seed: int = 0,
+                    neighbor_positions: np.ndarray | None = None) -> Tensor:
+    """Posterior-mean reconstructions under the adapted (or the meta) model.
+
+    For kNN neighbourhoods the images must be pool images at ``neighbor_positions``.
+    """
     images = _check_images(images, run, "images")
     if not adapted or run.config.alpha == 0:
         return torch.sigmoid(run.model(images))
-    g = adapt(run, images, seed=seed)
+    g = adapt(run, images, seed=seed, neighbor_positions=neighbor_positions)
     params, alpha = run.model.params(), run.config.alpha
     mu, _ = adapted_encode(params, run.arch, g, alpha, images)
     return torch.sigmoid(adapted_decode(params, run.arch, g, alpha, mu))

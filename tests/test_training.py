@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from lvae.config import TrainConfig
-from lvae.generation import localized_samples, meta_samples, represent, traversal
+from lvae.generation import (
+    localized_samples,
+    meta_samples,
+    reconstructions,
+    represent,
+    traversal,
+)
 from lvae.training import load_run, train
 
 
@@ -71,6 +77,10 @@ def test_every_neighbourhood_trains(tmp_path, blobs, kind):
                 dataset=blobs, progress=False)
     assert res["status"] == "completed"
     assert np.isfinite(losses(tmp_path / kind)).all()
+    run = load_run(tmp_path / kind, dataset=blobs)
+    pos = np.arange(3)
+    rec = reconstructions(run, run.pool.tensor(pos), neighbor_positions=pos)
+    assert rec.shape == (3, 3, 32, 32)
 
 
 def test_vanilla_training_reduces_loss(tmp_path, blobs):
@@ -103,6 +113,8 @@ def test_generation_on_a_trained_run(tmp_path, blobs):
     assert torch.allclose(plain[0], meta_samples(run, z), atol=1e-6)
     assert torch.allclose(plain[1], plain[2])
     assert not torch.allclose(out[0], out[1])  # adapted decoders differ per reference
+    rec = reconstructions(run, refs)
+    assert rec.shape == refs.shape and not torch.allclose(rec, reconstructions(run, refs, False))
     tr = traversal(run, refs[0])
     assert tr.shape == (10, 9, 3, 32, 32)
     codes = represent(run, "meta")(blobs.images(np.arange(7)))
