@@ -108,14 +108,20 @@ def reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
     return mu + torch.exp(0.5 * logvar) * eps
 
 
+def scaled_neg_elbo(x: Tensor, logits: Tensor, mu: Tensor, logvar: Tensor, loss: LossSpec,
+                    arch: Architecture) -> tuple[Tensor, Tensor, Tensor]:
+    """``(loss per image, recon, kl)``: eq. 1 with beta on the KL, times the loss scale."""
+    recon, kl = neg_elbo_terms(x, logits, mu, logvar, loss)
+    return (recon + loss.beta * kl) * loss.scale(arch), recon, kl
+
+
 def neg_elbo(
     params: Params, x: Tensor, eps: Tensor, arch: Architecture, loss: LossSpec
 ) -> Tensor:
     """Scaled negative ELBO per image, ``(n,)``: eq. 1 with beta on the KL term."""
     mu, logvar = encode(params, x, arch)
     logits = decode(params, reparameterize(mu, logvar, eps), arch)
-    recon, kl = neg_elbo_terms(x, logits, mu, logvar, loss)
-    return (recon + loss.beta * kl) * loss.scale(arch)
+    return scaled_neg_elbo(x, logits, mu, logvar, loss, arch)[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -298,8 +304,7 @@ def _inner_gradients(params: Params, arch: Architecture, neighbors: Tensor, eps:
     mu, logvar = out[:, : arch.latent_dim], out[:, arch.latent_dim :]
     z = reparameterize(mu, logvar, eps.reshape(k * b, -1))
     logits = _forward_recording(dec, params, z, c_last, rec)
-    recon, kl = neg_elbo_terms(x, logits, mu, logvar, loss)
-    per_image = (recon + loss.beta * kl) * loss.scale(arch)
+    per_image = scaled_neg_elbo(x, logits, mu, logvar, loss, arch)[0]
     layers = enc + dec
     # The loss being differentiated is the sum over tasks of each task's mean, so an
     # image's activation gradients are its share of its own task's gradient (factor 1/K).
@@ -438,8 +443,7 @@ def local_vae_loss(
     g = inner_gradients(params, arch, neighbors, eps_inner, loss, create_graph=not first_order)
     mu, logvar = adapted_encode(params, arch, g, alpha, anchors)
     logits = adapted_decode(params, arch, g, alpha, reparameterize(mu, logvar, eps_anchor))
-    recon, kl = neg_elbo_terms(anchors, logits, mu, logvar, loss)
-    per_anchor = (recon + loss.beta * kl) * loss.scale(arch)
+    per_anchor, recon, kl = scaled_neg_elbo(anchors, logits, mu, logvar, loss, arch)
     return LocalLoss(per_anchor.mean(), g.inner_loss, recon.detach().mean(), kl.detach().mean())
 
 
@@ -449,7 +453,6 @@ def vanilla_vae_loss(
     """The (beta-)VAE objective on a batch, reported in the same form as the Local VAE's."""
     mu, logvar = encode(params, x, arch)
     logits = decode(params, reparameterize(mu, logvar, eps), arch)
-    recon, kl = neg_elbo_terms(x, logits, mu, logvar, loss)
-    per = (recon + loss.beta * kl) * loss.scale(arch)
+    per, recon, kl = scaled_neg_elbo(x, logits, mu, logvar, loss, arch)
     mean = per.mean()
     return LocalLoss(mean, mean.detach(), recon.detach().mean(), kl.detach().mean())
