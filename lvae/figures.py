@@ -351,15 +351,20 @@ def comparison_table(cmp: Any, headers: Sequence[str], profile: str | None = Non
     prefix = _common_prefix(list(headers))
     short = [h[len(prefix):] or h for h in headers]
     rows = list(dict.fromkeys(c["row"]))
-    out = pd.DataFrame(index=pd.Index(rows, name=None),
-                       columns=pd.MultiIndex.from_product([short, ["paper", "ours", "Δ"]]))
+    # A Frechet distance in another feature space stands in for FID when no Inception
+    # weights exist: it is never labelled "FID" (its scale differs, see the metrics page).
+    measures = c["measure"].astype(str) if "measure" in c else pd.Series("", index=c.index)
+    ours_label = {h: "ours: FD-factors" if measures[c["header"] == full].str.contains(
+        "FD-factors").any() else "ours" for h, full in zip(short, headers, strict=True)}
+    out = pd.DataFrame(index=pd.Index(rows, name=None), columns=pd.MultiIndex.from_tuples(
+        [(h, sub) for h in short for sub in ("paper", ours_label[h], "Δ")]))
     for _, r in c.iterrows():
         h = short[list(headers).index(r["header"])]
         diff, ours = r["difference"], str(r["ours"])
         if uniform:
             ours = re.sub(r" \(n=\d+\)$", "", ours)
         out.loc[r["row"], (h, "paper")] = r["paper_text"]
-        out.loc[r["row"], (h, "ours")] = ours
+        out.loc[r["row"], (h, ours_label[h])] = ours
         out.loc[r["row"], (h, "Δ")] = (
             f"{diff:+.{digits}f}" if isinstance(diff, float) and math.isfinite(diff) else "")
     out = out.fillna("")
