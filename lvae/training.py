@@ -95,10 +95,9 @@ class Run:
 def _check_config_matches(run_dir: Path, config: TrainConfig) -> None:
     path = run_dir / "config.json"
     if path.exists():
-        old = json.loads(path.read_text())
-        if old != json.loads(config.to_json()):
-            diff = sorted(k for k in set(old) | set(config.to_dict())
-                          if old.get(k) != json.loads(config.to_json()).get(k))
+        old, new = json.loads(path.read_text()), json.loads(config.to_json())
+        if old != new:
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise ValueError(
                 f"{run_dir} already holds a run with a different config (fields {diff}); "
                 "use a new run folder, or delete this one to start over"

@@ -42,5 +42,14 @@ def _threads():
 
 
 @pytest.fixture
+def one_torch_thread():
+    """On a shared 2-core machine one thread is several times faster than oversubscribed two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def blobs() -> BlobData:
     return BlobData()

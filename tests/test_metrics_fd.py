@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from lvae.data.base import GroundTruthData
 from lvae.metrics import factor_net as fdf
@@ -30,13 +29,7 @@ class Squares(GroundTruthData):
         return out
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """On a shared 2-core machine one thread is several times faster than oversubscribed two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()

@@ -47,13 +47,7 @@ SHAPES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """On a shared 2-core machine one thread is several times faster than oversubscribed two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
