@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= quick
-JOBS ?= 1
+JOBS ?= 2
 OUT ?= runs
 
 .PHONY: book test test-slow lint bench venv clean

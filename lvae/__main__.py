@@ -25,14 +25,22 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, default=None,
                    help="seeds per configuration (default: the profile's)")
     r.add_argument("--jobs", type=int, default=1,
-                   help="parallel notebook executions (>1: a local Dask cluster)")
+                   help="worker processes of the local Dask cluster, one notebook each at a "
+                   "time (default 1)")
     r.add_argument("--force", action="store_true", help="rerun runs that are already done")
     r.add_argument("--list", action="store_true",
                    help="print one papermill command per run and exit")
     r.add_argument("--only", default=None,
                    help="comma-separated tables/figures: table1,table2,table5,fig2,fig3,fig4")
     r.add_argument("--scheduler", default=None,
-                   help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+                   help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                   "(a dask-jobqueue cluster on Slurm/PBS: see book/reproduce.md)")
+    r.add_argument("--resources", default=None,
+                   help="Dask worker resources each training run needs, e.g. GPU=1 (workers "
+                   "must declare them: dask worker --resources GPU=1)")
+    r.add_argument("--inline", action="store_true",
+                   help="no Dask: run the notebooks one after another in this process "
+                   "(debugging)")
     r.add_argument("--no-book", action="store_true",
                    help="stop after the runs (no result notebooks, no book build)")
     return p
@@ -40,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from lvae.reproduce import list_commands, plan, reproduce
+    from lvae.reproduce import list_commands, parse_resources, plan, reproduce
 
     try:
         if args.list:
@@ -50,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         summary = reproduce(profile=args.profile, out=args.out, seeds=args.seeds,
                             jobs=args.jobs, force=args.force, only=args.only,
-                            scheduler=args.scheduler, book=not args.no_book)
+                            scheduler=args.scheduler, book=not args.no_book,
+                            inline=args.inline, resources=parse_resources(args.resources))
     except ValueError as e:  # a bad option value: say which, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

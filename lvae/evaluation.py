@@ -10,6 +10,10 @@ computes what the paper's Tables 1, 2 and 5 report, plus what the fidelity notes
   ``dci_nocolor`` (scale, shape, orientation) from one set of fits; CarsNORB:
   ``dci_cars3d`` and ``dci_smallnorb`` per sub-dataset (Table 2); other datasets: ``dci``.
   SmallNORB uses disentanglement_lib's four factors (instance is a nuisance).
+* **DCI's own noise**: with ``gbt_seeds > 1`` the meta codes' DCI is fit again on the *same*
+  codes with GBT seeds ``seed + 1, ...`` (``dci_gbt``: every value; ``gbt_sd``: their sample
+  standard deviation), so a reader can set the spread due to the classifiers' tie-breaking
+  beside the spread over training seeds (:func:`lvae.results.noise_sources`).
 * **MIG** on the same training codes (disentanglement_lib draws them with the same seed).
 * **A Frechet distance** between real images and localized generations, named: "FID" when
   Inception weights are configured, else "FD-factors" (:func:`lvae.metrics.fid_or_fd`).
@@ -86,7 +90,7 @@ def _default_factors(data: GroundTruthData) -> tuple[str, ...] | None:
 
 def eval_params(
     run: Any, num_train: int, num_test: int, num_fd: int, num_elbo: int, seed: int,
-    frechet_metric: str | None, fd_steps: int | None = None,
+    frechet_metric: str | None, fd_steps: int | None = None, gbt_seeds: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
     """What makes two evaluations the same (compared before recomputing)."""
     return {
@@ -99,6 +103,7 @@ def eval_params(
         "checkpoint_step": int(run.step),
         "frechet_metric": frechet_metric,
         "fd_steps": fd_steps,
+        "gbt_seeds": gbt_seeds,
         "eval_version": EVAL_VERSION,
     }
 
@@ -125,9 +130,20 @@ def disentanglement_metrics(
     num_test: int,
     seed: int,
     n_jobs: int | None = -1,
+    gbt_seeds: int = 1,
 ) -> dict[str, Any]:
-    """DCI per :func:`dci_groups` key and MIG per group, for one representation."""
+    """DCI per :func:`dci_groups` key and MIG per group, for one representation.
+
+    ``gbt_seeds > 1`` refits DCI on the same codes with GBT seeds ``seed + 1, ...``:
+    ``dci_gbt[key][score]`` lists every seed's value (the headline first) and
+    ``gbt_sd[key][score]`` their sample standard deviation (ddof 1).
+    """
+    if not isinstance(gbt_seeds, int) or isinstance(gbt_seeds, bool) or gbt_seeds < 1:
+        raise ValueError(f"gbt_seeds must be an int >= 1 (1: no refits), got {gbt_seeds!r}")
     out: dict[str, Any] = {"details": {}}
+    if gbt_seeds > 1:
+        out["dci_gbt"] = {"seeds": [seed + r for r in range(gbt_seeds)]}
+        out["gbt_sd"] = {}
     for label, data, subsets in dci_groups(dataset):
         rs = np.random.RandomState(seed)
         codes_tr, y_tr = sample_codes(data, represent, num_train, rs)
@@ -137,16 +153,23 @@ def disentanglement_metrics(
             mode=DCI_MODE, seed=seed, n_jobs=n_jobs,
         )  # fmt: skip
         for key, s in dci["scores"].items():
-            out[key] = {
-                "disentanglement": s["disentanglement"],
-                "completeness": s["completeness"],
-                "informativeness": s["informativeness_test"],
-                "informativeness_train": s["informativeness_train"],
-            }
+            out[key] = _scores(s)
+        for r in range(1, gbt_seeds):  # the same codes, another GBT seed
+            again = dci_from_codes(
+                codes_tr, y_tr, codes_te, y_te, data.factor_names, subsets,
+                mode=DCI_MODE, seed=seed + r, n_jobs=n_jobs,
+            )  # fmt: skip
+            for key, s in again["scores"].items():
+                runs = out["dci_gbt"].setdefault(key, {m: [v] for m, v in out[key].items()})
+                for m, v in _scores(s).items():
+                    runs[m].append(v)
         used = [data.factor_names.index(f) for f in dci["factor_names"]]
         mig = mig_from_codes(codes_tr, y_tr[:, used])
         mig_key = f"mig_{label}" if label else "mig"
         out[mig_key] = mig["mig"]
+        for key, runs in out.get("dci_gbt", {}).items():
+            if key != "seeds" and key in subsets:
+                out["gbt_sd"][key] = {m: float(np.std(v, ddof=1)) for m, v in runs.items()}
         out["details"][label or data.name] = {
             "factor_names": dci["factor_names"],
             "subsets": {k: list(v) for k, v in dci["subsets"].items()},
@@ -157,6 +180,12 @@ def disentanglement_metrics(
             "fit_seconds": dci["fit_seconds"],
         }
     return out
+
+
+def _scores(s: Mapping[str, float]) -> dict[str, float]:
+    return {"disentanglement": s["disentanglement"], "completeness": s["completeness"],
+            "informativeness": s["informativeness_test"],
+            "informativeness_train": s["informativeness_train"]}
 
 
 @torch.no_grad()
@@ -287,6 +316,7 @@ def evaluate(
     inception_weights: str | None = None,
     progress: bool = True,
     fd_steps: int | None = None,
+    gbt_seeds: int = 1,
     dataset: ImageDataset | None = None,
 ) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` and write ``eval.json`` (module docstring).
@@ -302,6 +332,8 @@ def evaluate(
         n_jobs: joblib workers for the per-factor DCI fits.
         inception_weights: path to pytorch-fid's weights (else ``$LVAE_INCEPTION_WEIGHTS``).
         fd_steps: training steps of the FD-factors network (default: its module's).
+        gbt_seeds: GBT seeds the meta codes' DCI is fit with (1: the headline only); the
+            spread over them is DCI's own noise, reported apart from training seeds.
         dataset: use this dataset instead of the config's (tests).
 
     Returns:
@@ -330,7 +362,7 @@ def evaluate(
     run = load_run(run_dir, dataset=dataset)
     params = eval_params(
         run, num_train, num_test, num_fd, num_elbo, seed,
-        frechet_metric_name(run.dataset, inception_weights), fd_steps,
+        frechet_metric_name(run.dataset, inception_weights), fd_steps, gbt_seeds,
     )  # fmt: skip
     old = _read_json(out_path)
     if not force and isinstance(old, dict) and old.get("params") == params:
@@ -351,7 +383,8 @@ def evaluate(
         return value
 
     meta = stage("DCI+MIG (meta codes)", lambda: disentanglement_metrics(
-        run.dataset, represent(run, "meta"), num_train, num_test, seed, n_jobs))  # fmt: skip
+        run.dataset, represent(run, "meta"), num_train, num_test, seed, n_jobs,
+        gbt_seeds))  # fmt: skip
     adapted = stage("DCI+MIG (adapted codes)", lambda: disentanglement_metrics(
         run.dataset, represent(run, "adapted", seed=seed), num_train, num_test, seed, n_jobs,
     ) if adapted_too else None)  # fmt: skip

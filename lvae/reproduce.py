@@ -15,16 +15,23 @@
 3. ``lvae.figures.build_book``: stage ``_config.yml``, ``_toc.yml`` and ``book/`` beside
    them and run ``jupyter-book build``; the HTML is in ``<out>/<profile>/book/_build/html``.
 
-Every execution goes through one seam, :class:`Executor`: :class:`SequentialExecutor`
-(``jobs=1``, in this process, one notebook after another) or :class:`DaskExecutor`
-(``jobs>1``: a Dask ``LocalCluster`` of single-threaded worker processes on loopback, or
-``scheduler="tcp://host:port"``: an existing cluster). A task is one papermill execution;
-a kernel that dies or cannot start (the "Address already in use" port race of parallel
-papermill, nteract/papermill#511) is retried :data:`KERNEL_RETRIES` times, then recorded as
-failed with its partial notebook. A failure never stops the other runs; a diverged run is
-a result, not a failure. Notebooks are written to a temporary name and moved into place, so
-a kill at any moment leaves either the old file or the new one, and a rerun redoes only
-what is missing (training itself resumes from its last checkpoint).
+Every execution goes through one seam, :class:`Executor`. The grid runs on Dask
+distributed (:class:`DaskExecutor`): by default a ``LocalCluster`` on loopback of ``jobs``
+separate worker processes, one notebook at a time each; ``scheduler="tcp://host:port"``
+submits to a running cluster instead (for Slurm or PBS, start one with dask-jobqueue: see
+``book/reproduce.md``), and ``resources={"GPU": 1}`` asks the scheduler for workers that
+declared such a resource (the paper profile on GPU nodes). :class:`SequentialExecutor`
+(``inline=True``, ``--inline``) runs the same tasks in this process, for debugging.
+
+A task is one papermill execution, idempotent by its parameters: a kernel that dies or
+cannot start (the "Address already in use" port race of parallel papermill,
+nteract/papermill#511) is retried :data:`KERNEL_RETRIES` times inside the task; a worker
+process that dies mid-task is replaced by its nanny and the task rescheduled up to
+:data:`KERNEL_RETRIES` times by the scheduler; after that the run is recorded as failed with
+the path to its partial notebook. A failure never stops the other runs; a diverged run is a
+result, not a failure. Notebooks are written to a temporary name and moved into place, so a
+kill at any moment leaves either the old file or the new one, and a rerun redoes only what
+is missing (training itself resumes from its last checkpoint).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,6 +67,7 @@ RESULT_NOTEBOOKS: tuple[str, ...] = (
     "notebooks/results_table2.ipynb",
     "notebooks/results_table5.ipynb",
     "notebooks/results_traversal.ipynb",
+    "notebooks/results_explore_alpha.ipynb",
 )
 
 #: How many times a task whose kernel died or could not start is tried again.
@@ -183,36 +191,52 @@ class SequentialExecutor:
 
 
 class DaskExecutor:
-    """Tasks on Dask distributed: a loopback ``LocalCluster`` of ``jobs`` single-threaded
-    worker processes, or the cluster at ``address``. A worker that dies mid-task is
-    replaced and the task retried by the scheduler (``allowed-failures``, local clusters
-    only), then reported ``failed`` (``KilledWorker``) with its notebook path."""
+    """Tasks on Dask distributed, each a papermill execution (module docstring).
 
-    def __init__(self, jobs: int = 2, address: str | None = None) -> None:
+    Without ``address``: a ``LocalCluster`` on 127.0.0.1 of ``jobs`` worker processes with
+    one thread each (so one notebook at a time per worker) under nannies, which replace a
+    worker that dies; the scheduler reschedules its task up to :data:`KERNEL_RETRIES` times
+    (``distributed.scheduler.allowed-failures``) before giving up with ``KilledWorker``.
+    With ``address``: that cluster's scheduler (its own ``allowed-failures`` applies) and
+    ``retries`` on every submitted task. ``resources`` (e.g. ``{"GPU": 1}``) is asked for
+    by the experiment tasks only; the book's pages need no accelerator.
+    """
+
+    def __init__(self, jobs: int = 1, address: str | None = None,
+                 resources: Mapping[str, float] | None = None) -> None:
         import dask
         from distributed import Client, LocalCluster
 
         self._cluster = None
+        self.resources = dict(resources) if resources else None
+        self.retries = KERNEL_RETRIES if address else 0  # local: allowed-failures does it
         if address:
             self.client = Client(address)
         else:
             with dask.config.set({"distributed.scheduler.allowed-failures": KERNEL_RETRIES}):
                 self._cluster = LocalCluster(n_workers=jobs, threads_per_worker=1,
                                              processes=True, host="127.0.0.1",
-                                             dashboard_address=None, memory_limit=0)
+                                             dashboard_address="127.0.0.1:0", memory_limit=0,
+                                             resources=self.resources)
             self.client = Client(self._cluster)
 
     def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
         from distributed import as_completed
 
-        futures = {self.client.submit(execute, t, key=f"{t.name}-{uuid.uuid4().hex[:6]}",
-                                      pure=False): t for t in tasks}
+        futures = {}
+        for t in tasks:
+            res = self.resources if not t.name.startswith("book:") else None
+            fut = self.client.submit(execute, t, key=f"{t.name}-{uuid.uuid4().hex[:6]}",
+                                     pure=False, retries=self.retries, resources=res)
+            futures[fut] = t
         for fut in as_completed(futures):
             t = futures[fut]
             try:
                 yield fut.result()
             except Exception as exc:  # KilledWorker, a lost connection: not the notebook
-                yield Outcome(t.name, "failed", t.output, _short(exc), KERNEL_RETRIES + 1)
+                yield Outcome(t.name, "failed", keep_partial(t.output),
+                              f"{_short(exc)} (the worker died {KERNEL_RETRIES + 1} times "
+                              "running it)", KERNEL_RETRIES + 1)
 
     def close(self) -> None:
         self.client.close()
@@ -220,13 +244,49 @@ class DaskExecutor:
             self._cluster.close()
 
 
-def make_executor(jobs: int = 1, scheduler: str | None = None) -> Executor:
-    """``jobs=1`` without a scheduler: sequential; otherwise Dask."""
+def keep_partial(output: str) -> str:
+    """Move the newest partial notebook a killed execution left (``.NAME.*.tmp.ipynb``:
+    papermill saves after every cell) onto ``output``, so a failure points at how far it
+    got; returns ``output``."""
+    out = Path(output)
+    partial = sorted(out.parent.glob(f".{out.stem}.*.tmp.ipynb"),
+                     key=lambda p: p.stat().st_mtime) if out.parent.is_dir() else []
+    if partial:
+        os.replace(partial[-1], out)
+    return str(out)
+
+
+def parse_resources(text: str | None) -> dict[str, float] | None:
+    """``"GPU=1,MEM=16e9"`` -> ``{"GPU": 1.0, "MEM": 1.6e10}`` (Dask worker resources)."""
+    if not text:
+        return None
+    out = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--resources must look like GPU=1 or GPU=1,MEM=16e9, got "
+                             f"{text!r}") from None
+    return out
+
+
+def make_executor(jobs: int = 1, scheduler: str | None = None, inline: bool = False,
+                  resources: Mapping[str, float] | None = None) -> Executor:
+    """The grid's executor: Dask (a LocalCluster of ``jobs`` workers, or ``scheduler``), or
+    with ``inline`` one task after another in this process (debugging; ``jobs`` must be 1)."""
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
-    if scheduler is None and jobs == 1:
+    if inline:
+        if jobs != 1 or scheduler is not None:
+            raise ValueError("--inline runs one task at a time in this process: it takes "
+                             "neither --jobs > 1 nor --scheduler")
         return SequentialExecutor()
-    return DaskExecutor(jobs=jobs, address=scheduler)
+    if scheduler is not None and not scheduler.strip():
+        raise ValueError("--scheduler must be an address such as tcp://10.0.0.5:8786")
+    return DaskExecutor(jobs=jobs, address=scheduler, resources=resources)
 
 
 # --------------------------------------------------------------------------- planning
@@ -397,6 +457,7 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
               jobs: int = 1, force: bool = False, only: str | Iterable[str] | None = None,
               scheduler: str | None = None, book: bool = True,
               grid: Sequence[Experiment] | None = None, executor: Executor | None = None,
+              inline: bool = False, resources: Mapping[str, float] | None = None,
               notebook: str | Path = EXPERIMENT_NOTEBOOK,
               result_notebooks: Sequence[str | Path] = RESULT_NOTEBOOKS,
               teaching_notebooks: Sequence[str | Path] | None = None,
@@ -404,7 +465,8 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
     """Run the grid, the result notebooks and the book; returns a :class:`Summary`.
 
     Never raises for a failed or diverged run: check ``summary.ok`` (the CLI exits 1 when
-    it is False). ``executor`` overrides the one ``jobs``/``scheduler`` would make;
+    it is False). The runs go to Dask (:func:`make_executor`: ``jobs``, ``scheduler``,
+    ``resources``; ``inline`` for this process); ``executor`` overrides that;
     ``grid``, ``notebook``, ``result_notebooks`` and ``teaching_notebooks`` (None: the
     book's, ``lvae.figures.TEACHING_NOTEBOOKS``) replace the paper's (tests use stand-ins).
     """
@@ -421,7 +483,7 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
         else:
             todo.append(p)
     own = executor is None
-    executor = executor or make_executor(jobs, scheduler)
+    executor = executor or make_executor(jobs, scheduler, inline, resources)
     try:
         by_name = {p.task.name: p for p in todo}
         bar = tqdm(total=len(todo), desc=f"runs ({profile})", disable=not progress)

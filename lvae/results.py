@@ -15,8 +15,8 @@ Runs of different profiles or sources are never averaged together: a 300-step CP
 a 300k-step GPU run answer different questions, and the book shows them side by side.
 
 The API used by the book's result pages (keep it stable): :func:`collect`,
-:func:`summarize`, :func:`paper_vs_ours`, :func:`wide`, :func:`load_log`,
-:func:`import_run`.
+:func:`summarize`, :func:`noise_sources`, :func:`paper_vs_ours`, :func:`wide`,
+:func:`load_log`, :func:`import_run`.
 """
 
 from __future__ import annotations
@@ -207,6 +207,41 @@ def summarize(df: pd.DataFrame, metrics: Iterable[str] | None = None) -> pd.Data
             mean, half, n = t_interval(vals)
             out.append({**dict(zip(CONFIG_KEYS, key, strict=True)), "metric": m, "mean": mean,
                         "ci95": half, "n": n, **counts})
+    return pd.DataFrame(out, columns=cols)
+
+
+def noise_sources(df: pd.DataFrame, metrics: Iterable[str] | None = None) -> pd.DataFrame:
+    """Two sources of spread in a DCI score, per configuration: training seeds vs GBT seeds.
+
+    ``sd_seeds`` is the sample standard deviation (ddof 1) of the metric over the
+    configuration's completed runs (one per training seed, each with the headline GBT seed);
+    ``sd_gbt`` is the mean over those runs of ``gbt_sd.<metric>``, the standard deviation
+    of the same run's DCI refit on the *same codes* with other GBT seeds
+    (:func:`lvae.evaluation.disentanglement_metrics`). ``dominant`` names the larger;
+    ``"—"`` where either is missing (one seed, or no refits). Grouped by
+    :data:`CONFIG_KEYS`, so profiles and sources are never pooled.
+    """
+    cols = [*CONFIG_KEYS, "metric", "sd_seeds", "n_seeds", "sd_gbt", "n_gbt_runs",
+            "dominant"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    if metrics is None:
+        metrics = sorted(c.removeprefix("gbt_sd.") for c in df.columns
+                         if c.startswith("gbt_sd."))
+    out = []
+    for key, g in df.groupby(list(CONFIG_KEYS), sort=True, dropna=False):
+        ok = g[g["status"] == "completed"]
+        for m in metrics:
+            seeds = ok[m].astype(float).dropna() if m in ok else pd.Series(dtype=float)
+            sd_s = float(seeds.std(ddof=1)) if len(seeds) >= 2 else math.nan
+            gcol = f"gbt_sd.{m}"
+            gbt = ok[gcol].astype(float).dropna() if gcol in ok else pd.Series(dtype=float)
+            sd_g = float(gbt.mean()) if len(gbt) else math.nan
+            dom = "—" if math.isnan(sd_s) or math.isnan(sd_g) else (
+                "training seeds" if sd_s > sd_g else "GBT seed")
+            out.append({**dict(zip(CONFIG_KEYS, key, strict=True)), "metric": m,
+                        "sd_seeds": sd_s, "n_seeds": len(seeds), "sd_gbt": sd_g,
+                        "n_gbt_runs": len(gbt), "dominant": dom})
     return pd.DataFrame(out, columns=cols)
 
 

@@ -143,3 +143,35 @@ def test_generated_images_are_uint8_with_own_references(tmp_path, blobs, kind):
     assert images.dtype == np.uint8 and images.shape == (10, 32, 32, 3)
     np.testing.assert_array_equal(images, generate_images(run, 10, seed=0, batch=4))
     assert len({im.tobytes() for im in images}) > 1  # each image its own reference and code
+
+
+def test_gbt_refits_measure_dcis_own_noise_on_the_same_codes(blobs):
+    """gbt_seeds = 3: the headline plus two refits with GBT seeds 1 and 2 on the same codes,
+    each equal to an independent dci_from_codes call with that seed."""
+    from lvae.evaluation import DCI_MODE, disentanglement_metrics
+    from lvae.metrics.dci import dci_from_codes
+    from lvae.metrics.sampling import sample_codes
+
+    w = np.random.RandomState(0).randn(int(np.prod(blobs.observation_shape)), 3)
+
+    def represent(x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64).reshape(len(x), -1) @ w
+
+    out = disentanglement_metrics(blobs, represent, 150, 80, seed=0, n_jobs=1, gbt_seeds=3)
+    [key] = [k for k in out if k.startswith("dci") and k != "dci_gbt"]
+    runs = out["dci_gbt"][key]
+    assert out["dci_gbt"]["seeds"] == [0, 1, 2] and len(runs["disentanglement"]) == 3
+    assert runs["disentanglement"][0] == out[key]["disentanglement"]  # the headline
+    rs = np.random.RandomState(0)
+    tr, ytr = sample_codes(blobs, represent, 150, rs)
+    te, yte = sample_codes(blobs, represent, 80, rs)
+    ref = dci_from_codes(tr, ytr, te, yte, blobs.factor_names, None, mode=DCI_MODE, seed=2,
+                         n_jobs=1)["scores"]["all"]
+    assert runs["disentanglement"][2] == ref["disentanglement"]
+    assert runs["informativeness"][2] == ref["informativeness_test"]
+    assert out["gbt_sd"][key]["completeness"] == pytest.approx(
+        np.std(runs["completeness"], ddof=1))
+    assert "dci_gbt" not in disentanglement_metrics(blobs, represent, 150, 80, seed=0,
+                                                    n_jobs=1)
+    with pytest.raises(ValueError, match="gbt_seeds must be an int >= 1"):
+        disentanglement_metrics(blobs, represent, 150, 80, seed=0, gbt_seeds=0)

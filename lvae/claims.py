@@ -1,0 +1,357 @@
+"""The paper's claims, judged by our intervals: supports, contradicts, or cannot decide.
+
+The paper reports one number per cell, from one run. A claim such as "alpha = 1 is more
+disentangled than the vanilla VAE" is a statement about a *difference*, so we judge it by a
+95% interval for the difference of the two configurations' means over training seeds
+(Welch's t-interval, which does not assume equal variances):
+
+    d = mean_A - mean_B,  se = sqrt(s_A^2 / n_A + s_B^2 / n_B),
+    d +/- t_{0.975, nu} se,  nu = se^4 / ((s_A^2/n_A)^2/(n_A-1) + (s_B^2/n_B)^2/(n_B-1))
+
+(Welch-Satterthwaite degrees of freedom; if both spreads are zero the interval is the point
+d). The verdict is
+
+``supports``        the whole interval lies on the side the paper claims,
+``contradicts``     the whole interval lies on the other side,
+``cannot decide``   the interval contains 0, or a side has fewer than 2 seeds (no interval).
+
+A claim made of several comparisons (alpha = 1 beats *every* beta-VAE) supports only if
+every comparison does, contradicts if any comparison does, and cannot decide otherwise.
+Divergence claims are counts, not intervals: :func:`divergence`.
+
+Each claim is judged on one profile and one source (the build's runs, or imported runs of a
+longer profile), never on a mix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lvae import paper
+from lvae.results import _matches, _resolve_metric
+
+SUPPORTS, CONTRADICTS, UNDECIDED = "supports", "contradicts", "cannot decide"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``mean(a) - mean(b)`` with its 95% Welch interval and the verdict on "a better"."""
+
+    a: str
+    b: str
+    metric: str
+    better: str  # "higher" or "lower": which direction the paper claims for a over b
+    n_a: int
+    n_b: int
+    mean_a: float
+    mean_b: float
+    diff: float
+    lo: float
+    hi: float
+    verdict: str
+
+    def text(self, digits: int = 3) -> str:
+        """``+0.120 [+0.050, +0.190] (n = 3 vs 3)``, or why there is no interval."""
+        if self.n_a == 0 or self.n_b == 0:
+            return "no runs"
+        if math.isnan(self.lo):
+            return f"{self.diff:+.{digits}f}, no interval (n = {self.n_a} vs {self.n_b})"
+        return (f"{self.diff:+.{digits}f} [{self.lo:+.{digits}f}, {self.hi:+.{digits}f}] "
+                f"(n = {self.n_a} vs {self.n_b})")
+
+
+def welch_interval(a: Sequence[float], b: Sequence[float],
+                   level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean(a) - mean(b), lo, hi)``: Welch's two-sided interval (module docstring).
+
+    NaN bounds when either side has fewer than 2 values; NaN everything when one is empty.
+    """
+    x = np.asarray([v for v in a if v is not None and math.isfinite(v)], dtype=float)
+    y = np.asarray([v for v in b if v is not None and math.isfinite(v)], dtype=float)
+    if len(x) == 0 or len(y) == 0:
+        return math.nan, math.nan, math.nan
+    d = float(x.mean() - y.mean())
+    if len(x) < 2 or len(y) < 2:
+        return d, math.nan, math.nan
+    va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return d, d, d
+    nu = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, nu) * se)
+    return d, d - half, d + half
+
+
+def verdict(lo: float, hi: float, better: str = "higher") -> str:
+    """Which side of zero the interval ``[lo, hi]`` of ``a - b`` lies on, for a claim that
+    ``a`` is ``better`` ("higher" or "lower") than ``b``."""
+    if better not in ("higher", "lower"):
+        raise ValueError(f"better must be 'higher' or 'lower', got {better!r}")
+    if math.isnan(lo) or math.isnan(hi):
+        return UNDECIDED
+    if better == "lower":
+        lo, hi = -hi, -lo
+    if lo > 0:
+        return SUPPORTS
+    if hi < 0:
+        return CONTRADICTS
+    return UNDECIDED
+
+
+def combine(verdicts: Iterable[str]) -> str:
+    """All comparisons support: supports; any contradicts: contradicts; else undecided."""
+    vs = list(verdicts)
+    if not vs:
+        return UNDECIDED
+    if CONTRADICTS in vs:
+        return CONTRADICTS
+    return SUPPORTS if all(v == SUPPORTS for v in vs) else UNDECIDED
+
+
+def _row(table: str, label: str) -> dict:
+    for r in paper.table(table)["rows"]:
+        if r["label"] == label:
+            return r
+    labels = [r["label"] for r in paper.table(table)["rows"]]
+    raise ValueError(f"{table} has no row {label!r}; rows: {labels}")
+
+
+def _select(df: pd.DataFrame, table: str, label: str, profile: str | None,
+            source: str) -> pd.DataFrame:
+    if df.empty:
+        return df
+    g = df[_matches(df, _row(table, label)) & (df["source"] == source)]
+    return g if profile is None else g[g["profile"] == profile]
+
+
+def values(df: pd.DataFrame, table: str, label: str, metric: str,
+           profile: str | None = None, source: str = "build") -> list[float]:
+    """The metric over the completed runs (one per seed) of a paper row's configuration."""
+    g = _select(df, table, label, profile, source)
+    col = _resolve_metric(metric, df.columns)
+    if col is None or g.empty:
+        return []
+    ok = g[g["status"] == "completed"][col].astype(float)
+    return [v for v in ok.tolist() if math.isfinite(v)]
+
+
+def compare(df: pd.DataFrame, table: str, a: str, b: str, metric: str,
+            better: str = "higher", profile: str | None = None,
+            source: str = "build") -> Difference:
+    """Paper row ``a`` against row ``b`` of ``table`` on ``metric``, over seeds.
+
+    ``df`` is a :func:`lvae.results.collect` frame; rows are the paper's labels
+    (``"alpha = 1"``, ``"alpha = 0 (Vanilla)"``, ``"beta = 4"``, ...).
+    """
+    xa = values(df, table, a, metric, profile, source)
+    xb = values(df, table, b, metric, profile, source)
+    d, lo, hi = welch_interval(xa, xb)
+    return Difference(a, b, metric, better, len(xa), len(xb),
+                      float(np.mean(xa)) if xa else math.nan,
+                      float(np.mean(xb)) if xb else math.nan, d, lo, hi,
+                      verdict(lo, hi, better))
+
+
+def best_of(df: pd.DataFrame, table: str, best: str, others: Sequence[str], metric: str,
+            better: str = "higher", profile: str | None = None,
+            source: str = "build") -> tuple[str, list[Difference]]:
+    """Does row ``best`` beat every row of ``others``? (:func:`combine` of the pairs; rows
+    with no completed run are left out, and with none left the claim cannot be decided.)"""
+    diffs = [compare(df, table, best, o, metric, better, profile, source) for o in others]
+    judged = [d for d in diffs if d.n_a and d.n_b]
+    return (combine(d.verdict for d in judged) if judged else UNDECIDED), diffs
+
+
+def divergence(df: pd.DataFrame, table: str, label: str, profile: str | None = None,
+               source: str = "build") -> tuple[str, str]:
+    """The paper says this row's training diverged: ``(verdict, "k of n runs diverged")``.
+
+    Every run diverged: supports; none did: contradicts; some: cannot decide; no runs:
+    cannot decide.
+    """
+    g = _select(df, table, label, profile, source)
+    g = g[g["status"].isin(["completed", "diverged"])] if len(g) else g
+    n, k = len(g), int((g["status"] == "diverged").sum()) if len(g) else 0
+    if n == 0:
+        return UNDECIDED, "no runs"
+    v = SUPPORTS if k == n else (CONTRADICTS if k == 0 else UNDECIDED)
+    return v, f"{k} of {n} runs diverged"
+
+
+def summary_line(v: str, detail: str) -> str:
+    """What the landing page prints in its verdict column."""
+    return f"{v}: {detail}"
+
+
+# --------------------------------------------------------------------------- the catalogue
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper that our runs can test, and how it is judged."""
+
+    key: str  # glue names on the result pages: claim_<key>_{paper,ours,verdict}
+    table: str
+    text: str
+    paper_text: str
+
+
+#: Every quantitative claim the landing page judges, in its order.
+CLAIMS: tuple[Claim, ...] = (
+    Claim("nocolor", "table1", "Without colour, alpha = 1 disentangles better than the "
+          "vanilla VAE", "0.977 vs 0.150"),
+    Claim("color", "table1", "With colour, alpha = 1 disentangles better than the vanilla "
+          "VAE", "0.424 vs 0.246"),
+    Claim("best_alpha", "table1", "DCI without colour peaks at alpha = 1", "α = 1"),
+    Claim("diverge", "table1", "Training diverges at alpha = 1e2", "diverged"),
+    Claim("beta", "table1", "Without colour, alpha = 1 beats every beta-VAE",
+          "0.977 vs ≤ 0.690"),
+    Claim("fid", "table1", "Generations are better (lower FID) at alpha = 1 than at 0",
+          "43.2 vs 134.8"),
+    Claim("t2", "table2", "On CarsNORB, disentanglement peaks at alpha = 1e-2 on both "
+          "sub-datasets", "α = 1e-2 for both"),
+    Claim("t5", "table5", "Synthetic neighbourhoods beat input-space l2 ones (DCI "
+          "without colour)", "0.977 vs 0.676"),
+)
+
+_D_NOCOLOR = "dci_nocolor.disentanglement"
+_VANILLA = "alpha = 0 (Vanilla)"
+_T1_ALPHAS = ("alpha = 0 (Vanilla)", "alpha = 1e-3", "alpha = 1e-2", "alpha = 1e-1",
+              "alpha = 1e1")
+_BETAS = ("beta = 2", "beta = 4", "beta = 8", "beta = 16")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A claim judged on one profile and source: verdict, our numbers, the interval(s)."""
+
+    claim: Claim
+    verdict: str
+    ours: str  # our numbers, as the paper_text puts the paper's
+    detail: str  # the interval(s) the verdict rests on
+    short: str = ""  # the detail in a few words, for the landing page's table
+
+    @property
+    def line(self) -> str:
+        return summary_line(self.verdict, self.short or self.detail)
+
+
+def _means(d: Difference, digits: int = 3) -> str:
+    def one(m: float, n: int) -> str:
+        return "—" if n == 0 else f"{m:.{digits}f}"
+
+    return f"{one(d.mean_a, d.n_a)} vs {one(d.mean_b, d.n_b)}"
+
+
+def _pairwise(diffs: Sequence[Difference], label_of: str = "b") -> str:
+    parts = [f"vs {getattr(d, label_of)}: {d.text()}" for d in diffs if d.n_a and d.n_b]
+    return "; ".join(parts) or "no runs to compare"
+
+
+def _tally(diffs: Sequence[Difference]) -> str:
+    """``"3 of 5 comparisons support, 1 contradicts"`` over the comparisons with runs."""
+    judged = [d for d in diffs if d.n_a and d.n_b]
+    if not judged:
+        return "no runs to compare"
+    sup = sum(d.verdict == SUPPORTS for d in judged)
+    con = sum(d.verdict == CONTRADICTS for d in judged)
+    text = f"{sup} of {len(judged)} comparisons support"
+    return text + (f", {con} contradict{'s' if con == 1 else ''}" if con else "")
+
+
+def judge(df: pd.DataFrame, key: str, profile: str | None = None,
+          source: str = "build") -> Judgement:
+    """Judge the claim ``key`` of :data:`CLAIMS` on the runs of ``df`` (module docstring)."""
+    by_key = {c.key: c for c in CLAIMS}
+    if key not in by_key:
+        raise ValueError(f"no claim {key!r}; claims: {sorted(by_key)}")
+    c = by_key[key]
+    kw = {"profile": profile, "source": source}
+    if key in ("nocolor", "color", "fid"):
+        metric = {"nocolor": _D_NOCOLOR, "color": "dci_color.disentanglement",
+                  "fid": "fid"}[key]
+        d = compare(df, "table1", "alpha = 1", _VANILLA, metric,
+                    "lower" if key == "fid" else "higher", **kw)
+        text = f"difference {d.text(1 if key == 'fid' else 3)}"
+        return Judgement(c, d.verdict, _means(d, 1 if key == "fid" else 3), text, text)
+    if key == "best_alpha":
+        v, diffs = best_of(df, "table1", "alpha = 1", _T1_ALPHAS, _D_NOCOLOR, **kw)
+        best = _best_label(df, "table1", ("alpha = 1", *_T1_ALPHAS), _D_NOCOLOR, **kw)
+        return Judgement(c, v, best, _pairwise(diffs), _tally(diffs))
+    if key == "diverge":
+        v, text = divergence(df, "table1", "alpha = 1e2", **kw)
+        return Judgement(c, v, text, text, text)
+    if key == "beta":
+        v, diffs = best_of(df, "table1", "alpha = 1", _BETAS, _D_NOCOLOR, **kw)
+        xs = [d.mean_b for d in diffs if d.n_b]
+        a1 = diffs[0]
+        ours = (f"{'—' if not a1.n_a else f'{a1.mean_a:.3f}'} vs "
+                f"{'—' if not xs else f'≤ {max(xs):.3f}'}")
+        return Judgement(c, v, ours, _pairwise(diffs), _tally(diffs))
+    if key == "t2":
+        rows = [r["label"] for r in paper.table("table2")["rows"]]
+        others = [r for r in rows if r != "alpha = 1e-2"]
+        verdicts, details, bests, shorts = [], [], [], []
+        for metric in paper.table("table2")["metrics"]:
+            v, diffs = best_of(df, "table2", "alpha = 1e-2", others, metric, **kw)
+            verdicts.append(v)
+            part = metric.split(".")[0].removeprefix("dci_")
+            details.append(f"{part}: {_pairwise(diffs)}")
+            shorts.append(f"{part}: {_tally(diffs)}")
+            bests.append(f"{part} {_best_label(df, 'table2', rows, metric, **kw)}")
+        return Judgement(c, combine(verdicts), ", ".join(bests), " | ".join(details),
+                         "; ".join(shorts))
+    # t5
+    d = compare(df, "table5", "Sampling", "l2 on input space", _D_NOCOLOR, **kw)
+    text = f"difference {d.text()}"
+    return Judgement(c, d.verdict, _means(d), text, text)
+
+
+def _best_label(df: pd.DataFrame, table: str, rows: Sequence[str], metric: str,
+                profile: str | None, source: str) -> str:
+    """The row with the highest mean (its alpha, as the paper names it), or "—"."""
+    means = {r: np.mean(v) for r in rows if (v := values(df, table, r, metric, profile,
+                                                          source))}
+    if len(means) < 2:
+        return "—"
+    best = max(means, key=means.__getitem__)
+    return "α = " + best.removeprefix("alpha = ").replace(" (Vanilla)", "")
+
+
+def judge_all(df: pd.DataFrame, profile: str | None = None,
+              source: str = "build") -> pd.DataFrame:
+    """Every claim of :data:`CLAIMS` judged: one row each (key, claim, paper, ours,
+    verdict, detail)."""
+    rows = []
+    for c in CLAIMS:
+        j = judge(df, c.key, profile, source)
+        rows.append({"key": c.key, "table": c.table, "claim": c.text,
+                     "paper": c.paper_text, "ours": j.ours, "verdict": j.verdict,
+                     "detail": j.detail})
+    return pd.DataFrame(rows)
+
+
+def glue_claims(df: pd.DataFrame, table: str, profile: str | None = None,
+                source: str = "build") -> pd.DataFrame:
+    """On a result page: judge the claims of ``table``, glue ``claim_<key>_paper``,
+    ``_ours`` and ``_verdict`` for the landing page (MyST-NB glue), and return the judged
+    rows (:func:`judge_all`'s columns) for the page to show in full."""
+    from myst_nb import glue
+
+    rows = []
+    for c in CLAIMS:
+        if c.table != table:
+            continue
+        j = judge(df, c.key, profile, source)
+        glue(f"claim_{c.key}_paper", c.paper_text, display=False)
+        glue(f"claim_{c.key}_ours", j.ours, display=False)
+        glue(f"claim_{c.key}_verdict", j.line, display=False)
+        rows.append({"claim": c.text, "paper": c.paper_text, "ours": j.ours,
+                     "verdict": j.verdict, "what it rests on": j.detail})
+    return pd.DataFrame(rows)

@@ -1,0 +1,135 @@
+"""Claims judged by intervals: Welch's interval against scipy, verdict rules, row selection."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from lvae import claims
+from lvae.results import noise_sources
+
+D = "dci_nocolor.disentanglement"
+
+
+def test_welch_interval_matches_scipy_and_hand_values():
+    a, b = [0.9, 0.95, 0.99, 0.93], [0.1, 0.3, 0.2]
+    d, lo, hi = claims.welch_interval(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert d == pytest.approx(sum(a) / 4 - sum(b) / 3)
+    assert (lo, hi) == pytest.approx((ref.low, ref.high), rel=1e-12)
+    # by hand: b constant, so nu = n_a - 1 = 2 and half = t_{0.975,2} * s_a / sqrt(3)
+    d, lo, hi = claims.welch_interval([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)
+    assert (d, lo, hi) == pytest.approx((2.0, 2.0 - half, 2.0 + half), rel=1e-9)
+
+
+def test_no_interval_below_two_seeds():
+    d, lo, hi = claims.welch_interval([0.5], [0.1, 0.2])
+    assert d == pytest.approx(0.35) and math.isnan(lo) and math.isnan(hi)
+    assert all(math.isnan(v) for v in claims.welch_interval([], [0.1]))
+    assert claims.verdict(math.nan, math.nan) == claims.UNDECIDED
+
+
+def test_verdicts_and_their_combination():
+    assert claims.verdict(0.1, 0.3) == "supports"
+    assert claims.verdict(-0.3, -0.1) == "contradicts"
+    assert claims.verdict(-0.1, 0.3) == "cannot decide"
+    assert claims.verdict(-0.3, -0.1, better="lower") == "supports"  # FID: lower is better
+    assert claims.verdict(0.1, 0.3, better="lower") == "contradicts"
+    with pytest.raises(ValueError, match="better must be"):
+        claims.verdict(0, 1, better="bigger")
+    assert claims.combine(["supports", "supports"]) == "supports"
+    assert claims.combine(["supports", "cannot decide"]) == "cannot decide"
+    assert claims.combine(["supports", "contradicts", "cannot decide"]) == "contradicts"
+    assert claims.combine([]) == "cannot decide"
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    out = []
+    for alpha, beta, seed, status, value, gbt_sd in rows:
+        out.append({"dataset": "shapes3d", "alpha": alpha, "beta": beta,
+                    "neighborhood": "synthetic", "reduction": "pixel_mean", "seed": seed,
+                    "profile": "quick", "source": "build", "status": status,
+                    "config_id": f"a{alpha}-b{beta}", D: value, f"gbt_sd.{D}": gbt_sd})
+    return pd.DataFrame(out)
+
+
+@pytest.fixture
+def df() -> pd.DataFrame:
+    return _frame([
+        (1.0, 1.0, 0, "completed", 0.90, 0.001), (1.0, 1.0, 1, "completed", 0.80, 0.003),
+        (1.0, 1.0, 2, "completed", 0.85, 0.002),
+        (0.0, 1.0, 0, "completed", 0.10, 0.001), (0.0, 1.0, 1, "completed", 0.20, 0.001),
+        (0.0, 1.0, 2, "completed", 0.15, 0.001),
+        (0.0, 4.0, 0, "completed", 0.80, 0.0), (0.0, 4.0, 1, "completed", 0.95, 0.0),
+        (100.0, 1.0, 0, "diverged", math.nan, math.nan),
+        (100.0, 1.0, 1, "diverged", math.nan, math.nan),
+        (10.0, 1.0, 0, "diverged", math.nan, math.nan),
+        (10.0, 1.0, 1, "completed", 0.5, 0.0),
+    ])
+
+
+def test_compare_selects_the_paper_rows_runs(df: pd.DataFrame):
+    c = claims.compare(df, "table1", "alpha = 1", "alpha = 0 (Vanilla)", D)
+    assert (c.n_a, c.n_b) == (3, 3) and c.diff == pytest.approx(0.70)
+    ref = stats.ttest_ind([0.9, 0.8, 0.85], [0.1, 0.2, 0.15],
+                          equal_var=False).confidence_interval()
+    assert (c.lo, c.hi) == pytest.approx((ref.low, ref.high))
+    assert c.verdict == "supports" and c.text().startswith("+0.700 [")
+    # the other way round the same interval contradicts
+    assert claims.compare(df, "table1", "alpha = 0 (Vanilla)", "alpha = 1", D).verdict == \
+        "contradicts"
+    # another profile or source: no runs, so nothing can be decided
+    other = claims.compare(df, "table1", "alpha = 1", "alpha = 0 (Vanilla)", D,
+                           profile="cpu")
+    assert other.verdict == "cannot decide" and other.text() == "no runs"
+
+
+def test_best_of_needs_every_comparison(df: pd.DataFrame):
+    v, diffs = claims.best_of(df, "table1", "alpha = 1", ["beta = 4", "beta = 8"], D)
+    assert [d.n_b for d in diffs] == [2, 0]  # beta = 8 never ran: left out
+    assert v == "cannot decide"  # 0.85 vs 0.875, wide interval
+    v, _ = claims.best_of(df, "table1", "alpha = 1", ["alpha = 0 (Vanilla)"], D)
+    assert v == "supports"
+    v, _ = claims.best_of(df, "table1", "alpha = 1", ["beta = 16"], D)
+    assert v == "cannot decide"  # nothing to compare with
+
+
+def test_divergence_counts(df: pd.DataFrame):
+    assert claims.divergence(df, "table1", "alpha = 1e1") == ("cannot decide",
+                                                             "1 of 2 runs diverged")
+    assert claims.divergence(df, "table1", "alpha = 1") == ("contradicts",
+                                                           "0 of 3 runs diverged")
+    assert claims.divergence(df, "table1", "alpha = 1e-3") == ("cannot decide", "no runs")
+
+
+def test_noise_sources_sets_training_seeds_beside_gbt_seeds(df: pd.DataFrame):
+    ns = noise_sources(df, [D]).set_index("config_id")
+    a1 = ns.loc["a1.0-b1.0"]
+    assert a1.sd_seeds == pytest.approx(0.05) and a1.n_seeds == 3
+    assert a1.sd_gbt == pytest.approx(0.002) and a1.dominant == "training seeds"
+    one = ns.loc["a10.0-b1.0"]  # one completed seed: no spread over seeds
+    assert math.isnan(one.sd_seeds) and one.dominant == "—"
+    assert noise_sources(df).metric.unique().tolist() == [D]  # found from gbt_sd.* columns
+
+
+def test_judging_the_catalogue(df: pd.DataFrame):
+    j = claims.judge(df, "nocolor")
+    assert j.verdict == "supports" and j.ours == "0.850 vs 0.150"
+    assert j.detail.startswith("difference +0.700 [") and j.line.startswith("supports: ")
+    assert (claims.judge(df, "diverge").verdict, claims.judge(df, "diverge").ours) == \
+        ("supports", "2 of 2 runs diverged")
+    best = claims.judge(df, "best_alpha")
+    assert best.ours == "α = 1" and best.verdict == "cannot decide"  # 1e1 has one seed
+    beta = claims.judge(df, "beta")
+    assert beta.ours == "0.850 vs ≤ 0.875" and beta.verdict == "cannot decide"
+    t2 = claims.judge(df, "t2")  # no CarsNORB runs at all
+    assert t2.verdict == "cannot decide" and "no runs to compare" in t2.detail
+    table = claims.judge_all(df)
+    assert table.key.tolist() == [c.key for c in claims.CLAIMS]
+    assert set(table.verdict) <= {"supports", "contradicts", "cannot decide"}
+    with pytest.raises(ValueError, match="no claim 'nope'"):
+        claims.judge(df, "nope")

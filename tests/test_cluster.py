@@ -1,0 +1,123 @@
+"""The grid on a real Dask ``LocalCluster`` (loopback, 2 worker processes), a worker killed.
+
+The smoke grid runs the real experiment notebook for every run of the paper's tables. While
+it runs, one worker process is killed with SIGKILL in the middle of a notebook (as an
+out-of-memory kill or a lost node would); its nanny starts a new one, the scheduler
+reschedules the task, training resumes from its last checkpoint, and the grid completes
+with every result present exactly once. A second invocation finds everything done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import lvae.reproduce as rp
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
+
+RESULT_FILES = ("config.json", "result.json", "eval.json", "experiment.ipynb",
+                "reproduce.json", "log.jsonl")
+
+
+def _kill_a_busy_worker(ex: rp.DaskExecutor, out: Path, record: dict,
+                        stop: threading.Event) -> None:
+    """SIGKILL the first worker seen executing a notebook (a partial notebook on disk)."""
+    deadline = time.monotonic() + 300
+    while not stop.is_set() and time.monotonic() < deadline:
+        busy = {w: keys for w, keys in ex.client.processing().items() if keys}
+        if busy and list(out.glob("smoke/*/.experiment.*.tmp.ipynb")):
+            worker, keys = next(iter(busy.items()))
+            pid = ex.client.run(os.getpid, workers=[worker])[worker]
+            os.kill(pid, signal.SIGKILL)
+            record.update(worker=worker, pid=pid, keys=list(keys))
+            return
+        time.sleep(0.1)
+
+
+def test_killed_worker_grid_completes_exactly_once(tmp_path: Path):
+    out = tmp_path / "runs"
+    planned = rp.plan("smoke", out, jobs=2)
+    ex = rp.DaskExecutor(jobs=2)
+    killed: dict = {}
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_a_busy_worker, args=(ex, out, killed, stop))
+    try:
+        killer.start()
+        s = rp.reproduce("smoke", out, jobs=2, executor=ex, book=False, progress=False)
+    finally:
+        stop.set()
+        killer.join()
+        ex.close()
+    assert killed, "no worker was killed: the grid finished before the killer saw it busy"
+    assert s.ok, s.report()
+    assert len(s.executed) == len(planned) and not s.skipped
+
+    run_dirs = sorted(d for d in (out / "smoke").iterdir() if d.is_dir())
+    assert [d.name for d in run_dirs] == sorted(p.experiment.run_id for p in planned)
+    for d in run_dirs:
+        names = {p.name for p in d.iterdir()}
+        missing = [f for f in RESULT_FILES if f not in names]
+        status = json.loads((d / "result.json").read_text())["status"] if \
+            "result.json" in names else None
+        if status == "diverged":
+            missing = [f for f in missing if f != "log.jsonl"]
+        assert not missing, f"{d.name} lacks {missing}"
+        leftovers = [n for n in names if n.startswith(".") or ".tmp" in n]
+        assert not leftovers, f"{d.name}: half-written files left behind: {leftovers}"
+        steps = [json.loads(ln)["step"] for ln in (d / "log.jsonl").read_text().splitlines()
+                 if ln.strip()] if (d / "log.jsonl").is_file() else []
+        assert steps == sorted(set(steps)), f"{d.name}: a step logged twice: {steps}"
+        assert json.loads((d / "reproduce.json").read_text())["status"] in ("completed",
+                                                                             "diverged")
+    stamps = {d.name: (d / "eval.json").stat().st_mtime_ns for d in run_dirs}
+
+    again = rp.reproduce("smoke", out, jobs=2, book=False, progress=False)
+    assert again.ok and again.executed == [] and len(again.skipped) == len(planned)
+    assert stamps == {d.name: (d / "eval.json").stat().st_mtime_ns for d in run_dirs}
+
+
+def test_a_task_whose_worker_always_dies_is_recorded_failed(tmp_path: Path):
+    """A notebook that kills its worker every time: retried, then failed with its partial
+    notebook, and the other runs go on."""
+    import nbformat as nbf
+
+    from lvae.grid import Experiment
+
+    nb = nbf.v4.new_notebook(cells=[
+        nbf.v4.new_code_cell('alpha = 1.0\nout_dir = "x"\nprofile = "smoke"\ndataset = "s"\n'
+                             'beta = 1.0\nneighborhood = "synthetic"\nseed = 0\n'
+                             'threads = None', metadata={"tags": ["parameters"]}),
+        nbf.v4.new_code_cell(
+            "import os, signal, json\n"
+            "from lvae.params import experiment_config\n"
+            "setup = experiment_config(dataset=dataset, alpha=alpha, beta=beta, "
+            "neighborhood=neighborhood, seed=seed, profile=profile, out_dir=out_dir, "
+            "threads=threads)\n"
+            "if alpha == 7:\n"
+            "    os.kill(os.getppid(), signal.SIGKILL)  # the worker running this kernel\n"
+            "    import time; time.sleep(30)\n"
+            "d = setup.run_dir; d.mkdir(parents=True, exist_ok=True)\n"
+            "(d / 'config.json').write_text(setup.config.to_json())\n"
+            "(d / 'result.json').write_text(json.dumps({'status': 'completed'}))\n"
+            "(d / 'eval.json').write_text(json.dumps({'status': 'completed'}))\n"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    path = tmp_path / "killer.ipynb"
+    nbf.write(nb, path)
+    out = tmp_path / "runs"
+    grid = [Experiment("shapes3d", 7.0), Experiment("shapes3d", 1.0)]
+    s = rp.reproduce("smoke", out, grid=grid, notebook=path, jobs=2, book=False,
+                     progress=False)
+    assert [f[0] for f in s.failed] == ["shapes3d-a7e+00-b1-synthetic-s0"]
+    name, notebook, message = s.failed[0]
+    assert "KilledWorker" in message or "died" in message
+    assert notebook.endswith("experiment.ipynb") and Path(notebook).is_file()
+    assert (out / "smoke" / "shapes3d-a1e+00-b1-synthetic-s0" / "eval.json").is_file()
