@@ -27,7 +27,6 @@ but shows the committed notebooks without outputs: a preview of the prose only.
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -464,52 +463,15 @@ def stage_book(out_dir: str | Path) -> Path:
 
     Executed notebooks already there are kept; the markdown pages are refreshed from the
     working tree every time, so prose edits show up without re-running anything.
+    MathJax 3 and its fonts come with the build (the ``sphinx-mathjax-offline`` extension
+    of ``_config.yml`` copies them to ``_build/html/_static/mathjax``): no CDN, no network.
     """
     src = book_source(out_dir)
     src.mkdir(parents=True, exist_ok=True)
     for name in BOOK_FILES:
         shutil.copy2(REPO_ROOT / name, src / name)
     shutil.copytree(REPO_ROOT / "book", src / "book", dirs_exist_ok=True)
-    mathjax = local_mathjax()
-    if mathjax is not None:
-        _use_local_mathjax(src / "_config.yml", mathjax)
     return src
-
-
-#: Where Debian's ``libjs-mathjax`` (MathJax 2.7) puts MathJax; used when present.
-SYSTEM_MATHJAX = Path("/usr/share/javascript/mathjax/MathJax.js")
-
-
-def local_mathjax() -> Path | None:
-    """A MathJax 2 ``MathJax.js`` on this machine, for reading the book without network.
-
-    The HTML loads MathJax from a CDN by default, so equations stay raw TeX when the
-    reader is offline. ``LVAE_MATHJAX`` (a path to ``MathJax.js``; empty: use the CDN) or
-    the system copy of ``apt-get install libjs-mathjax`` switch the staged build to a local
-    ``file://`` MathJax, which works for reading the book on the machine that built it.
-    """
-    env = os.environ.get("LVAE_MATHJAX")
-    if env is not None:
-        return Path(env) if env and Path(env).is_file() else None
-    return SYSTEM_MATHJAX if SYSTEM_MATHJAX.is_file() else None
-
-
-def _use_local_mathjax(config_path: Path, mathjax_js: Path) -> None:
-    import yaml
-
-    cfg = yaml.safe_load(config_path.read_text())
-    conf = cfg.setdefault("sphinx", {}).setdefault("config", {})
-    conf["mathjax_path"] = mathjax_js.resolve().as_uri() + "?config=TeX-AMS_CHTML"
-    conf["mathjax2_config"] = {"tex2jax": {"inlineMath": [["\\(", "\\)"]],
-                                           "displayMath": [["\\[", "\\]"]],
-                                           "processEscapes": True,
-                                           # MyST-NB marks notebook sections ignored and
-                                           # the math inside them processed
-                                           "processClass": "tex2jax_process|mathjax_process"
-                                                           "|math|output_area"},
-                               "TeX": {"equationNumbers": {"autoNumber": "AMS"}}}
-    conf["mathjax3_config"] = None
-    config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
 def missing_pages(out_dir: str | Path) -> list[str]:
