@@ -1,6 +1,9 @@
-"""Shared fixtures: small in-memory datasets so core tests need no renderer."""
+"""Shared fixtures: small in-memory datasets so core tests need no renderer, and the smoke
+build of the whole book (built once per session, for test_book.py and test_browser.py)."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -53,3 +56,25 @@ def one_torch_thread():
 @pytest.fixture
 def blobs() -> BlobData:
     return BlobData()
+
+
+#: The profile of the book built by the ``built`` fixture.
+BOOK_PROFILE = "smoke"
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The whole book through ``lvae.reproduce`` on the smoke profile, once per session.
+
+    One training run (3D Shapes, alpha = 1: the model behind Figures 2-4); ``out`` holds
+    ``<profile>/book/_build/html``. A few minutes on 2 cores.
+    """
+    from lvae.grid import Experiment
+    from lvae.reproduce import reproduce
+
+    out = tmp_path_factory.mktemp("book-runs")
+    grid = [Experiment("shapes3d", 1.0, tables=("table1", "fig2", "fig3", "fig4"))]
+    t0 = time.perf_counter()
+    summary = reproduce(profile=BOOK_PROFILE, out=out, grid=grid, progress=False)
+    return {"out": out, "profile": BOOK_PROFILE, "summary": summary,
+            "wall": time.perf_counter() - t0}

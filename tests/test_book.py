@@ -3,13 +3,13 @@
 One training run (3D Shapes, alpha = 1: the model behind Figures 2-4) keeps this within a
 few minutes on 2 cores; the other configurations are absent, which the result pages must
 show as such ("—") rather than fail on. Every teaching and result page is executed by
-papermill into the staged book and rendered by ``jupyter-book build``.
+papermill into the staged book and rendered by ``jupyter-book build``. The build is the
+session fixture ``built`` of ``conftest.py``, shared with ``test_browser.py``.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import nbformat
@@ -17,22 +17,12 @@ import pytest
 import yaml
 
 from lvae.figures import TEACHING_NOTEBOOKS, book_source, executed_path
-from lvae.grid import Experiment
-from lvae.reproduce import RESULT_NOTEBOOKS, reproduce
+from lvae.reproduce import RESULT_NOTEBOOKS
 
 pytestmark = [pytest.mark.book, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE = "smoke"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    out = tmp_path_factory.mktemp("book-runs")
-    grid = [Experiment("shapes3d", 1.0, tables=("table1", "fig2", "fig3", "fig4"))]
-    t0 = time.perf_counter()
-    summary = reproduce(profile=PROFILE, out=out, grid=grid, progress=False)
-    return {"out": out, "summary": summary, "wall": time.perf_counter() - t0}
 
 
 def _toc_pages() -> list[str]:

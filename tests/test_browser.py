@@ -1,0 +1,396 @@
+"""The built book in a real browser, offline: Debian's chromium driven by Playwright.
+
+The smoke-built book (the session fixture ``built`` of ``conftest.py``) is served from a
+local ``http.server`` on 127.0.0.1 and every HTML page is opened with every other request
+blocked. A page fails on: a console error or uncaught exception, a failed request (blocked,
+unreachable or HTTP >= 400), a link to a local page or file that does not exist, an image
+that did not load, an equation that MathJax left as TeX (or typeset as a TeX error), and a
+table that pushes the page wider than the window. Screenshots of the landing page and of
+Table 1 go to ``<out>/smoke/book/screenshots/`` and ``build-out/screenshots/``.
+
+The checker itself is tested first, on small hand-written pages served the same way.
+
+Needs ``/usr/bin/chromium`` (``apt-get install chromium``; Playwright's own browser download
+is not used) and the ``playwright`` package (``.[dev]``). Without them the tests skip, unless
+``LVAE_REQUIRE_BROWSER=1`` (set by ``.ci/run``), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1280, "height": 900}
+#: Pages photographed for humans: page of the book -> file name.
+SCREENSHOTS = {"book/intro.html": "intro.png",
+               "notebooks/results_table1.html": "results_table1.png"}
+#: Where humans find the screenshots of the last run (git-ignored).
+HUMAN_SCREENSHOTS = REPO / "build-out" / "screenshots"
+#: Folders of the HTML build that hold assets, not pages.
+ASSET_DIRS = {"_static", "_sources", "_images", "_downloads"}
+#: A page that sends the browser on to another (the book's index.html).
+REFRESH = re.compile(r"<meta[^>]+http-equiv=[\"']?refresh", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------------------
+# The browser and the local server
+# --------------------------------------------------------------------------------------
+
+
+def _require_browser() -> None:
+    """Skip (or fail, with ``LVAE_REQUIRE_BROWSER=1``) when chromium or Playwright is absent."""
+    missing = []
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("the playwright package (pip install -c requirements.lock -e '.[dev]')")
+    if not CHROMIUM.is_file():
+        missing.append(f"{CHROMIUM} (as root: apt-get update && apt-get install -y chromium)")
+    if not missing:
+        return
+    msg = "the browser test needs " + " and ".join(missing)
+    if os.environ.get("LVAE_REQUIRE_BROWSER") == "1":
+        pytest.fail(msg + "; LVAE_REQUIRE_BROWSER=1 makes this a failure, not a skip")
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                               headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve(root: Path) -> Iterator[str]:
+    """Serve ``root`` on 127.0.0.1 (a free port, in a thread); yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+# --------------------------------------------------------------------------------------
+# The checker
+# --------------------------------------------------------------------------------------
+
+#: Runs in the page once it has loaded: waits for MathJax, images and fonts, then collects
+#: what Python judges. TeX inside code (pre, code) is code, not an unrendered equation.
+AUDIT_JS = r"""
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  const imgs = Array.from(document.images);
+  for (const img of imgs) if (img.loading === 'lazy') img.loading = 'eager';
+  await Promise.all(imgs.map(img => img.complete ? null : new Promise(done => {
+    img.addEventListener('load', done); img.addEventListener('error', done);
+  })));
+  await document.fonts.ready;
+  const visible = el => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+  const short = s => s.replace(/\s+/g, ' ').trim().slice(0, 100);
+  const out = {mathjax: !!(window.MathJax && MathJax.startup), images: [], raw_math: [],
+               tex_errors: [], raw_text: [], links: [], tables: [], overflow: null};
+  for (const img of imgs) {
+    if (!img.complete || img.naturalWidth === 0) out.images.push(img.getAttribute('src'));
+  }
+  for (const el of document.querySelectorAll('.math')) {
+    if (!el.querySelector('mjx-container')) out.raw_math.push(short(el.textContent));
+  }
+  for (const el of document.querySelectorAll('mjx-merror')) {
+    out.tex_errors.push(short(el.getAttribute('data-mjx-error') || el.textContent));
+  }
+  const markers = ['\\(', '\\[', '$$', '\\begin{'];
+  const walker = document.createTreeWalker(document.body || document.documentElement,
+                                          NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const p = n.parentElement;
+    if (!p || p.closest('script, style, pre, code, textarea, noscript, mjx-container')) continue;
+    if (markers.some(m => n.data.includes(m)) && visible(p)) out.raw_text.push(short(n.data));
+  }
+  out.links = Array.from(document.querySelectorAll('a[href]'), a => a.href);
+  const column = document.querySelector('article.bd-article, main, [role=main]') || document.body;
+  const right = column.getBoundingClientRect().right + 1;
+  for (const t of document.querySelectorAll('table')) {
+    if (!visible(t) || t.getBoundingClientRect().right <= right) continue;
+    let scroller = null;  // a table wider than the column may sit in a scrolling box
+    for (let a = t.parentElement; a && a !== column; a = a.parentElement) {
+      if (['auto', 'scroll'].includes(getComputedStyle(a).overflowX)) { scroller = a; break; }
+    }
+    if (!scroller || scroller.getBoundingClientRect().right > right) {
+      out.tables.push(`${short(t.textContent).slice(0, 40)}: ${Math.round(t.offsetWidth)} px`
+                      + ` wide, column ends at ${Math.round(right)} px`);
+    }
+  }
+  const doc = document.scrollingElement || document.documentElement;
+  if (doc.scrollWidth > doc.clientWidth + 1) out.overflow = [doc.scrollWidth, doc.clientWidth];
+  return out;
+}
+"""
+
+
+def html_pages(root: Path) -> list[str]:
+    """Every HTML page of a build, relative to its root (asset folders left out)."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.html")
+                  if not ASSET_DIRS & set(p.relative_to(root).parts[:-1]))
+
+
+def _local_target(root: Path, base: str, url: str) -> Path | None:
+    """The file a link on the local server points to (None for any other address)."""
+    parts = urlsplit(url)
+    if not url.startswith(base):
+        return None
+    path = unquote(parts.path).lstrip("/")
+    target = root / path
+    return target / "index.html" if path == "" or path.endswith("/") else target
+
+
+def audit_page(context: Any, root: Path, base: str, page: str,
+               screenshot: Path | None = None) -> list[str]:
+    """Open ``page`` (relative to ``root``, served at ``base``); returns what is wrong with it.
+
+    Each problem starts with its kind: ``console error``, ``page error``, ``external
+    request``, ``failed request``, ``HTTP <status>``, ``broken link``, ``image not loaded``,
+    ``unrendered math``, ``TeX error``, ``raw TeX``, ``wide table``, ``horizontal overflow``.
+    """
+    from playwright.sync_api import Error as PlaywrightError
+
+    problems: list[str] = []
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(base):
+            r.continue_()
+        else:  # the book must not need the network
+            problems.append(f"external request: {r.request.url}")
+            r.abort("blockedbyclient")
+
+    def failed(req: Any) -> None:
+        if req.url.startswith(base):  # blocked external requests are reported above
+            problems.append(f"failed request: {req.url} ({req.failure})")
+
+    page_obj = context.new_page()
+    page_obj.route("**/*", route)
+    page_obj.on("console", lambda m: problems.append(f"console error: {m.text}")
+                if m.type == "error" else None)
+    page_obj.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page_obj.on("requestfailed", failed)
+    page_obj.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}")
+                if r.status >= 400 else None)
+    try:
+        page_obj.goto(base + page, wait_until="load")
+        if REFRESH.search((root / page).read_text(errors="replace")):  # index.html: redirect
+            page_obj.wait_for_url(lambda url: url != base + page)
+            page_obj.wait_for_load_state("load")
+        for attempt in range(3):
+            try:
+                found = page_obj.evaluate(AUDIT_JS)
+                break
+            except PlaywrightError as exc:
+                if "context was destroyed" not in str(exc) or attempt == 2:
+                    raise
+                page_obj.wait_for_load_state("load")
+        page_obj.wait_for_load_state("networkidle")
+        if screenshot is not None:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page_obj.screenshot(path=str(screenshot), full_page=True)
+    finally:
+        page_obj.close()
+
+    for url in sorted(set(found["links"])):
+        target = _local_target(root, base, url)
+        if target is not None and not target.is_file():
+            problems.append(f"broken link: {url[len(base):]}")
+    problems += [f"image not loaded: {src}" for src in found["images"]]
+    problems += [f"unrendered math: {tex}" for tex in found["raw_math"]]
+    problems += [f"TeX error: {err}" for err in found["tex_errors"]]
+    problems += [f"raw TeX: {text}" for text in found["raw_text"]]
+    problems += [f"wide table: {t}" for t in found["tables"]]
+    if found["overflow"]:
+        problems.append("horizontal overflow: page is {} px wide in a {} px window"
+                        .format(*found["overflow"]))
+    return list(dict.fromkeys(problems))  # in order, once each
+
+
+@contextlib.contextmanager
+def site(browser: Any, root: Path) -> Iterator[tuple[Any, str]]:
+    """``root`` served locally and a fresh browser context: yields (context, base URL)."""
+    with serve(root) as base:
+        context = browser.new_context(viewport=VIEWPORT, service_workers="block")
+        try:
+            yield context, base
+        finally:
+            context.close()
+
+
+# --------------------------------------------------------------------------------------
+# The checker, on hand-written pages: it passes a good page and catches each defect
+# --------------------------------------------------------------------------------------
+
+def _mathjax_dir() -> Path | None:
+    spec = importlib.util.find_spec("sphinx-mathjax-offline")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "static" / "mathjax"
+    return path if (path / "tex-chtml.js").is_file() else None
+
+
+MATHJAX_HEAD = '<script defer src="mathjax/tex-chtml.js"></script>'
+PAGE = "<!doctype html><html><head><meta charset='utf-8'>{head}</head>" \
+       "<body><main style='max-width: 600px'>{body}</main></body></html>"
+GOOD_BODY = r"""
+<h1>A good page</h1>
+<p>Inline <span class="math">\(\alpha + \beta^2\)</span> and displayed:</p>
+<div class="math">\[\begin{aligned} x &= 1 \\ y &= 2 \end{aligned}\]</div>
+<p><img src="pic.png" alt="a figure"> <a href="other.html#section">a page</a>,
+   <a href="sub/">a folder</a>, <a href="https://example.org/paper">a paper</a>,
+   <a href="mailto:someone@example.org">mail</a>.</p>
+<pre><code>plt.title(r"$$\alpha$$ \(x\) \begin{align}")</code></pre>
+<div style="overflow-x: auto"><table style="width: 2000px"><tr><td>wide, scrolls in
+   its box</td></tr></table></div>
+"""
+#: Defect -> (the page's head, the page's body, the kinds of problem it must raise).
+BAD_PAGES = {
+    "raw-tex": ("", r'<p>Left as TeX: <span class="math">\(x^2\)</span> and $$y$$.</p>',
+                {"unrendered math", "raw TeX"}),
+    "tex-error": (MATHJAX_HEAD, r'<p><span class="math">\(\frac{1}\)</span></p>',
+                  {"TeX error"}),
+    "broken-image": ("", '<p><img src="missing.png" alt="gone"></p>',
+                     {"image not loaded", "HTTP 404"}),
+    "broken-link": ("", '<p><a href="missing.html">nowhere</a></p>', {"broken link"}),
+    "external-script": ('<script src="https://cdn.example.org/mathjax.js"></script>',
+                        "<p>needs a CDN</p>", {"external request"}),
+    "external-font": ("<style>@font-face { font-family: F; src: url(https://fonts.example.org"
+                      "/f.woff2); } p { font-family: F; }</style>", "<p>a remote font</p>",
+                      {"external request"}),
+    "console-error": ("<script>console.error('boom')</script>", "<p>logs</p>",
+                      {"console error"}),
+    "js-exception": ("<script>undefinedFunction()</script>", "<p>throws</p>",
+                     {"page error"}),
+    "wide-table": ("", '<table style="width: 2000px"><tr><td>too wide</td></tr></table>',
+                   {"wide table", "horizontal overflow"}),
+}
+
+
+@pytest.fixture(scope="module")
+def checker_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("site")
+    mathjax = _mathjax_dir()
+    if mathjax is None:
+        pytest.skip("sphinx-mathjax-offline is not installed (pip install -e '.[book]')")
+    (root / "mathjax").symlink_to(mathjax, target_is_directory=True)
+    Image.new("RGB", (8, 6), "teal").save(root / "pic.png")
+    (root / "good.html").write_text(PAGE.format(head=MATHJAX_HEAD, body=GOOD_BODY))
+    (root / "other.html").write_text(PAGE.format(head="", body="<h2 id='section'>x</h2>"))
+    (root / "sub").mkdir()
+    (root / "sub" / "index.html").write_text(PAGE.format(head="", body="<p>index</p>"))
+    for name, (head, body, _) in BAD_PAGES.items():
+        (root / f"{name}.html").write_text(PAGE.format(head=head, body=body))
+    return root
+
+
+def test_checker_passes_a_good_page(browser: Any, checker_site: Path) -> None:
+    with site(browser, checker_site) as (context, base):
+        problems = audit_page(context, checker_site, base, "good.html")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("defect", list(BAD_PAGES))
+def test_checker_catches(browser: Any, checker_site: Path, defect: str) -> None:
+    with site(browser, checker_site) as (context, base):
+        problems = audit_page(context, checker_site, base, f"{defect}.html")
+    kinds = {p.split(":")[0] for p in problems}
+    assert BAD_PAGES[defect][2] <= kinds, f"{defect}: the checker reported {problems}"
+
+
+def test_missing_browser_skips_unless_required(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("LVAE_REQUIRE_BROWSER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y chromium"):
+        _require_browser()
+    monkeypatch.setenv("LVAE_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
+        _require_browser()
+
+
+def test_html_pages_skip_assets(tmp_path: Path) -> None:
+    for rel in ("index.html", "book/intro.html", "_static/x.html", "_sources/a/b.html"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    assert html_pages(tmp_path) == ["book/intro.html", "index.html"]
+
+
+# --------------------------------------------------------------------------------------
+# The book
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.book
+@pytest.mark.timeout(1200)  # builds the book first when it runs before test_book.py
+def test_book_works_offline_in_a_browser(browser: Any, built: dict) -> None:
+    summary = built["summary"]
+    html = summary.book_html
+    assert html is not None and (html / "index.html").is_file(), summary.report()
+    shots = Path(built["out"]) / built["profile"] / "book" / "screenshots"
+    pages = html_pages(html)
+    assert set(SCREENSHOTS) <= set(pages), f"pages to photograph missing from {pages}"
+
+    t0 = time.perf_counter()
+    report = {}
+    with site(browser, html) as (context, base):
+        for page in pages:
+            shot = shots / SCREENSHOTS[page] if page in SCREENSHOTS else None
+            report[page] = audit_page(context, html, base, page, screenshot=shot)
+    HUMAN_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name in SCREENSHOTS.values():
+        shutil.copy2(shots / name, HUMAN_SCREENSHOTS / name)
+    print(f"{len(pages)} pages checked in {time.perf_counter() - t0:.0f} s; "
+          f"screenshots in {shots} and {HUMAN_SCREENSHOTS}")
+
+    bad = {page: problems for page, problems in report.items() if problems}
+    lines = [f"{page}: {p}" for page, problems in bad.items() for p in problems[:8]]
+    assert not bad, f"{len(bad)} of {len(pages)} pages fail in the browser:\n" + "\n".join(lines)
