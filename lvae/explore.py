@@ -450,9 +450,9 @@ def collect_frames(df: Any, alphas: Sequence[float] = TABLE1_ALPHAS, dataset: st
         gen = torch.nan_to_num(localized_samples(run, refs, zz, seed=adapt_seed))
         meta = torch.nan_to_num(meta_samples(run, zz))
         out.samples[lab] = gen.numpy()
+        adapted = "decoder adapted to it" if a > 0 else "nothing to adapt at α = 0"
         out.generations[lab] = png_bytes(generation_frame(
-            refs, gen, meta, f"{title}: one row per reference (adapted decoder), "
-            f"one column per code $z^j$"))
+            refs, gen, meta, f"{title}: row = reference ({adapted}), column = code $z^j$"))
         tr = torch.nan_to_num(traversal(run, refs[traversal_index], vals, adapted=True,
                                         seed=adapt_seed))
         out.traversals[lab] = png_bytes(traversal_frame(
