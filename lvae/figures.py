@@ -283,6 +283,47 @@ def alpha_sweep(ours: Mapping[str, Any], paper: Mapping[str, Any] | None = None,
     return fig
 
 
+def config_label(row: Mapping[str, Any]) -> str:
+    """A short name for a configuration: ``vanilla``, ``α=1e-3``, ``β=4``, ``α=1 (input_l2)``."""
+    if "alpha" not in row or "beta" not in row:
+        return str(row.get("config_id", "?"))
+    a, b = float(row["alpha"]), float(row["beta"])
+    name = f"β={b:g}" if b != 1 else ("vanilla" if a == 0 else f"α={a:g}")
+    nb = row.get("neighborhood", "synthetic")
+    return name + (f" ({nb})" if a > 0 and nb not in ("synthetic", None) else "")
+
+
+def noise_bars(ns: Any, title: str = "Spread of DCI: training seeds vs GBT seeds") -> Figure:
+    """Per configuration, the standard deviation of a DCI score over training seeds beside
+    its standard deviation over GBT seeds on the same codes (:func:`lvae.results.
+    noise_sources`), one panel per metric, log scale (the two can differ by decades).
+    A missing value (one seed, or no refits) is marked "n/a" at the foot of its bar."""
+    metrics = list(dict.fromkeys(ns["metric"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics), 3.6),
+                             squeeze=False, sharey=True)
+    for ax, m in zip(axes[0], metrics, strict=True):
+        g = ns[ns["metric"] == m].reset_index(drop=True)
+        x = np.arange(len(g))
+        for dx, col, label, color in ((-0.2, "sd_seeds", "training seeds", "C0"),
+                                      (0.2, "sd_gbt", "GBT seeds (same codes)", "C1")):
+            v = g[col].astype(float).to_numpy()
+            ax.bar(x + dx, np.where(np.isfinite(v) & (v > 0), v, np.nan), 0.4, color=color,
+                   label=label)
+            for xi in x[~(np.isfinite(v) & (v > 0))]:
+                ax.text(xi + dx, 0.02, "n/a", rotation=90, ha="center", va="bottom",
+                        fontsize=7, color=color, transform=ax.get_xaxis_transform())
+        ax.set_yscale("log")
+        ax.set_xticks(x, [config_label(r) for r in g.to_dict("records")], rotation=45,
+                      ha="right", fontsize=7)
+        ax.set_title(m, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0, 0].set_ylabel("standard deviation")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 # --------------------------------------------------------------------------------------
 # Tables for the result pages
 # --------------------------------------------------------------------------------------

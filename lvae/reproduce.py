@@ -148,6 +148,7 @@ def execute(task: Task) -> Outcome:
             pm.execute_notebook(task.notebook, str(tmp), parameters=task.parameters,
                                 cwd=task.cwd, progress_bar=False, kernel_name="python3",
                                 execution_timeout=task.timeout_s)
+            hide_injected_parameters(tmp)
             os.replace(tmp, out)
             return Outcome(task.name, "executed", str(out), attempts=attempt,
                            wall_s=time.perf_counter() - t0)
@@ -160,6 +161,22 @@ def execute(task: Task) -> Outcome:
                 os.replace(tmp, out)
             return Outcome(task.name, "failed", str(out), _short(exc), attempt,
                            time.perf_counter() - t0)
+
+
+def hide_injected_parameters(path: str | Path) -> None:
+    """Tag papermill's "# Parameters" cell ``remove-cell``, so the book's pages do not show
+    it (the executed notebook still holds it, for whoever reruns the page)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    hit = False
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+            hit = True
+    if hit:
+        nbformat.write(nb, str(path))
 
 
 def _short(exc: BaseException) -> str:

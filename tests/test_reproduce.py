@@ -143,6 +143,9 @@ def test_book_goes_on_after_divergence(tmp_path: Path, fake: Path, monkeypatch):
     assert s.ok, s.report()
     executed = out / "smoke" / "book" / "notebooks" / "results_fake.ipynb"
     assert executed.is_file() and '"profile": "smoke"' in executed.read_text()
+    injected = [c for c in nbf.read(executed, as_version=4).cells
+                if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "remove-cell" in injected[0].metadata["tags"]  # not shown
     assert "diverged" in (out / "table1.csv").read_text()
     if not (rp.REPO / "_config.yml").is_file():
         pytest.skip("no _config.yml yet: the book build itself is skipped")
