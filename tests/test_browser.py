@@ -5,8 +5,9 @@ local ``http.server`` on 127.0.0.1 and every HTML page is opened with every othe
 blocked. A page fails on: a console error or uncaught exception, a failed request (blocked,
 unreachable or HTTP >= 400), a link to a local page or file that does not exist, an image
 that did not load, an equation that MathJax left as TeX (or typeset as a TeX error), and a
-table that pushes the page wider than the window. Screenshots of the landing page and of
-Table 1 go to ``<out>/smoke/book/screenshots/`` and ``build-out/screenshots/``.
+table wider than the text column (sticking out of the page, or cut off in a box that
+scrolls sideways: tables must fit). Screenshots of the landing page and of Table 1 go to
+``<out>/smoke/book/screenshots/`` and ``build-out/screenshots/``.
 
 The checker itself is tested first, on small hand-written pages served the same way.
 
@@ -151,18 +152,20 @@ async () => {
     if (markers.some(m => n.data.includes(m)) && visible(p)) out.raw_text.push(short(n.data));
   }
   out.links = Array.from(document.querySelectorAll('a[href]'), a => a.href);
-  const column = document.querySelector('article.bd-article, main, [role=main]') || document.body;
-  const right = column.getBoundingClientRect().right + 1;
+  const column = ['article.bd-article', '[role=main]', 'main', 'body']  // the text column
+    .map(sel => document.querySelector(sel)).find(Boolean) || document.documentElement;
+  const right = column.getBoundingClientRect().right + 1
+                - parseFloat(getComputedStyle(column).paddingRight || '0');
   for (const t of document.querySelectorAll('table')) {
     if (!visible(t) || t.getBoundingClientRect().right <= right) continue;
-    let scroller = null;  // a table wider than the column may sit in a scrolling box
+    let how = 'sticks out of the page';  // or is cut off, to be scrolled sideways in a box
     for (let a = t.parentElement; a && a !== column; a = a.parentElement) {
-      if (['auto', 'scroll'].includes(getComputedStyle(a).overflowX)) { scroller = a; break; }
+      const ox = getComputedStyle(a).overflowX;
+      if (ox !== 'visible') { how = `is cut off (overflow-x: ${ox})`; break; }
     }
-    if (!scroller || scroller.getBoundingClientRect().right > right) {
-      out.tables.push(`${short(t.textContent).slice(0, 40)}: ${Math.round(t.offsetWidth)} px`
-                      + ` wide, column ends at ${Math.round(right)} px`);
-    }
+    out.tables.push(`${short(t.textContent).slice(0, 40)}: ends at x = `
+                    + `${Math.round(t.getBoundingClientRect().right)} px, the text column at `
+                    + `${Math.round(right - 1)} px; it ${how}`);
   }
   const doc = document.scrollingElement || document.documentElement;
   if (doc.scrollWidth > doc.clientWidth + 1) out.overflow = [doc.scrollWidth, doc.clientWidth];
@@ -287,8 +290,7 @@ GOOD_BODY = r"""
    <a href="sub/">a folder</a>, <a href="https://example.org/paper">a paper</a>,
    <a href="mailto:someone@example.org">mail</a>.</p>
 <pre><code>plt.title(r"$$\alpha$$ \(x\) \begin{align}")</code></pre>
-<div style="overflow-x: auto"><table style="width: 2000px"><tr><td>wide, scrolls in
-   its box</td></tr></table></div>
+<div style="overflow-x: auto"><table><tr><td>a table</td><td>that fits</td></tr></table></div>
 """
 #: Defect -> (the page's head, the page's body, the kinds of problem it must raise).
 BAD_PAGES = {
@@ -310,6 +312,9 @@ BAD_PAGES = {
                      {"page error"}),
     "wide-table": ("", '<table style="width: 2000px"><tr><td>too wide</td></tr></table>',
                    {"wide table", "horizontal overflow"}),
+    "scrolled-table": ("", '<div style="overflow-x: auto"><table style="width: 2000px"><tr>'
+                           '<td>cut off, scrolls sideways</td></tr></table></div>',
+                       {"wide table"}),
 }
 
 
