@@ -150,7 +150,9 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
         rng.set_state(ck["numpy_rng"])
         gen.set_state(ck["torch_rng"].cpu() if device.type == "cpu" else ck["torch_rng"])
         start, wall_before = ck["step"], ck["wall_time_s"]
-        _trim_log(run_dir / "log.jsonl", start)
+    # lines past the checkpoint (all of them when there is none: a run killed before its
+    # first checkpoint starts again from step 0) are redone, so never logged twice
+    _trim_log(run_dir / "log.jsonl", start)
 
     use_meta = config.alpha > 0
     nbhd = neighborhood_for(config, dataset) if use_meta else None

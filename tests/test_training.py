@@ -54,6 +54,21 @@ def test_resume_continues_draw_for_draw(tmp_path, blobs):
     assert losses(part) == losses(full)
 
 
+def test_killed_before_its_first_checkpoint_starts_over_without_double_log(tmp_path, blobs):
+    """A run killed before any checkpoint left log lines; training again from step 0 must
+    not append a second copy of those steps."""
+    full = tmp_path / "full"
+    train(tiny(), full, dataset=blobs, progress=False)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "config.json").write_text(tiny().to_json())
+    stale = (full / "log.jsonl").read_text().splitlines()[:3]  # steps 2, 4, 6 written
+    (killed / "log.jsonl").write_text("\n".join(stale) + "\n")  # then killed, no checkpoint
+    train(tiny(), killed, dataset=blobs, progress=False)
+    steps = [json.loads(ln)["step"] for ln in (killed / "log.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 8, 10, 12] and losses(killed) == losses(full)
+
+
 def test_finished_run_is_skipped_and_other_config_refused(tmp_path, blobs):
     r1 = train(tiny(), tmp_path / "r", dataset=blobs, progress=False)
     mtime = (tmp_path / "r" / "checkpoint.pt").stat().st_mtime_ns
