@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--inline", action="store_true",
                    help="no Dask: run the notebooks one after another in this process "
                    "(debugging)")
+    r.add_argument("--book-only", action="store_true",
+                   help="train nothing: build the pages and the book from the runs already "
+                   "there (missing runs show as '—')")
     r.add_argument("--no-book", action="store_true",
                    help="stop after the runs (no result notebooks, no book build)")
     return p
@@ -59,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = reproduce(profile=args.profile, out=args.out, seeds=args.seeds,
                             jobs=args.jobs, force=args.force, only=args.only,
                             scheduler=args.scheduler, book=not args.no_book,
-                            inline=args.inline, resources=parse_resources(args.resources))
+                            inline=args.inline, resources=parse_resources(args.resources),
+                            runs=not args.book_only)
     except ValueError as e:  # a bad option value: say which, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

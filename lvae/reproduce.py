@@ -475,6 +475,7 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
               scheduler: str | None = None, book: bool = True,
               grid: Sequence[Experiment] | None = None, executor: Executor | None = None,
               inline: bool = False, resources: Mapping[str, float] | None = None,
+              runs: bool = True,
               notebook: str | Path = EXPERIMENT_NOTEBOOK,
               result_notebooks: Sequence[str | Path] = RESULT_NOTEBOOKS,
               teaching_notebooks: Sequence[str | Path] | None = None,
@@ -482,7 +483,10 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
     """Run the grid, the result notebooks and the book; returns a :class:`Summary`.
 
     Never raises for a failed or diverged run: check ``summary.ok`` (the CLI exits 1 when
-    it is False). The runs go to Dask (:func:`make_executor`: ``jobs``, ``scheduler``,
+    it is False). ``runs=False`` trains nothing and builds the pages and the book from
+    the runs already there (a preview while a grid still runs elsewhere; missing runs show
+    as "—", and ``summary.skipped`` lists the runs that are not done). The runs go to Dask
+    (:func:`make_executor`: ``jobs``, ``scheduler``,
     ``resources``; ``inline`` for this process); ``executor`` overrides that;
     ``grid``, ``notebook``, ``result_notebooks`` and ``teaching_notebooks`` (None: the
     book's, ``lvae.figures.TEACHING_NOTEBOOKS``) replace the paper's (tests use stand-ins).
@@ -493,9 +497,9 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
     summary = Summary(profile, out)
     todo = []
     for p in planned:
-        if force and p.setup.run_dir.exists():
+        if force and runs and p.setup.run_dir.exists():
             shutil.rmtree(p.setup.run_dir)
-        if p.done and not force:
+        if (p.done and not force) or not runs:
             summary.skipped.append(p.experiment.run_id)
         else:
             todo.append(p)

@@ -230,5 +230,26 @@ def test_cli_exit_code_says_whether_runs_failed(tmp_path: Path, monkeypatch, cap
     assert main(["reproduce", "--profile", "smoke", "--out", str(tmp_path), "--jobs", "3",
                  "--only", "table2", "--no-book", "--seeds", "2"]) == 0
     assert (seen["jobs"], seen["only"], seen["book"], seen["seeds"]) == (3, "table2", False, 2)
+    assert seen["runs"] and not seen["inline"] and seen["resources"] is None
+    assert main(["reproduce", "--book-only", "--resources", "GPU=1", "--inline"]) == 0
+    assert (seen["runs"], seen["resources"], seen["inline"]) == (False, {"GPU": 1.0}, True)
+    assert main(["reproduce", "--resources", "GPU"]) == 2  # a clear error, no traceback
+    assert "--resources must look like GPU=1" in capsys.readouterr().err
     assert main(["reproduce", "--profile", "smoke", "--force"]) == 1
     assert "FAILED r1: boom" in capsys.readouterr().out
+
+
+def test_book_only_trains_nothing(tmp_path: Path, fake: Path):
+    out = tmp_path / "runs"
+    s = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False,
+                     runs=False, inline=True)
+    assert s.ok and s.executed == [] and len(s.skipped) == 3 and calls(out) == []
+
+
+def test_executor_options_are_checked():
+    with pytest.raises(ValueError, match="--inline runs one task at a time"):
+        rp.make_executor(jobs=2, inline=True)
+    with pytest.raises(ValueError, match="jobs must be an int >= 1"):
+        rp.make_executor(jobs=0)
+    assert isinstance(rp.make_executor(inline=True), rp.SequentialExecutor)
+    assert rp.parse_resources("GPU=1, MEM=16e9") == {"GPU": 1.0, "MEM": 1.6e10}
