@@ -254,6 +254,13 @@ def _pairwise(diffs: Sequence[Difference], label_of: str = "b") -> str:
     return "; ".join(parts) or "no runs to compare"
 
 
+def _difference(d: Difference, digits: int = 3) -> str:
+    if not (d.n_a and d.n_b):
+        missing = [lab for lab, n in ((d.a, d.n_a), (d.b, d.n_b)) if not n]
+        return "no runs of " + " and ".join(missing)
+    return f"difference {d.text(digits)}"
+
+
 def _tally(diffs: Sequence[Difference]) -> str:
     """``"3 of 5 comparisons support, 1 contradicts"`` over the comparisons with runs."""
     judged = [d for d in diffs if d.n_a and d.n_b]
@@ -278,7 +285,7 @@ def judge(df: pd.DataFrame, key: str, profile: str | None = None,
                   "fid": "fid"}[key]
         d = compare(df, "table1", "alpha = 1", _VANILLA, metric,
                     "lower" if key == "fid" else "higher", **kw)
-        text = f"difference {d.text(1 if key == 'fid' else 3)}"
+        text = _difference(d, 1 if key == "fid" else 3)
         return Judgement(c, d.verdict, _means(d, 1 if key == "fid" else 3), text, text)
     if key == "best_alpha":
         v, diffs = best_of(df, "table1", "alpha = 1", _T1_ALPHAS, _D_NOCOLOR, **kw)
@@ -309,7 +316,7 @@ def judge(df: pd.DataFrame, key: str, profile: str | None = None,
                          "; ".join(shorts))
     # t5
     d = compare(df, "table5", "Sampling", "l2 on input space", _D_NOCOLOR, **kw)
-    text = f"difference {d.text()}"
+    text = _difference(d)
     return Judgement(c, d.verdict, _means(d), text, text)
 
 

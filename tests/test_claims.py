@@ -133,3 +133,8 @@ def test_judging_the_catalogue(df: pd.DataFrame):
     assert set(table.verdict) <= {"supports", "contradicts", "cannot decide"}
     with pytest.raises(ValueError, match="no claim 'nope'"):
         claims.judge(df, "nope")
+
+
+def test_a_claim_without_runs_says_which_are_missing(df: pd.DataFrame):
+    j = claims.judge(df[df["alpha"] != 0.0], "nocolor")
+    assert (j.verdict, j.detail) == ("cannot decide", "no runs of alpha = 0 (Vanilla)")
