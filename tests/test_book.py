@@ -19,7 +19,7 @@ import yaml
 from lvae.figures import TEACHING_NOTEBOOKS, book_source, executed_path
 from lvae.reproduce import RESULT_NOTEBOOKS
 
-pytestmark = [pytest.mark.book, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.book, pytest.mark.timeout(1500)]  # the first test builds the book
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE = "smoke"

@@ -375,7 +375,7 @@ def test_html_pages_skip_assets(tmp_path: Path) -> None:
 
 
 @pytest.mark.book
-@pytest.mark.timeout(1200)  # builds the book first when it runs before test_book.py
+@pytest.mark.timeout(1500)  # builds the book first when it runs before test_book.py
 def test_book_works_offline_in_a_browser(browser: Any, built: dict) -> None:
     summary = built["summary"]
     html = summary.book_html

@@ -24,7 +24,7 @@ import pytest
 
 import lvae.reproduce as rp
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1500)]
 
 RESULT_FILES = ("config.json", "result.json", "eval.json", "experiment.ipynb",
                 "reproduce.json", "log.jsonl")
