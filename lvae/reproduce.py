@@ -392,6 +392,7 @@ class Summary:
     diverged: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     executed: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # not done, not run (book only)
     book_html: Path | None = None
     wall_s: float = 0.0
 
@@ -401,7 +402,9 @@ class Summary:
 
     def report(self) -> str:
         lines = [f"reproduce --profile {self.profile}: {len(self.executed)} executed, "
-                 f"{len(self.skipped)} skipped (already done), {len(self.diverged)} diverged, "
+                 f"{len(self.skipped)} skipped (already done), "
+                 + (f"{len(self.pending)} not run (book only), " if self.pending else "")
+                 + f"{len(self.diverged)} diverged, "
                  f"{len(self.failed)} failed, in {self.wall_s:.0f} s; runs in "
                  f"{self.out / self.profile}"]
         if self.diverged:
@@ -502,8 +505,10 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
     for p in planned:
         if force and runs and p.setup.run_dir.exists():
             shutil.rmtree(p.setup.run_dir)
-        if (p.done and not force) or not runs:
+        if p.done and not force:
             summary.skipped.append(p.experiment.run_id)
+        elif not runs:
+            summary.pending.append(p.experiment.run_id)
         else:
             todo.append(p)
     own = executor is None

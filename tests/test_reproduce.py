@@ -243,7 +243,8 @@ def test_book_only_trains_nothing(tmp_path: Path, fake: Path):
     out = tmp_path / "runs"
     s = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False,
                      runs=False, inline=True)
-    assert s.ok and s.executed == [] and len(s.skipped) == 3 and calls(out) == []
+    assert s.ok and s.executed == [] and len(s.pending) == 3 and calls(out) == []
+    assert "3 not run (book only)" in s.report()
 
 
 def test_executor_options_are_checked():
