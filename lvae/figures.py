@@ -404,9 +404,13 @@ def comparison_table(cmp: Any, headers: Sequence[str], profile: str | None = Non
         if uniform:
             ours = re.sub(r" \(n=\d+\)$", "", ours)
         out.loc[r["row"], (h, "paper")] = r["paper_text"]
-        out.loc[r["row"], (h, ours_label[h])] = ours
+        # the interval stays on one line; "(n=..)" may wrap below it, so the table fits
+        out.loc[r["row"], (h, ours_label[h])] = ours.replace(" ± ", "\u00a0±\u00a0")
         out.loc[r["row"], (h, "Δ")] = (
-            f"{diff:+.{digits}f}" if isinstance(diff, float) and math.isfinite(diff) else "")
+            # one digit fewer than the cells: a difference needs no more, and it keeps the
+            # three-metric tables within the page
+            f"{diff:+.{max(0, digits - 1)}f}" if isinstance(diff, float)
+            and math.isfinite(diff) else "")
     out = out.fillna("")
     if not style:
         return out
@@ -414,8 +418,9 @@ def comparison_table(cmp: Any, headers: Sequence[str], profile: str | None = Non
         f" (ours: mean ± 95% t half-width over {ns.pop()} seed(s))" if uniform else
         " (ours: mean ± 95% t half-width, n seeds)")
     return (out.style.set_caption(caption)
-            .set_table_styles([{"selector": "td, th", "props": "font-size: 0.8em; "
-                                "padding: 2px 6px; white-space: nowrap;"},
+            .set_table_styles([{"selector": "td, th", "props": "font-size: 0.74em; "
+                                "padding: 2px 3px;"},
+                               {"selector": "th", "props": "white-space: nowrap;"},
                                {"selector": "caption", "props": "caption-side: top; "
                                 "font-size: 0.9em; text-align: left;"}]))
 
