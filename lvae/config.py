@@ -163,8 +163,8 @@ PROFILES: dict[str, Profile] = {
         Profile("quick", steps=300, resolution=32, pool_size=4000, eval_train=1000,
                 eval_test=500, eval_fd=500, eval_elbo=250, fd_steps=None, eval_jobs=1, seeds=2,
                 gbt_seeds=2,
-                note="the default book on 2 CPU cores in about an hour: demonstrates every "
-                     "table and figure, far too short to test the paper's claims"),
+                note="the default book on 2 CPU cores: demonstrates every table and figure "
+                     "with intervals over 2 seeds, far too short to test the paper's claims"),
         Profile("cpu", steps=20_000, resolution=32, pool_size=20_000, eval_train=5000,
                 eval_test=2500, eval_fd=5000, eval_elbo=1000, fd_steps=None, eval_jobs=-1,
                 seeds=3, gbt_seeds=3,
