@@ -56,9 +56,14 @@ class Difference:
     hi: float
     verdict: str
 
+    @property
+    def has_runs(self) -> bool:
+        """Both configurations have completed runs, so there is a difference to judge."""
+        return bool(self.n_a and self.n_b)
+
     def text(self, digits: int = 3) -> str:
         """``+0.120 [+0.050, +0.190] (n = 3 vs 3)``, or why there is no interval."""
-        if self.n_a == 0 or self.n_b == 0:
+        if not self.has_runs:
             return "no runs"
         if math.isnan(self.lo):
             return f"{self.diff:+.{digits}f}, no interval (n = {self.n_a} vs {self.n_b})"
@@ -164,7 +169,7 @@ def best_of(df: pd.DataFrame, table: str, best: str, others: Sequence[str], metr
     """Does row ``best`` beat every row of ``others``? (:func:`combine` of the pairs; rows
     with no completed run are left out, and with none left the claim cannot be decided.)"""
     diffs = [compare(df, table, best, o, metric, better, profile, source) for o in others]
-    judged = [d for d in diffs if d.n_a and d.n_b]
+    judged = [d for d in diffs if d.has_runs]
     return (combine(d.verdict for d in judged) if judged else UNDECIDED), diffs
 
 
@@ -249,13 +254,13 @@ def _means(d: Difference, digits: int = 3) -> str:
     return f"{one(d.mean_a, d.n_a)} vs {one(d.mean_b, d.n_b)}"
 
 
-def _pairwise(diffs: Sequence[Difference], label_of: str = "b") -> str:
-    parts = [f"vs {getattr(d, label_of)}: {d.text()}" for d in diffs if d.n_a and d.n_b]
+def _pairwise(diffs: Sequence[Difference]) -> str:
+    parts = [f"vs {d.b}: {d.text()}" for d in diffs if d.has_runs]
     return "; ".join(parts) or "no runs to compare"
 
 
 def _difference(d: Difference, digits: int = 3) -> str:
-    if not (d.n_a and d.n_b):
+    if not d.has_runs:
         missing = [lab for lab, n in ((d.a, d.n_a), (d.b, d.n_b)) if not n]
         return "no runs of " + " and ".join(missing)
     return f"difference {d.text(digits)}"
@@ -263,7 +268,7 @@ def _difference(d: Difference, digits: int = 3) -> str:
 
 def _tally(diffs: Sequence[Difference]) -> str:
     """``"3 of 5 comparisons support, 1 contradicts"`` over the comparisons with runs."""
-    judged = [d for d in diffs if d.n_a and d.n_b]
+    judged = [d for d in diffs if d.has_runs]
     if not judged:
         return "no runs to compare"
     sup = sum(d.verdict == SUPPORTS for d in judged)
@@ -331,16 +336,19 @@ def _best_label(df: pd.DataFrame, table: str, rows: Sequence[str], metric: str,
     return "α = " + best.removeprefix("alpha = ").replace(" (Vanilla)", "")
 
 
-def judge_all(df: pd.DataFrame, profile: str | None = None,
-              source: str = "build") -> pd.DataFrame:
-    """Every claim of :data:`CLAIMS` judged: one row each (key, claim, paper, ours,
-    verdict, detail)."""
+def judge_all(df: pd.DataFrame, profile: str | None = None, source: str = "build",
+              table: str | None = None) -> pd.DataFrame:
+    """The claims of :data:`CLAIMS` (those of ``table`` only, if given) judged: one row
+    each (key, table, claim, paper, ours, verdict, detail, line: the landing page's
+    verdict text)."""
     rows = []
     for c in CLAIMS:
+        if table is not None and c.table != table:
+            continue
         j = judge(df, c.key, profile, source)
         rows.append({"key": c.key, "table": c.table, "claim": c.text,
                      "paper": c.paper_text, "ours": j.ours, "verdict": j.verdict,
-                     "detail": j.detail})
+                     "detail": j.detail, "line": j.line})
     return pd.DataFrame(rows)
 
 
@@ -348,17 +356,14 @@ def glue_claims(df: pd.DataFrame, table: str, profile: str | None = None,
                 source: str = "build") -> pd.DataFrame:
     """On a result page: judge the claims of ``table``, glue ``claim_<key>_paper``,
     ``_ours`` and ``_verdict`` for the landing page (MyST-NB glue), and return the judged
-    rows (:func:`judge_all`'s columns) for the page to show in full."""
+    rows for the page to show in full (claim, paper, ours, verdict, what it rests on)."""
     from myst_nb import glue
 
-    rows = []
-    for c in CLAIMS:
-        if c.table != table:
-            continue
-        j = judge(df, c.key, profile, source)
-        glue(f"claim_{c.key}_paper", c.paper_text, display=False)
-        glue(f"claim_{c.key}_ours", j.ours, display=False)
-        glue(f"claim_{c.key}_verdict", j.line, display=False)
-        rows.append({"claim": c.text, "paper": c.paper_text, "ours": j.ours,
-                     "verdict": j.verdict, "what it rests on": j.detail})
-    return pd.DataFrame(rows)
+    judged = judge_all(df, profile, source, table)
+    for r in judged.itertuples(index=False):
+        glue(f"claim_{r.key}_paper", r.paper, display=False)
+        glue(f"claim_{r.key}_ours", r.ours, display=False)
+        glue(f"claim_{r.key}_verdict", r.line, display=False)
+    shown = judged.rename(columns={"detail": "what it rests on"})
+    return shown[["claim", "paper", "ours", "verdict", "what it rests on"]] if len(shown) \
+        else shown

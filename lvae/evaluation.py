@@ -163,13 +163,14 @@ def disentanglement_metrics(
                 runs = out["dci_gbt"].setdefault(key, {m: [v] for m, v in out[key].items()})
                 for m, v in _scores(s).items():
                     runs[m].append(v)
+        if gbt_seeds > 1:
+            for key in subsets:
+                out["gbt_sd"][key] = {m: float(np.std(v, ddof=1))
+                                      for m, v in out["dci_gbt"][key].items()}
         used = [data.factor_names.index(f) for f in dci["factor_names"]]
         mig = mig_from_codes(codes_tr, y_tr[:, used])
         mig_key = f"mig_{label}" if label else "mig"
         out[mig_key] = mig["mig"]
-        for key, runs in out.get("dci_gbt", {}).items():
-            if key != "seeds" and key in subsets:
-                out["gbt_sd"][key] = {m: float(np.std(v, ddof=1)) for m, v in runs.items()}
         out["details"][label or data.name] = {
             "factor_names": dci["factor_names"],
             "subsets": {k: list(v) for k, v in dci["subsets"].items()},

@@ -307,9 +307,9 @@ def noise_bars(ns: Any, title: str = "Spread of DCI: training seeds vs GBT seeds
         for dx, col, label, color in ((-0.2, "sd_seeds", "training seeds", "C0"),
                                       (0.2, "sd_gbt", "GBT seeds (same codes)", "C1")):
             v = g[col].astype(float).to_numpy()
-            ax.bar(x + dx, np.where(np.isfinite(v) & (v > 0), v, np.nan), 0.4, color=color,
-                   label=label)
-            for xi in x[~(np.isfinite(v) & (v > 0))]:
+            shown = np.isfinite(v) & (v > 0)  # a log axis draws no zero
+            ax.bar(x + dx, np.where(shown, v, np.nan), 0.4, color=color, label=label)
+            for xi in x[~shown]:
                 ax.text(xi + dx, 0.02, "n/a", rotation=90, ha="center", va="bottom",
                         fontsize=7, color=color, transform=ax.get_xaxis_transform())
         ax.set_yscale("log")

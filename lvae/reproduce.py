@@ -137,9 +137,9 @@ def execute(task: Task) -> Outcome:
 
     out = Path(task.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.stem}.*.tmp.ipynb"):  # left by a killed execution
+    for stale in partial_notebooks(out):  # left by a killed execution
         stale.unlink(missing_ok=True)
-    tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.tmp.ipynb")
+    tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}{_PARTIAL_SUFFIX}")
     t0 = time.perf_counter()
     attempt = 0
     while True:
@@ -264,13 +264,25 @@ class DaskExecutor:
             self._cluster.close()
 
 
-def keep_partial(output: str) -> str:
-    """Move the newest partial notebook a killed execution left (``.NAME.*.tmp.ipynb``:
-    papermill saves after every cell) onto ``output``, so a failure points at how far it
-    got; returns ``output``."""
+#: The name :func:`execute` gives a notebook being written: ``.NAME.<8 hex>.tmp.ipynb``.
+_PARTIAL_SUFFIX = ".tmp.ipynb"
+
+
+def partial_notebooks(output: str | Path) -> list[Path]:
+    """The temporary notebooks executions of ``output`` left beside it, oldest first."""
     out = Path(output)
-    partial = sorted(out.parent.glob(f".{out.stem}.*.tmp.ipynb"),
-                     key=lambda p: p.stat().st_mtime) if out.parent.is_dir() else []
+    if not out.parent.is_dir():
+        return []
+    return sorted(out.parent.glob(f".{out.stem}.*{_PARTIAL_SUFFIX}"),
+                  key=lambda p: p.stat().st_mtime)
+
+
+def keep_partial(output: str) -> str:
+    """Move the newest partial notebook a killed execution left (papermill saves after
+    every cell) onto ``output``, so a failure points at how far it got; returns
+    ``output``."""
+    out = Path(output)
+    partial = partial_notebooks(out)
     if partial:
         os.replace(partial[-1], out)
     return str(out)
@@ -491,7 +503,7 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
     Never raises for a failed or diverged run: check ``summary.ok`` (the CLI exits 1 when
     it is False). ``runs=False`` trains nothing and builds the pages and the book from
     the runs already there (a preview while a grid still runs elsewhere; missing runs show
-    as "—", and ``summary.skipped`` lists the runs that are not done). The runs go to Dask
+    as "—", and ``summary.pending`` lists the runs that are not done). The runs go to Dask
     (:func:`make_executor`: ``jobs``, ``scheduler``,
     ``resources``; ``inline`` for this process); ``executor`` overrides that;
     ``grid``, ``notebook``, ``result_notebooks`` and ``teaching_notebooks`` (None: the
