@@ -168,14 +168,31 @@ class View:
         return np.stack([x, y], axis=1)
 
 
+def _padded_faces(mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+    """Faces as one ``(F, L)`` index array, each row padded with its last vertex, and the
+    ``(F, L)`` mask of real entries: every face's maths in one array operation."""
+    width = max(len(f) for f in mesh.faces)
+    idx = np.array([list(f) + [f[-1]] * (width - len(f)) for f in mesh.faces], dtype=np.intp)
+    mask = np.arange(width)[None, :] < np.array([len(f) for f in mesh.faces])[:, None]
+    return idx, mask
+
+
 def face_normals(mesh: Mesh) -> np.ndarray:
-    """Unit outward normals ``(F, 3)`` (Newell's method, robust for any convex polygon)."""
-    normals = np.zeros((len(mesh.faces), 3))
-    for k, f in enumerate(mesh.faces):
-        p = mesh.vertices[list(f)]
-        q = np.roll(p, -1, axis=0)
-        normals[k] = np.sum(np.cross(p, q), axis=0)
+    """Unit outward normals ``(F, 3)`` (Newell's method, robust for any convex polygon).
+
+    Padding a face with copies of its last vertex adds only zero terms (``p x p = 0``) to
+    Newell's sum, and its wrap-around edge still closes the polygon.
+    """
+    idx, _ = _padded_faces(mesh)
+    p = mesh.vertices[idx]
+    normals = np.cross(p, np.roll(p, -1, axis=1)).sum(axis=1)
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+
+
+def face_centroids(mesh: Mesh) -> np.ndarray:
+    """Mean vertex ``(F, 3)`` of every face (the painter's algorithm sorts by its depth)."""
+    idx, mask = _padded_faces(mesh)
+    return (mesh.vertices[idx] * mask[..., None]).sum(axis=1) / mask.sum(axis=1)[:, None]
 
 
 def draw(
@@ -198,8 +215,7 @@ def draw(
     r = rot_y(view.azimuth)
     lvec = r.T @ (np.asarray(light, dtype=np.float64) / np.linalg.norm(light))
     visible = normals @ forward < -1e-9
-    centroids = np.array([mesh.vertices[list(f)].mean(axis=0) for f in mesh.faces])
-    depth = centroids @ forward
+    depth = face_centroids(mesh) @ forward
     shade = ambient + diffuse * np.clip(normals @ lvec, 0.0, 1.0)
     rgb = np.clip(mesh.colors * shade[:, None], 0.0, 1.0)
     px = view.project(mesh.vertices)
