@@ -329,6 +329,40 @@ def noise_bars(ns: Any, title: str = "Spread of DCI: training seeds vs GBT seeds
 # --------------------------------------------------------------------------------------
 
 
+def codes_table(cc: Any, names: Mapping[str, str], digits: int = 3) -> Any:
+    """Meta-encoder vs adapted-encoder DCI, one row per configuration and score.
+
+    ``cc`` is a :func:`lvae.results.codes_comparison` frame, ``names`` maps its metric
+    columns to short labels (and picks which to show). Cells read ``mean ± 95% half-width``;
+    the last column is the paired 95% interval for adapted - meta, which says whether the
+    choice of codes matters for that configuration.
+    """
+    import pandas as pd
+
+    c = cc[cc["metric"].isin(list(names))]
+
+    def cell(m: float, h: float) -> str:
+        return f"{m:.{digits}f}" + ("" if not math.isfinite(h) else f"\u00a0±\u00a0{h:.{digits}f}")
+
+    def interval(r: Mapping[str, Any]) -> str:
+        d = f"{r['diff']:+.{digits}f}"
+        if not math.isfinite(r["diff_lo"]):
+            return d
+        return f"{d} [{r['diff_lo']:+.{digits}f},\u00a0{r['diff_hi']:+.{digits}f}]"
+
+    rows = c.to_dict("records")
+    out = pd.DataFrame({
+        "configuration": [config_label(r) for r in rows],
+        "score": [names[r["metric"]] for r in rows],
+        "meta codes (headline)": [cell(r["meta"], r["meta_ci95"]) for r in rows],
+        "adapted codes": [cell(r["adapted"], r["adapted_ci95"]) for r in rows],
+        "adapted − meta [95%]": [interval(r) for r in rows],
+        "n": [int(r["n"]) for r in rows],
+    })
+    return out.style.hide(axis="index").set_table_styles(
+        [{"selector": "td, th", "props": "font-size: 0.8em; padding: 2px 4px;"}])
+
+
 def find_run(df: Any, dataset: str = "shapes3d", alpha: float = 1.0, beta: float = 1.0,
              neighborhood: str | None = "synthetic", seed: int | None = None) -> str | None:
     """The folder of a finished run of this configuration (lowest seed), or None.

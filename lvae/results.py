@@ -15,7 +15,8 @@ Runs of different profiles or sources are never averaged together: a 300-step CP
 a 300k-step GPU run answer different questions, and the book shows them side by side.
 
 The API used by the book's result pages (keep it stable): :func:`collect`,
-:func:`summarize`, :func:`noise_sources`, :func:`paper_vs_ours`, :func:`wide`,
+:func:`summarize`, :func:`noise_sources`, :func:`codes_comparison`,
+:func:`paper_vs_ours`, :func:`wide`,
 :func:`load_log`, :func:`import_run`.
 """
 
@@ -243,6 +244,42 @@ def noise_sources(df: pd.DataFrame, metrics: Iterable[str] | None = None) -> pd.
                         "sd_seeds": sd_s, "n_seeds": len(seeds), "sd_gbt": sd_g,
                         "n_gbt_runs": len(gbt), "dominant": dom})
     return pd.DataFrame(out, columns=cols)
+
+
+def codes_comparison(df: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
+    """The same DCI scores on the meta-encoder's codes and on the adapted encoder's codes.
+
+    Which encoder gives the DCI codes is a choice the paper does not state
+    (``shared/notes/fidelity.md`` item 3); the headline tables use the meta-encoder's means,
+    and this frame shows the other. ``metrics`` are headline columns (e.g.
+    ``dci_nocolor.disentanglement``); the adapted value of each is ``adapted.<metric>``. One
+    row per configuration with alpha > 0 and metric: ``meta``/``adapted`` mean with their
+    95% t half-widths (``meta_ci95``, ``adapted_ci95``), and ``diff`` = adapted - meta with
+    ``diff_lo``/``diff_hi``, the paired 95% t-interval over seeds (both codes come from the
+    same run, so the per-run differences are what vary). ``n``: completed runs with both.
+    Grouped by :data:`CONFIG_KEYS`.
+    """
+    cols = [*CONFIG_KEYS, "metric", "meta", "meta_ci95", "adapted", "adapted_ci95", "diff",
+            "diff_lo", "diff_hi", "n"]
+    out = []
+    pos = df[(df["status"] == "completed") & (df["alpha"].astype(float) > 0)] if len(df) else df
+    for key, g in (pos.groupby(list(CONFIG_KEYS), sort=True, dropna=False) if len(pos) else []):
+        for m in metrics:
+            am = f"adapted.{m}"
+            if m not in g or am not in g:
+                continue
+            both = g[[m, am]].astype(float).dropna()
+            if both.empty:
+                continue
+            meta, meta_h, n = t_interval(both[m])
+            adapted, adapted_h, _ = t_interval(both[am])
+            diff, diff_h, _ = t_interval(both[am] - both[m])
+            out.append({**dict(zip(CONFIG_KEYS, key, strict=True)), "metric": m, "meta": meta,
+                        "meta_ci95": meta_h, "adapted": adapted, "adapted_ci95": adapted_h,
+                        "diff": diff, "diff_lo": diff - diff_h, "diff_hi": diff + diff_h,
+                        "n": n})
+    order = ["profile", "source", "dataset", "alpha", "beta", "neighborhood"]
+    return pd.DataFrame(out, columns=cols).sort_values(order, kind="stable", ignore_index=True)
 
 
 #: Candidate eval.json names (flattened) for the paper's metric keys, first present wins.

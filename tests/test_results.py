@@ -12,6 +12,7 @@ import pytest
 from lvae import paper
 from lvae.params import experiment_config
 from lvae.results import (
+    codes_comparison,
     collect,
     import_run,
     load_log,
@@ -175,3 +176,30 @@ def test_load_log(store):
     log = load_log(out / "smoke" / "shapes3d-a1e+00-b1-synthetic-s0")
     assert log.step.tolist() == [1, 2] and log.loss.tolist() == [3.0, 2.0]
     assert load_log(out / "missing").empty
+
+
+def test_codes_comparison_pairs_meta_and_adapted_codes_of_the_same_run(tmp_path: Path):
+    out = tmp_path / "runs"
+    # adapted - meta per seed: +0.1, +0.2, +0.3 (a paired interval sees only that spread)
+    for seed, (meta, adapted) in enumerate(((0.5, 0.6), (0.6, 0.8), (0.8, 1.1))):
+        make_run(out, "smoke", 1.0, seed,
+                 metrics={**ev(meta), "adapted": {"dci_nocolor": {"disentanglement": adapted}}})
+    make_run(out, "smoke", 0.0, 0, metrics={**ev(0.1), "adapted": None})  # vanilla: no row
+    c = codes_comparison(collect(out, imported=None), ["dci_nocolor.disentanglement",
+                                                       "dci_color.disentanglement"])
+    assert len(c) == 1  # alpha > 0 only; dci_color has no adapted value here
+    r = c.iloc[0]
+    assert (r.config_id, r.n) == ("shapes3d-a1e+00-b1-synthetic", 3)
+    assert r.meta == pytest.approx(0.633333, abs=1e-6)
+    assert r.meta_ci95 == pytest.approx(0.37946, abs=1e-4)  # as test_t_interval_by_hand
+    assert r.adapted == pytest.approx(0.833333, abs=1e-6)
+    # adapted 0.6, 0.8, 1.1: s = 0.2517, half = 0.625
+    # differences 0.1, 0.2, 0.3: mean 0.2, s = 0.1, half = 4.302653 * 0.1 / sqrt(3)
+    half = 4.302653 * 0.1 / math.sqrt(3)
+    assert (r["diff"], r.diff_lo, r.diff_hi) == pytest.approx((0.2, 0.2 - half, 0.2 + half),
+                                                            abs=1e-5)
+    from lvae.figures import codes_table
+
+    t = codes_table(c, {"dci_nocolor.disentanglement": "D w/o colour"}).data
+    assert t.iloc[0].tolist() == ["α=1", "D w/o colour", "0.633\u00a0±\u00a00.379",
+                                  "0.833\u00a0±\u00a00.625", "+0.200 [-0.048,\u00a0+0.448]", 3]
