@@ -92,6 +92,8 @@ class Task:
     cwd: str | None = None
     retries: int = KERNEL_RETRIES
     timeout_s: int | None = None  # per cell; None: no limit
+    accelerated: bool = False  # asks for the executor's resources (a GPU): training runs do
+    priority: int = 0  # larger starts first, so the longest runs do not finish the grid alone
 
     def command(self) -> str:
         """The equivalent papermill command line."""
@@ -219,7 +221,8 @@ class DaskExecutor:
     (``distributed.scheduler.allowed-failures``) before giving up with ``KilledWorker``.
     With ``address``: that cluster's scheduler (its own ``allowed-failures`` applies) and
     ``retries`` on every submitted task. ``resources`` (e.g. ``{"GPU": 1}``) is asked for
-    by the experiment tasks only; the book's pages need no accelerator.
+    by the tasks marked ``accelerated`` (the training runs); the book's pages need no
+    accelerator. Tasks are submitted with their ``priority``: the longest runs start first.
     """
 
     def __init__(self, jobs: int = 1, address: str | None = None,
@@ -245,9 +248,10 @@ class DaskExecutor:
 
         futures = {}
         for t in tasks:
-            res = self.resources if not t.name.startswith("book:") else None
+            res = self.resources if t.accelerated else None
             fut = self.client.submit(execute, t, key=f"{t.name}-{uuid.uuid4().hex[:6]}",
-                                     pure=False, retries=self.retries, resources=res)
+                                     pure=False, retries=self.retries, resources=res,
+                                     priority=t.priority)
             futures[fut] = t
         for fut in as_completed(futures):
             t = futures[fut]
@@ -359,6 +363,14 @@ def run_is_done(setup: ExperimentSetup) -> bool:
                                                    for k, v in asked.items())
 
 
+def cost_rank(e: Experiment) -> int:
+    """A run's expected cost, as a rank (larger: longer). The meta-step costs about 3.4x a
+    VAE step (benchmarks/meta_step.py), and CarsNORB's DCI fits a 183-class classifier for
+    the car model (about 40 s per fit on one core), so: CarsNORB alpha > 0 = 3, 3D Shapes
+    alpha > 0 = 2, CarsNORB vanilla = 1, the rest 0. Dask starts higher priorities first."""
+    return 2 * (float(e.alpha) > 0) + (e.dataset == "carsnorb")
+
+
 def plan(profile: str = "quick", out: str | Path = "runs", seeds: int | None = None,
          only: str | Iterable[str] | None = None, jobs: int = 1,
          grid: Sequence[Experiment] | None = None,
@@ -380,7 +392,8 @@ def plan(profile: str = "quick", out: str | Path = "runs", seeds: int | None = N
             params["threads"] = threads
         setup = experiment_config(**params)
         task = Task(e.run_id, str(notebook), str(setup.run_dir / "experiment.ipynb"), params,
-                    cwd=str(Path(notebook).resolve().parent))
+                    cwd=str(Path(notebook).resolve().parent), accelerated=True,
+                    priority=cost_rank(e))
         planned.append(PlannedRun(e, setup, task, run_is_done(setup)))
     return planned
 

@@ -254,3 +254,38 @@ def test_executor_options_are_checked():
         rp.make_executor(jobs=0)
     assert isinstance(rp.make_executor(inline=True), rp.SequentialExecutor)
     assert rp.parse_resources("GPU=1, MEM=16e9") == {"GPU": 1.0, "MEM": 1.6e10}
+
+
+def test_dask_gets_resources_for_training_only_and_longest_runs_first(tmp_path: Path,
+                                                                     monkeypatch):
+    """What the Dask executor submits: the GPU request goes with the training runs, never
+    with the book's pages, and every task carries its priority (a fake client records)."""
+    submitted = []
+
+    class Future:
+        def __init__(self, task):
+            self.task = task
+
+        def result(self):
+            return rp.Outcome(self.task.name, "executed", self.task.output)
+
+    class Client:
+        def submit(self, fn, task, **kw):
+            submitted.append((task.name, kw["resources"], kw["priority"]))
+            return Future(task)
+
+    ex = object.__new__(rp.DaskExecutor)  # no cluster: only map() is under test
+    ex.client, ex.resources, ex.retries = Client(), {"GPU": 1.0}, 0
+    monkeypatch.setattr("distributed.as_completed", lambda futs: list(futs))
+    grid = [Experiment("shapes3d", 0.0), Experiment("carsnorb", 1.0, neighborhood="latent_knn"),
+            Experiment("shapes3d", 1.0), Experiment("carsnorb", 0.0, neighborhood="latent_knn")]
+    tasks = [p.task for p in rp.plan("smoke", tmp_path, grid=grid)]
+    tasks += rp.book_tasks("smoke", tmp_path, results=[], teaching=None, force=True)
+    assert len(list(ex.map(tasks))) == len(tasks) > 4
+    runs, pages = submitted[:4], submitted[4:]
+    assert runs == [("shapes3d-a0e+00-b1-synthetic-s0", {"GPU": 1.0}, 0),
+                    ("carsnorb-a1e+00-b1-latent_knn-s0", {"GPU": 1.0}, 3),
+                    ("shapes3d-a1e+00-b1-synthetic-s0", {"GPU": 1.0}, 2),
+                    ("carsnorb-a0e+00-b1-latent_knn-s0", {"GPU": 1.0}, 1)]
+    assert pages and all(name.startswith("book:") and res is None and prio == 0
+                         for name, res, prio in pages)
