@@ -260,7 +260,9 @@ class DaskExecutor:
         from distributed import as_completed
 
         futures = {}
-        for t in tasks:
+        # highest priority first: the first tasks go straight to idle workers, before the
+        # scheduler has seen the others' priorities
+        for t in sorted(tasks, key=lambda t: -t.priority):
             res = self.resources if t.accelerated else None
             fut = self.client.submit(execute, t, key=f"{t.name}-{uuid.uuid4().hex[:6]}",
                                      pure=False, retries=self.retries, resources=res,

@@ -283,10 +283,10 @@ def test_dask_gets_resources_for_training_only_and_longest_runs_first(tmp_path: 
     tasks += rp.book_tasks("smoke", tmp_path, results=[], teaching=None, force=True)
     assert len(list(ex.map(tasks))) == len(tasks) > 4
     runs, pages = submitted[:4], submitted[4:]
-    assert runs == [("shapes3d-a0e+00-b1-synthetic-s0", {"GPU": 1.0}, 0),
-                    ("carsnorb-a1e+00-b1-latent_knn-s0", {"GPU": 1.0}, 3),
+    assert runs == [("carsnorb-a1e+00-b1-latent_knn-s0", {"GPU": 1.0}, 3),
                     ("shapes3d-a1e+00-b1-synthetic-s0", {"GPU": 1.0}, 2),
-                    ("carsnorb-a0e+00-b1-latent_knn-s0", {"GPU": 1.0}, 1)]
+                    ("carsnorb-a0e+00-b1-latent_knn-s0", {"GPU": 1.0}, 1),
+                    ("shapes3d-a0e+00-b1-synthetic-s0", {"GPU": 1.0}, 0)]
     assert pages and all(name.startswith("book:") and res is None and prio == 0
                          for name, res, prio in pages)
 
