@@ -17,7 +17,7 @@ a 300k-step GPU run answer different questions, and the book shows them side by 
 The API used by the book's result pages (keep it stable): :func:`collect`,
 :func:`summarize`, :func:`noise_sources`, :func:`codes_comparison`,
 :func:`paper_vs_ours`, :func:`wide`,
-:func:`load_log`, :func:`import_run`.
+:func:`load_log`, :func:`import_run`, :func:`page_frames`, :func:`provenance`.
 """
 
 from __future__ import annotations
@@ -160,6 +160,48 @@ def collect(out_dir: str | Path | None = "runs", profile: str | None = None,
         return pd.DataFrame(columns=list(RUN_COLUMNS))
     metrics = [c for c in df.columns if c not in RUN_COLUMNS]
     return df[list(RUN_COLUMNS) + metrics].reset_index(drop=True)
+
+
+def page_frames(out_dir: str | Path, profile: str, imported: str | Path | None = IMPORTED_DIR
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What a result page shows: ``(build, all)``, the build's runs of ``profile`` and those
+    together with every committed run (under ``imported``) of any profile (:func:`collect`)."""
+    build = collect(out_dir, profile=profile, imported=None)
+    imported = collect(None, profile=None, imported=imported)
+    both = pd.concat([build, imported], ignore_index=True) if len(imported) else build
+    return build, both
+
+
+def provenance(rows: pd.DataFrame, profile: str) -> dict[str, str]:
+    """Where a page's numbers come from, as text for its admonition: the profile and its
+    budget against the paper's 300,000 steps, the number of finished (completed or
+    diverged) runs and their summed training wall time, the commits they ran at, and the
+    library versions one of them recorded."""
+    from lvae.config import profile as get_profile
+
+    prof = get_profile(profile)
+    done = rows[rows["status"].isin(["completed", "diverged"])] if len(rows) else rows
+    wall = float(done["wall_time_s"].fillna(0).sum()) if len(done) else 0.0
+    commits = ", ".join(sorted({str(c) for c in done["commit"].dropna()})) if len(done) else ""
+    vers: dict[str, Any] = {}
+    for d in done["run_dir"] if len(done) else []:
+        m = ((_read_json(Path(d) / "result.json") or {}).get("provenance", {})
+             .get("machine", {}))
+        vers = {k: m[k] for k in ("torch", "numpy", "sklearn", "python") if k in m}
+        if vers:
+            break
+    return {
+        "profile": profile,
+        "steps": f"{prof.steps:,}",
+        "paper_steps": "300,000",
+        "budget": f"{100 * prof.steps / 300_000:.3g}%",
+        "resolution": f"{prof.resolution}x{prof.resolution}",
+        "runs": f"{len(done)}",
+        "wall": f"{wall / 60:.1f} min",
+        "commit": commits or "none",
+        "versions": ", ".join(f"{k} {v}" for k, v in vers.items()) or "unknown",
+        "note": prof.note,
+    }
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:

@@ -16,7 +16,9 @@ from lvae.results import (
     collect,
     import_run,
     load_log,
+    page_frames,
     paper_vs_ours,
+    provenance,
     summarize,
     t_interval,
     wide,
@@ -203,3 +205,21 @@ def test_codes_comparison_pairs_meta_and_adapted_codes_of_the_same_run(tmp_path:
     t = codes_table(c, {"dci_nocolor.disentanglement": "D w/o colour"}).data
     assert t.iloc[0].tolist() == ["α=1", "D w/o colour", "0.633\u00a0±\u00a00.379",
                                   "0.833\u00a0±\u00a00.625", "+0.200 [-0.048,\u00a0+0.448]", 3]
+
+
+def test_provenance_names_budget_runs_wall_and_versions(store):
+    out, imported = store
+    build, both = page_frames(out, "smoke", imported=imported)
+    assert len(build) == 6 and len(both) == 7  # + the committed cpu run
+    rows = build[build.alpha == 1.0]
+    d = Path(rows.run_dir.iloc[0])
+    res = json.loads((d / "result.json").read_text())
+    res["provenance"]["machine"].update(torch="2.13.0+cpu", numpy="2.4.6")
+    (d / "result.json").write_text(json.dumps(res))
+    p = provenance(build, "smoke")
+    # 3 completed alpha = 1 runs + vanilla + beta 4 + 1 diverged, 1.5 s each (make_run)
+    assert (p["runs"], p["wall"], p["commit"]) == ("6", "0.1 min", "abc123")
+    assert (p["steps"], p["budget"], p["resolution"]) == ("6", "0.002%", "32x32")
+    assert p["versions"] == "torch 2.13.0+cpu, numpy 2.4.6"
+    assert provenance(build.iloc[:0], "smoke")["runs"] == "0"
+    assert provenance(build.iloc[:0], "smoke")["commit"] == "none"
