@@ -139,33 +139,6 @@ def _kernel_failure(exc: BaseException) -> bool:
 KERNEL_ENV_DROP = ("MALLOC_TRIM_THRESHOLD_",)
 
 
-#: Longest unix-socket path the kernel's IPC channels may use (AF_UNIX allows 107 bytes).
-_IPC_PATH_MAX = 100
-
-
-def kernel_manager_class() -> type | None:
-    """The kernel manager for the notebooks' kernels: IPC transport (unix sockets in
-    Jupyter's runtime folder) when its paths are short enough, else None (TCP on loopback).
-
-    Kernel and client always share a machine here, so sockets in a private folder are the
-    safer channel: ipykernel >= 7 warns on every start of a TCP kernel that its traffic is
-    unencrypted (one warning per run, across the grid's progress bar), and kernels started
-    side by side cannot race for the same TCP port.
-    """
-    from jupyter_client.manager import AsyncKernelManager
-    from jupyter_core.paths import jupyter_runtime_dir
-    from traitlets import CaselessStrEnum
-
-    longest = os.path.join(jupyter_runtime_dir(), f"kernel-{uuid.uuid4()}-ipc-65535")
-    if len(longest.encode()) > _IPC_PATH_MAX:
-        return None
-
-    class IPCKernelManager(AsyncKernelManager):
-        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-
-    return IPCKernelManager
-
-
 def execute(task: Task) -> Outcome:
     """Run one notebook with papermill: temp file, then ``os.replace`` onto ``task.output``.
 
@@ -187,11 +160,9 @@ def execute(task: Task) -> Outcome:
     while True:
         attempt += 1
         try:
-            manager = kernel_manager_class()
             pm.execute_notebook(task.notebook, str(tmp), parameters=task.parameters,
                                 cwd=task.cwd, progress_bar=False, kernel_name="python3",
-                                execution_timeout=task.timeout_s,
-                                **({"kernel_manager_class": manager} if manager else {}))
+                                execution_timeout=task.timeout_s)
             hide_injected_parameters(tmp)
             os.replace(tmp, out)
             return Outcome(task.name, "executed", str(out), attempts=attempt,
