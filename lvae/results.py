@@ -285,7 +285,8 @@ def noise_sources(df: pd.DataFrame, metrics: Iterable[str] | None = None) -> pd.
             out.append({**dict(zip(CONFIG_KEYS, key, strict=True)), "metric": m,
                         "sd_seeds": sd_s, "n_seeds": len(seeds), "sd_gbt": sd_g,
                         "n_gbt_runs": len(gbt), "dominant": dom})
-    return pd.DataFrame(out, columns=cols)
+    order = ["profile", "source", "dataset", "alpha", "beta", "neighborhood"]
+    return pd.DataFrame(out, columns=cols).sort_values(order, kind="stable", ignore_index=True)
 
 
 def codes_comparison(df: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:

@@ -114,6 +114,8 @@ def test_noise_sources_sets_training_seeds_beside_gbt_seeds(df: pd.DataFrame):
     one = ns.loc["a10.0-b1.0"]  # one completed seed: no spread over seeds
     assert math.isnan(one.sd_seeds) and one.dominant == "—"
     assert noise_sources(df).metric.unique().tolist() == [D]  # found from gbt_sd.* columns
+    alphas = noise_sources(df, [D]).alpha.astype(float).tolist()
+    assert alphas == sorted(alphas)  # numeric order (as strings, a10 would come before a2)
 
 
 def test_judging_the_catalogue(df: pd.DataFrame):
