@@ -253,6 +253,13 @@ def summarize(df: pd.DataFrame, metrics: Iterable[str] | None = None) -> pd.Data
     return pd.DataFrame(out, columns=cols)
 
 
+def _in_config_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows by profile, source, dataset, then alpha and beta as numbers (grouping by the
+    run id's text would put alpha = 10 before alpha = 2); ties keep their order."""
+    order = ["profile", "source", "dataset", "alpha", "beta", "neighborhood"]
+    return frame.sort_values(order, kind="stable", ignore_index=True)
+
+
 def noise_sources(df: pd.DataFrame, metrics: Iterable[str] | None = None) -> pd.DataFrame:
     """Two sources of spread in a DCI score, per configuration: training seeds vs GBT seeds.
 
@@ -285,8 +292,7 @@ def noise_sources(df: pd.DataFrame, metrics: Iterable[str] | None = None) -> pd.
             out.append({**dict(zip(CONFIG_KEYS, key, strict=True)), "metric": m,
                         "sd_seeds": sd_s, "n_seeds": len(seeds), "sd_gbt": sd_g,
                         "n_gbt_runs": len(gbt), "dominant": dom})
-    order = ["profile", "source", "dataset", "alpha", "beta", "neighborhood"]
-    return pd.DataFrame(out, columns=cols).sort_values(order, kind="stable", ignore_index=True)
+    return _in_config_order(pd.DataFrame(out, columns=cols))
 
 
 def codes_comparison(df: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
@@ -321,8 +327,7 @@ def codes_comparison(df: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
                         "meta_ci95": meta_h, "adapted": adapted, "adapted_ci95": adapted_h,
                         "diff": diff, "diff_lo": diff - diff_h, "diff_hi": diff + diff_h,
                         "n": n})
-    order = ["profile", "source", "dataset", "alpha", "beta", "neighborhood"]
-    return pd.DataFrame(out, columns=cols).sort_values(order, kind="stable", ignore_index=True)
+    return _in_config_order(pd.DataFrame(out, columns=cols))
 
 
 #: Candidate eval.json names (flattened) for the paper's metric keys, first present wins.
