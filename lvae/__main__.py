@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lvae.config import PROFILES
 
@@ -46,11 +47,39 @@ def _parser() -> argparse.ArgumentParser:
                    "there (missing runs show as '—')")
     r.add_argument("--no-book", action="store_true",
                    help="stop after the runs (no result notebooks, no book build)")
+    s = sub.add_parser("study", help="the reference study: long runs evaluated at milestones",
+                       description="Workers that train and evaluate the study's runs "
+                       "(lvae.study.STUDY, in priority order), resumable across sessions.")
+    s.add_argument("action", choices=("work", "status"),
+                   help="work: take runs until none is left (start one worker per core); "
+                   "status: where every run stands")
+    s.add_argument("--out", default=str(Path.home() / "lvae-study"),
+                   help="study run folders (default: ~/lvae-study, outside the repository)")
+    s.add_argument("--limit", type=int, default=None, help="work: stop after this many runs")
     return p
+
+
+def _study(args: argparse.Namespace) -> int:
+    from lvae import study
+
+    if args.action == "work":
+        study.work(args.out, limit=args.limit, log=lambda m: print(m, flush=True))
+        return 0
+    rows = study.progress(args.out)
+    cpu = sum(r["cpu_hours"] for r in rows)
+    for r in rows:
+        rate = f"{r['sec_per_step']:.3f} s/step" if r["sec_per_step"] else ""
+        print(f"{r['state']:>9} {r['step']:>6}/{r['steps']:<6} {rate:>13} "
+              f"{r['cpu_hours']:5.2f} CPU-h  {r['run']}  milestones {r['milestones']}")
+    done = sum(r["state"] == "done" for r in rows)
+    print(f"{done} of {len(rows)} runs done, {cpu:.1f} CPU-hours so far")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "study":
+        return _study(args)
     from lvae.reproduce import list_commands, parse_resources, plan, reproduce
 
     try:

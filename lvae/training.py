@@ -5,7 +5,11 @@
 ``config.json``  the :class:`~lvae.config.TrainConfig` (a different config in the same folder
                  is refused, so results never mix),
 ``checkpoint.pt``  model, optimiser and RNG states, written atomically every
-                 ``checkpoint_every`` steps; a restart continues from it draw for draw,
+                 ``checkpoint_every`` steps and at least every ``checkpoint_seconds`` of
+                 wall time (so a killed run loses minutes, whatever its length); a restart
+                 continues from it draw for draw,
+``snapshots/``   the model's parameters alone at each of ``snapshot_steps`` (milestones a
+                 study evaluates later: DCI against training steps),
 ``log.jsonl``    one JSON line per ``log_every`` steps,
 ``result.json``  status ``completed`` or ``diverged`` (a non-finite loss stops the run and is
                  recorded, it never escapes as an exception), wall time, provenance.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,11 +117,32 @@ def _trim_log(path: Path, step: int) -> None:
     atomic_write_bytes(path, ("\n".join(keep) + "\n").encode() if keep else b"")
 
 
+def snapshot_path(run_dir: str | Path, step: int) -> Path:
+    """Where the parameters at ``step`` are kept (``snapshots/step_001000.pt``)."""
+    return Path(run_dir) / "snapshots" / f"step_{step:06d}.pt"
+
+
+def snapshots(run_dir: str | Path) -> dict[int, Path]:
+    """The snapshots a run folder holds, by step."""
+    folder = Path(run_dir) / "snapshots"
+    found = {}
+    for p in sorted(folder.glob("step_*.pt")) if folder.is_dir() else []:
+        found[int(p.stem.split("_")[1])] = p
+    return found
+
+
 def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str | None = None,
-          progress: bool = True, dataset: ImageDataset | None = None) -> dict[str, Any]:
+          progress: bool = True, dataset: ImageDataset | None = None,
+          snapshot_steps: Iterable[int] = (), checkpoint_seconds: float | None = 300.0,
+          on_snapshot: Callable[[int, Path], None] | None = None) -> dict[str, Any]:
     """Train (or resume, or skip if finished) the run in ``run_dir``; returns result.json.
 
     ``dataset`` overrides the one the config names (tests pass small in-memory datasets).
+    ``snapshot_steps``: steps after which the parameters are kept in ``snapshots/`` (the
+    last step always is when any are asked for); ``on_snapshot(step, path)`` is called after
+    each is written, e.g. to evaluate it while training goes on. Neither changes training,
+    so neither is part of the config. ``checkpoint_seconds``: also checkpoint when this much
+    wall time passed since the last one (None: by steps only).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +167,8 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
     rng = np.random.RandomState(config.seed)
     gen = torch.Generator(device=device)
     gen.manual_seed(config.seed)
-    start, wall_before = 0, 0.0
+    start, wall_before, cpu_before = 0, 0.0, 0.0
+    commits: list[str] = []
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -150,6 +177,12 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
         rng.set_state(ck["numpy_rng"])
         gen.set_state(ck["torch_rng"].cpu() if device.type == "cpu" else ck["torch_rng"])
         start, wall_before = ck["step"], ck["wall_time_s"]
+        cpu_before, commits = ck.get("cpu_time_s", 0.0), list(ck.get("commits", []))
+    if git_revision() not in commits:  # a run resumed across sessions may span commits
+        commits.append(git_revision())
+    snap_at = {int(s) for s in snapshot_steps}
+    if snap_at:
+        snap_at.add(config.steps)
     # lines past the checkpoint (all of them when there is none: a run killed before its
     # first checkpoint starts again from step 0) are redone, so never logged twice
     _trim_log(run_dir / "log.jsonl", start)
@@ -159,8 +192,16 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
     if nbhd is not None:
         nbhd.setup(pool, encode_means=lambda x: model.encode(x.to(device))[0])
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+    last_ckpt = t0
     started = now()
+
+    def save(at: int) -> None:
+        nonlocal last_ckpt
+        _save(ckpt_path, model, opt, rng, gen, at, wall_before + time.perf_counter() - t0,
+              cpu_before + time.process_time() - c0, commits)
+        last_ckpt = time.perf_counter()
+
     log_f = (run_dir / "log.jsonl").open("a")
     status, last = "completed", float("nan")
     step = start
@@ -180,15 +221,25 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
                 log_f.write(json.dumps(rec) + "\n")
                 log_f.flush()
                 bar.set_postfix(loss=f"{last:.4g}")
-            if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-                _save(ckpt_path, model, opt, rng, gen, step + 1,
-                      wall_before + time.perf_counter() - t0)
+            if step + 1 in snap_at and step + 1 < config.steps:
+                w, c = time.perf_counter(), time.process_time()
+                _snapshot(run_dir, model, step + 1, on_snapshot)
+                # time spent evaluating a snapshot is not training time
+                t0 += time.perf_counter() - w
+                c0 += time.process_time() - c
+            due = (checkpoint_seconds is not None
+                   and time.perf_counter() - last_ckpt >= checkpoint_seconds)
+            if ((step + 1) % config.checkpoint_every == 0 or due) and step + 1 < config.steps:
+                save(step + 1)
     finally:
         log_f.close()
     wall = wall_before + time.perf_counter() - t0
+    cpu = cpu_before + time.process_time() - c0
     final_step = step + 1 if status == "completed" else step
     if status == "completed":
-        _save(ckpt_path, model, opt, rng, gen, final_step, wall)
+        save(final_step)
+        if snap_at:
+            _snapshot(run_dir, model, final_step, None)
     result = {
         "status": status,
         "steps_done": final_step,
@@ -196,16 +247,20 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
         "final_loss": last,
         "wall_time_s": round(wall, 3),
         "sec_per_step": round(wall / max(1, final_step), 5),
+        "cpu_time_s": round(cpu, 3),
         "effective_alpha": loss.effective_alpha(config.alpha, arch),
         "started": started,
         "finished": now(),
-        "provenance": {"commit": git_revision(), "profile": config.profile,
+        "provenance": {"commit": git_revision(), "commits": commits,
+                       "profile": config.profile,
                        "seed": config.seed, "machine": machine_info()},
     }
     if status == "diverged":
         result["message"] = (f"non-finite loss at step {step + 1} (alpha={config.alpha}, "
                              f"effective alpha {result['effective_alpha']:.3g}): run stopped")
     atomic_write_json(result_path, result)
+    if snap_at and status == "completed" and on_snapshot is not None:
+        on_snapshot(final_step, snapshot_path(run_dir, final_step))
     return result
 
 
@@ -236,15 +291,26 @@ def train_step(model: VAE, opt: torch.optim.Optimizer, pool: ImagePool,
 
 
 def _save(path: Path, model: VAE, opt: torch.optim.Optimizer, rng: np.random.RandomState,
-          gen: torch.Generator, step: int, wall: float) -> None:
+          gen: torch.Generator, step: int, wall: float, cpu: float = 0.0,
+          commits: list[str] | None = None) -> None:
     atomic_torch_save(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                              "numpy_rng": rng.get_state(), "torch_rng": gen.get_state(),
-                             "step": step, "wall_time_s": wall})
+                             "step": step, "wall_time_s": wall, "cpu_time_s": cpu,
+                             "commits": commits or []})
+
+
+def _snapshot(run_dir: Path, model: VAE, step: int,
+              on_snapshot: Callable[[int, Path], None] | None) -> None:
+    path = snapshot_path(run_dir, step)
+    atomic_torch_save(path, {"model": model.state_dict(), "step": step})
+    if on_snapshot is not None:
+        on_snapshot(step, path)
 
 
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu",
-             dataset: ImageDataset | None = None) -> Run:
-    """A run folder as a :class:`Run` (model in eval mode at its last checkpoint)."""
+             dataset: ImageDataset | None = None, snapshot: int | None = None) -> Run:
+    """A run folder as a :class:`Run` (model in eval mode at its last checkpoint, or at
+    the snapshot of step ``snapshot``)."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
@@ -253,7 +319,10 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu",
     dataset = dataset if dataset is not None else build_dataset(config)
     model = VAE(architecture(config, dataset)).to(device)
     step = 0
-    ckpt = run_dir / "checkpoint.pt"
+    ckpt = run_dir / "checkpoint.pt" if snapshot is None else snapshot_path(run_dir, snapshot)
+    if snapshot is not None and not ckpt.exists():
+        have = sorted(snapshots(run_dir))
+        raise FileNotFoundError(f"{run_dir} has no snapshot at step {snapshot} (it has {have})")
     if ckpt.exists():
         ck = torch.load(ckpt, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
