@@ -21,6 +21,14 @@ Divergence claims are counts, not intervals: :func:`divergence`.
 
 Each claim is judged on one profile and one source (the build's runs, or imported runs of a
 longer profile), never on a mix.
+
+**No verdict from a budget that cannot decide.** A profile declares whether its budget can
+test the claims (:attr:`lvae.config.Profile.judges`, with the reason in ``judges_why``).
+Runs of a profile that cannot (smoke, quick: 300 steps, models that have learned nothing)
+get the verdict ``not tested at this budget``: their numbers are shown as a demonstration
+of the pipeline, never as evidence for or against the paper. Divergence has its own rule:
+"0 of n runs diverged" contradicts the paper only for runs at least as long as the paper's
+(300k steps), since a run may diverge later than a short budget looks.
 """
 
 from __future__ import annotations
@@ -34,9 +42,26 @@ import pandas as pd
 from scipy import stats
 
 from lvae import paper
+from lvae.config import PROFILES
 from lvae.results import _matches, _resolve_metric
 
 SUPPORTS, CONTRADICTS, UNDECIDED = "supports", "contradicts", "cannot decide"
+NOT_TESTED = "not tested at this budget"
+#: Steps a run must have trained without diverging to count against a divergence claim.
+PAPER_STEPS = PROFILES["paper"].steps
+
+
+def budget_gate(df: pd.DataFrame, profile: str | None) -> str | None:
+    """Why the runs of ``profile`` (of every profile in ``df`` when None) cannot test the
+    paper's claims, e.g. ``"quick, 300 steps: ..."``; None when their budget can."""
+    names = [profile] if profile is not None else sorted(set(df.get("profile", [])))
+    for name in names:
+        prof = PROFILES.get(str(name))
+        if prof is None:
+            return f"profile {name!r} is not one of {sorted(PROFILES)}: budget unknown"
+        if not prof.judges:
+            return f"{prof.name}, {prof.steps:,} steps: {prof.judges_why}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -174,19 +199,27 @@ def best_of(df: pd.DataFrame, table: str, best: str, others: Sequence[str], metr
 
 
 def divergence(df: pd.DataFrame, table: str, label: str, profile: str | None = None,
-               source: str = "build") -> tuple[str, str]:
+               source: str = "build", min_steps: int = PAPER_STEPS) -> tuple[str, str]:
     """The paper says this row's training diverged: ``(verdict, "k of n runs diverged")``.
 
-    Every run diverged: supports; none did: contradicts; some: cannot decide; no runs:
-    cannot decide.
+    Every run diverged: supports. None did: contradicts only if every run trained at
+    least ``min_steps`` (the paper's budget); a shorter run that has not diverged yet may
+    still, so that cannot decide. Some did: cannot decide. No runs: cannot decide.
     """
     g = _select(df, table, label, profile, source)
     g = g[g["status"].isin(["completed", "diverged"])] if len(g) else g
     n, k = len(g), int((g["status"] == "diverged").sum()) if len(g) else 0
     if n == 0:
         return UNDECIDED, "no runs"
-    v = SUPPORTS if k == n else (CONTRADICTS if k == 0 else UNDECIDED)
-    return v, f"{k} of {n} runs diverged"
+    text = f"{k} of {n} runs diverged"
+    if k == n:
+        return SUPPORTS, text
+    if k == 0:
+        steps = pd.to_numeric(g["steps_done"], errors="coerce").fillna(0)
+        if steps.min() >= min_steps:
+            return CONTRADICTS, text
+        return UNDECIDED, f"{text} within {int(steps.min()):,} steps (paper: {min_steps:,})"
+    return UNDECIDED, text
 
 
 def summary_line(v: str, detail: str) -> str:
@@ -280,6 +313,15 @@ def _tally(diffs: Sequence[Difference]) -> str:
 def judge(df: pd.DataFrame, key: str, profile: str | None = None,
           source: str = "build") -> Judgement:
     """Judge the claim ``key`` of :data:`CLAIMS` on the runs of ``df`` (module docstring)."""
+    j = _judge(df, key, profile, source)
+    gate = budget_gate(df, profile)
+    if gate is None:
+        return j
+    return Judgement(j.claim, NOT_TESTED, j.ours, f"{j.detail} (not evidence: {gate})",
+                     f"{gate.split(':')[0]}; the numbers demonstrate the pipeline")
+
+
+def _judge(df: pd.DataFrame, key: str, profile: str | None, source: str) -> Judgement:
     by_key = {c.key: c for c in CLAIMS}
     if key not in by_key:
         raise ValueError(f"no claim {key!r}; claims: {sorted(by_key)}")

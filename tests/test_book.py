@@ -86,3 +86,14 @@ def test_build_has_no_warnings(built: dict) -> None:
     log = (book_source(Path(built["out"]) / PROFILE) / "build.log").read_text()
     warnings = [ln for ln in log.splitlines() if "WARNING" in ln]
     assert not warnings, "\n".join(warnings[:10])
+
+
+def test_no_verdict_from_the_smoke_budget(built: dict) -> None:
+    """Smoke runs are untrained: no page may judge a claim from them (lvae.claims gate)."""
+    html = built["summary"].book_html
+    for page in html.rglob("*.html"):
+        text = re.sub(r"<[^>]+>", "", page.read_text())
+        found = re.findall(r"\b(supports|contradicts|cannot decide): ", text)
+        assert not found, f"{page.name} gives verdicts {found} from smoke runs"
+    intro = re.sub(r"<[^>]+>", "", (html / "book" / "intro.html").read_text())
+    assert "not tested at this budget: smoke, 6 steps" in intro

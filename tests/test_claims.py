@@ -52,7 +52,8 @@ def _frame(rows: list[tuple]) -> pd.DataFrame:
     for alpha, beta, seed, status, value, gbt_sd in rows:
         out.append({"dataset": "shapes3d", "alpha": alpha, "beta": beta,
                     "neighborhood": "synthetic", "reduction": "pixel_mean", "seed": seed,
-                    "profile": "quick", "source": "build", "status": status,
+                    "profile": "study", "source": "build", "status": status,
+                    "steps_done": 20_000 if status == "completed" else 700,
                     "config_id": f"a{alpha}-b{beta}", D: value, f"gbt_sd.{D}": gbt_sd})
     return pd.DataFrame(out)
 
@@ -101,9 +102,31 @@ def test_best_of_needs_every_comparison(df: pd.DataFrame):
 def test_divergence_counts(df: pd.DataFrame):
     assert claims.divergence(df, "table1", "alpha = 1e1") == ("cannot decide",
                                                              "1 of 2 runs diverged")
-    assert claims.divergence(df, "table1", "alpha = 1") == ("contradicts",
-                                                           "0 of 3 runs diverged")
+    # none diverged within 20k steps: the paper's runs were 300k long, so no contradiction
+    assert claims.divergence(df, "table1", "alpha = 1") == (
+        "cannot decide", "0 of 3 runs diverged within 20,000 steps (paper: 300,000)")
+    assert claims.divergence(df, "table1", "alpha = 1", min_steps=20_000) == (
+        "contradicts", "0 of 3 runs diverged")
+    long = df.assign(steps_done=300_000)
+    assert claims.divergence(long, "table1", "alpha = 1")[0] == "contradicts"
     assert claims.divergence(df, "table1", "alpha = 1e-3") == ("cannot decide", "no runs")
+
+
+def test_no_verdict_from_a_budget_that_cannot_decide(df: pd.DataFrame):
+    """The same numbers that support a claim on the study are no evidence on quick."""
+    assert claims.budget_gate(df, "study") is None
+    quick = df.assign(profile="quick")
+    gate = claims.budget_gate(quick, None)
+    assert gate is not None and gate.startswith("quick, 300 steps: ")
+    for key in [c.key for c in claims.CLAIMS]:
+        j = claims.judge(quick, key, profile="quick")
+        assert j.verdict == claims.NOT_TESTED, key
+        assert j.line.startswith("not tested at this budget: quick, 300 steps")
+    j = claims.judge(quick, "nocolor", profile="quick")
+    assert j.ours == "0.850 vs 0.150"  # the numbers are still shown
+    assert set(claims.judge_all(quick, profile="quick").verdict) == {claims.NOT_TESTED}
+    assert claims.judge(df.assign(profile="smoke"), "diverge").verdict == claims.NOT_TESTED
+    assert "budget unknown" in claims.budget_gate(df, "nope")
 
 
 def test_noise_sources_sets_training_seeds_beside_gbt_seeds(df: pd.DataFrame):
