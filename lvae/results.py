@@ -8,7 +8,9 @@ Two kinds of run folders are collected, each row labelled with its ``profile`` a
 ``imported``  runs made elsewhere (a longer profile, a GPU) and committed to the
               repository under ``results/<profile>/<run_id>/``: ``config.json``,
               ``result.json`` (with its provenance: commit, machine, wall time),
-              ``eval.json`` and ``log.jsonl``; no checkpoints.
+              ``eval.json`` and ``log.jsonl``; no checkpoints (a study run also ships
+              its milestone evaluations, its final parameters as ``model.pt`` and a few
+              pictures per milestone: :func:`lvae.study.ship`).
               :func:`import_run` copies exactly those files.
 
 Runs of different profiles or sources are never averaged together: a 300-step CPU run and
@@ -24,7 +26,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -441,22 +446,50 @@ def load_log(run_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame([json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()])
 
 
-def import_run(run_dir: str | Path, dest_root: str | Path = IMPORTED_DIR) -> Path:
-    """Copy a finished run's result files (no checkpoint) to ``<dest_root>/<profile>/<id>``.
+def import_run(run_dir: str | Path, dest_root: str | Path = IMPORTED_DIR,
+               extra: Mapping[str, bytes] | None = None) -> Path:
+    """Copy a finished, evaluated run's result files (no checkpoint) to
+    ``<dest_root>/<profile>/<id>``, replacing an earlier import of that id whole.
 
     The profile label comes from the run's own config, so a GPU run of the ``paper`` profile
-    lands in ``results/paper/`` and is collected as such. Refuses a run without
-    ``result.json`` (an unfinished run is not a result).
+    lands in ``results/paper/`` and is collected as such. Refuses, saying why, a run whose
+    ``config.json``, ``result.json`` or ``eval.json`` is missing or does not parse, or
+    whose evaluation does not say it is complete (a diverged run is complete: its
+    ``eval.json`` records the divergence). ``extra`` adds files (relative path -> bytes).
+    The new folder is assembled beside the destination and swapped in with renames, so a
+    reader never sees the files of two imports mixed, nor a half-written one.
     """
     run_dir = Path(run_dir)
     cfg = _read_json(run_dir / "config.json")
     if not isinstance(cfg, dict):
         raise FileNotFoundError(f"{run_dir} is not a run folder (no readable config.json)")
-    if not (run_dir / "result.json").is_file():
-        raise FileNotFoundError(f"{run_dir} has no result.json: only finished runs are kept")
+    result = _read_json(run_dir / "result.json")
+    if not isinstance(result, dict) or "status" not in result:
+        raise FileNotFoundError(f"{run_dir} has no readable result.json: only finished runs "
+                                "are kept (train it to the end first)")
+    ev = _read_json(run_dir / "eval.json")
+    if not isinstance(ev, dict) or ev.get("status") != result["status"]:
+        raise ValueError(f"{run_dir} has no readable eval.json for its {result['status']} "
+                         "result: evaluate it first (lvae.evaluation.evaluate)")
     dest = Path(dest_root) / str(cfg.get("profile", "custom")) / run_dir.name
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in IMPORT_FILES:
-        if (run_dir / name).is_file():
-            atomic_write_bytes(dest / name, (run_dir / name).read_bytes())
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        files = {name: (run_dir / name).read_bytes() for name in IMPORT_FILES
+                 if (run_dir / name).is_file()}
+        for name, data in {**files, **(extra or {})}.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_bytes(data)
+        os.chmod(staging, 0o755)
+        old = dest.with_name(f".{dest.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(staging, dest)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return dest

@@ -16,7 +16,10 @@ closing, or not there yet. It is built to run for days on a small machine, acros
 * :func:`milestone_eval` writes ``milestones/step_NNNNNN.json`` per snapshot: DCI with and
   without colour on the meta-encoder's means, and :func:`z_share`, the measure of the
   overfitting the paper's Figure 3 argues against;
-* :func:`progress` says where every run stands (``python -m lvae study status``).
+* :func:`progress` says where every run stands (``python -m lvae study status``);
+* :func:`ship` copies a finished run into the repository (``results/<profile>/<run_id>/``)
+  with its milestones, its final parameters in float16 and a few pictures per milestone,
+  so the book shows what the trained models do without retraining them.
 """
 
 from __future__ import annotations
@@ -139,8 +142,13 @@ def milestone_path(rdir: str | Path, step: int) -> Path:
 
 
 def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
-                   force: bool = False) -> dict[str, Any]:
-    """DCI (with and without colour, meta codes) and :func:`z_share` of one snapshot."""
+                   force: bool = False, dci_sizes: dict[str, int] | None = None
+                   ) -> dict[str, Any]:
+    """DCI (with and without colour, meta codes) and :func:`z_share` of one snapshot.
+
+    ``dci_sizes`` overrides :data:`MILESTONE_DCI` (tests use tiny samples).
+    """
+    sizes = dict(MILESTONE_DCI if dci_sizes is None else dci_sizes)
     from lvae.data.base import to_tensor
     from lvae.evaluation import _jsonable, disentanglement_metrics
     from lvae.generation import localized_samples, represent
@@ -148,12 +156,13 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
 
     path = milestone_path(rdir, step)
     old = _read_json(path)
-    if not force and isinstance(old, dict) and old.get("version") == MILESTONE_VERSION:
+    if (not force and isinstance(old, dict) and old.get("version") == MILESTONE_VERSION
+            and old.get("sample_counts", {}).get("num_train") == sizes["num_train"]):
         return old
     t0 = time.perf_counter()
     run = load_run(rdir, snapshot=step, dataset=dataset)
     metrics = disentanglement_metrics(run.dataset, represent(run, "meta"), seed=seed,
-                                      n_jobs=1, **MILESTONE_DCI)
+                                      n_jobs=1, **sizes)
     rs = np.random.RandomState(seed)
     refs_idx = run.heldout[rs.choice(len(run.heldout), ZSHARE_REFS, replace=False)]
     refs = to_tensor(run.dataset.images(np.sort(refs_idx)))
@@ -165,7 +174,7 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
         "version": MILESTONE_VERSION,
         **{k: v for k, v in metrics.items() if k.startswith(("dci_", "mig"))},
         "zshare": z_share(samples),
-        "sample_counts": dict(MILESTONE_DCI, zshare_refs=ZSHARE_REFS,
+        "sample_counts": dict(sizes, zshare_refs=ZSHARE_REFS,
                               zshare_codes=ZSHARE_CODES),
         "wall_time_s": round(time.perf_counter() - t0, 2),
         "evaluated": now(),
@@ -293,3 +302,156 @@ def progress(out: str | Path) -> list[dict[str, Any]]:
             "milestones": [m["step"] for m in milestones(rdir)],
         })
     return rows
+
+
+# --------------------------------------------------------------------------- shipping
+
+#: Pictures kept per milestone: references (rows) and shared prior codes (columns).
+PICTURE_REFS, PICTURE_CODES = 4, 6
+
+
+@torch.no_grad()
+def milestone_pictures(rdir: str | Path, step: int, seed: int = 0, dataset=None
+                       ) -> dict[str, np.ndarray]:
+    """What a snapshot draws, as uint8 ``(..., H, W, C)`` arrays: held-out references, their
+    reconstructions under the meta-model and under the adapted model, the localized
+    generations (row = reference, column = shared prior code z; Figure 3) and the
+    meta-decoder alone on the same z."""
+    from lvae.data.base import to_tensor
+    from lvae.generation import localized_samples, meta_samples, reconstructions
+    from lvae.training import load_run
+
+    run = load_run(rdir, snapshot=step, dataset=dataset)
+    rs = np.random.RandomState(seed + 1)
+    idx = np.sort(run.heldout[rs.choice(len(run.heldout), PICTURE_REFS, replace=False)])
+    refs = to_tensor(run.dataset.images(idx))
+    z = torch.from_numpy(rs.standard_normal((PICTURE_CODES, run.arch.latent_dim))
+                         .astype(np.float32))
+
+    def u8(t: torch.Tensor) -> np.ndarray:
+        a = (t.clamp(0, 1) * 255).round().to(torch.uint8)
+        return a.movedim(-3, -1).numpy()  # channels last
+
+    return {
+        "references": u8(refs),
+        "meta_recon": u8(reconstructions(run, refs, adapted=False, seed=seed)),
+        "adapted_recon": u8(reconstructions(run, refs, adapted=True, seed=seed)),
+        "localized": u8(localized_samples(run, refs, z, seed=seed)),
+        "meta_samples": u8(meta_samples(run, z)),
+    }
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _model_bytes(rdir: Path) -> bytes:
+    import io
+
+    ck = torch.load(rdir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    buf = io.BytesIO()
+    torch.save({"model": {k: v.half() for k, v in ck["model"].items()}, "step": ck["step"],
+                "dtype": "float16"}, buf)
+    return buf.getvalue()
+
+
+def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
+    """Import a finished, evaluated study run under ``results/`` with its evidence:
+    ``milestones/step_*.json``, ``model.pt`` (final parameters, float16),
+    ``pictures.npz`` (:func:`milestone_pictures` per milestone, keys ``<step>/<name>``)
+    and ``provenance.json`` (commits, machine, wall and CPU time, steps, lr, profile)."""
+    from lvae.results import IMPORTED_DIR, import_run
+    from lvae.training import SHIPPED_MODEL, snapshots
+
+    rdir = Path(rdir)
+    result = _read_json(rdir / "result.json") or {}
+    cfg = _read_json(rdir / "config.json") or {}
+    extra: dict[str, bytes] = {}
+    for rec in milestones(rdir):
+        extra[f"milestones/step_{rec['step']:06d}.json"] = (
+            json.dumps(rec, indent=1, sort_keys=True) + "\n").encode()
+    if result.get("status") == "completed":
+        extra[SHIPPED_MODEL] = _model_bytes(rdir)
+        pics = {f"{step}/{k}": v for step in sorted(snapshots(rdir))
+                for k, v in milestone_pictures(rdir, step).items()}
+        extra["pictures.npz"] = _npz_bytes(pics)
+    prov = result.get("provenance", {})
+    extra["provenance.json"] = (json.dumps({
+        "profile": cfg.get("profile"), "steps": cfg.get("steps"),
+        "steps_done": result.get("steps_done"), "lr": cfg.get("lr"),
+        "status": result.get("status"), "commits": prov.get("commits", [prov.get("commit")]),
+        "machine": prov.get("machine"), "wall_time_s": result.get("wall_time_s"),
+        "cpu_time_s": result.get("cpu_time_s"), "started": result.get("started"),
+        "finished": result.get("finished"), "shipped": now(), "shipped_by": git_revision(),
+    }, indent=1, sort_keys=True) + "\n").encode()
+    return import_run(rdir, IMPORTED_DIR if dest_root is None else dest_root, extra=extra)
+
+
+def shipped_pictures(shipped: str | Path) -> dict[int, dict[str, np.ndarray]]:
+    """``pictures.npz`` of a shipped run, by step then name (empty if it has none)."""
+    path = Path(shipped) / "pictures.npz"
+    if not path.is_file():
+        return {}
+    out: dict[int, dict[str, np.ndarray]] = {}
+    with np.load(path) as z:
+        for key in z.files:
+            step, name = key.split("/", 1)
+            out.setdefault(int(step), {})[name] = z[key]
+    return out
+
+
+def replay(shipped: str | Path, steps: int = 200, rtol: float = 1e-3, dataset=None
+           ) -> dict[str, Any]:
+    """Retrain the first ``steps`` steps of a shipped run from its config alone and compare
+    the logged losses with the shipped ``log.jsonl``: provenance that is checked, not only
+    stated.
+
+    Training is deterministic given the config (seeded pool, draws and initialisation), so
+    on the same code and library versions the losses agree to float rounding; the threads,
+    the CPU's vector unit or a changed kernel can move them slightly, which ``rtol`` (the
+    largest relative difference accepted, over every logged loss term) allows for.
+    Returns ``{"matches", "max_rel_diff", "worst", "steps", "compared", "tolerance"}``.
+    """
+    import tempfile
+
+    from lvae.config import TrainConfig
+    from lvae.results import load_log
+    from lvae.training import train
+
+    shipped = Path(shipped)
+    config = TrainConfig.load(shipped / "config.json")
+    steps = min(steps, config.steps)
+    theirs = load_log(shipped)
+    theirs = theirs[theirs["step"] <= steps].set_index("step")
+    if theirs.empty:
+        raise ValueError(f"{shipped}/log.jsonl has no line at or before step {steps}: "
+                         "nothing to replay against")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the study's workers train
+    try:
+        with tempfile.TemporaryDirectory(prefix="lvae-replay-") as tmp:
+            train(config.replace(steps=steps), tmp, progress=False, checkpoint_seconds=None,
+                  dataset=dataset)
+            ours = load_log(tmp).set_index("step")
+    finally:
+        torch.set_num_threads(before)
+    common = theirs.index.intersection(ours.index)
+    keys = [k for k in ("loss", "inner_loss", "recon", "kl") if k in theirs and k in ours]
+    a = ours.loc[common, keys].to_numpy(float)
+    b = theirs.loc[common, keys].to_numpy(float)
+    rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-12)
+    worst = np.unravel_index(int(np.argmax(rel)), rel.shape) if rel.size else None
+    max_rel = float(rel.max()) if rel.size else float("nan")
+    return {
+        "matches": bool(rel.size and max_rel <= rtol),
+        "max_rel_diff": max_rel,
+        "worst": (f"{keys[worst[1]]} at step {int(common[worst[0]])}: "
+                  f"{a[worst]:.6g} vs shipped {b[worst]:.6g}") if worst else "",
+        "steps": steps,
+        "compared": int(rel.size),
+        "tolerance": rtol,
+    }

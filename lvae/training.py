@@ -117,6 +117,10 @@ def _trim_log(path: Path, step: int) -> None:
     atomic_write_bytes(path, ("\n".join(keep) + "\n").encode() if keep else b"")
 
 
+#: The final parameters of a run shipped under ``results/`` (float16, no optimiser state).
+SHIPPED_MODEL = "model.pt"
+
+
 def snapshot_path(run_dir: str | Path, step: int) -> Path:
     """Where the parameters at ``step`` are kept (``snapshots/step_001000.pt``)."""
     return Path(run_dir) / "snapshots" / f"step_{step:06d}.pt"
@@ -320,12 +324,14 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu",
     model = VAE(architecture(config, dataset)).to(device)
     step = 0
     ckpt = run_dir / "checkpoint.pt" if snapshot is None else snapshot_path(run_dir, snapshot)
+    if snapshot is None and not ckpt.exists() and (run_dir / SHIPPED_MODEL).exists():
+        ckpt = run_dir / SHIPPED_MODEL  # a shipped run: final parameters, no optimiser
     if snapshot is not None and not ckpt.exists():
         have = sorted(snapshots(run_dir))
         raise FileNotFoundError(f"{run_dir} has no snapshot at step {snapshot} (it has {have})")
     if ckpt.exists():
         ck = torch.load(ckpt, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
+        model.load_state_dict({k: v.float() for k, v in ck["model"].items()})
         step = ck["step"]
     model.eval()
     pool_idx, heldout = split_pool(len(dataset), config.pool_size, config.heldout_size,

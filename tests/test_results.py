@@ -40,7 +40,7 @@ def make_run(out: Path, profile: str, alpha: float, seed: int, status: str = "co
                        "machine": {"device": "cpu"}}}))
     (d / "log.jsonl").write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.0}\n')
     if status == "completed":
-        (d / "eval.json").write_text(json.dumps(metrics or {}))
+        (d / "eval.json").write_text(json.dumps({"status": "completed", **(metrics or {})}))
     (d / "checkpoint.pt").write_bytes(b"not a checkpoint")
     return d
 
@@ -126,6 +126,33 @@ def test_import_run_copies_results_not_checkpoints(store, tmp_path: Path):
     assert sorted(p.name for p in dest.iterdir()) == ["config.json", "eval.json", "log.jsonl",
                                                      "result.json"]
     assert collect(None, imported=tmp_path / "kept").source.tolist() == ["imported"]
+
+
+def test_import_run_refuses_what_is_not_a_complete_result(store, tmp_path: Path):
+    out, _ = store
+    run = out / "smoke" / "shapes3d-a1e+00-b1-synthetic-s1"
+    (run / "eval.json").write_text('{"status": "compl')  # a truncated file
+    with pytest.raises(ValueError, match=r"no readable eval\.json.*evaluate it first"):
+        import_run(run, tmp_path / "kept")
+    (run / "eval.json").unlink()
+    with pytest.raises(ValueError, match="evaluate it first"):
+        import_run(run, tmp_path / "kept")
+    (run / "result.json").write_text("{")
+    with pytest.raises(FileNotFoundError, match=r"no readable result\.json"):
+        import_run(run, tmp_path / "kept")
+    assert not (tmp_path / "kept" / "smoke" / run.name).exists()
+
+
+def test_reimport_replaces_the_folder_whole(store, tmp_path: Path):
+    out, _ = store
+    run = out / "smoke" / "shapes3d-a1e+00-b1-synthetic-s0"
+    first = import_run(run, tmp_path / "kept", extra={"milestones/step_000010.json": b"{}"})
+    assert (first / "milestones" / "step_000010.json").is_file()
+    (first / "stale.txt").write_text("from an older import")
+    again = import_run(run, tmp_path / "kept")
+    assert again == first and not (again / "stale.txt").exists()
+    assert not (again / "milestones").exists()  # nothing of the older import is left
+    assert [p.name for p in again.parent.iterdir()] == [run.name]  # no staging left over
 
 
 def test_summarize_interval(store):

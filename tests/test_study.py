@@ -1,0 +1,153 @@
+"""The reference study's machinery: snapshots, time checkpoints, milestones, shipping, replay.
+
+Tiny runs of the 3D Shapes twin (pool 400, a few steps) stand in for the study's 20k-step
+runs; every property checked here is one the real study relies on across sessions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lvae import study
+from lvae.config import PROFILES, TrainConfig
+from lvae.evaluation import evaluate
+from lvae.training import load_run, snapshots, train
+
+TINY = dict(dataset="shapes3d", resolution=32, pool_size=400, heldout_size=40, k=3,
+            batch_size=4, log_every=2, lr=1e-3, profile="study")
+SIZES = {"num_train": 120, "num_test": 60}
+
+
+def test_z_share_by_hand():
+    ref = np.zeros((2, 3, 4))
+    ref[1] = 1.0  # each row one image whatever z: the memorisation of the pilot
+    assert study.z_share(ref)["z_share"] == 0.0
+    same = np.zeros((2, 3, 4))
+    same[:, 1] = 1.0  # every row the same: the reference changes nothing (alpha = 0)
+    assert study.z_share(same)["z_share"] == 1.0
+    # one pixel: rows [0, 2] and [1, 3]: var across z = 1 in each row; across refs = 0.25
+    mixed = np.array([[0.0, 2.0], [1.0, 3.0]])[..., None]
+    s = study.z_share(mixed)
+    assert (s["within_row"], s["across_refs"]) == (1.0, 0.25)
+    assert s["z_share"] == pytest.approx(1.0 / 1.25)
+    with pytest.raises(ValueError, match="references >= 2"):
+        study.z_share(np.zeros((1, 3, 4)))
+
+
+def test_the_plan():
+    names = [sr.name for sr in study.STUDY]
+    assert len(names) == len(set(names))
+    assert names[:3] == ["study/shapes3d-a0e+00-b1-synthetic-s0",
+                         "study/shapes3d-a1e+00-b1-synthetic-s0",
+                         "cpu/shapes3d-a0e+00-b1-synthetic-s0"]
+    need = {f"study/shapes3d-a{a}-b{b}-synthetic-s{s}" for s in range(3)
+            for a, b in (("0e+00", "1"), ("1e+00", "1"), ("0e+00", "16"))}
+    assert need <= set(names)  # 3 seeds of alpha 0, alpha 1 and beta 16
+    cfg = study.setup("/nowhere", study.STUDY[1]).config
+    assert (cfg.lr, cfg.steps, cfg.resolution, cfg.alpha) == (1e-3, 20_000, 32, 1.0)
+    assert PROFILES["study"].judges and not PROFILES["quick"].judges
+    assert study.setup("/nowhere", study.STUDY[2]).config.lr == 1e-4  # the paper's lr arm
+
+
+def test_a_killed_run_resumes_from_its_time_checkpoint(tmp_path: Path, one_torch_thread):
+    cfg = TrainConfig(alpha=1.0, steps=8, **TINY)
+    straight = train(cfg, tmp_path / "a", progress=False, snapshot_steps=(4,))
+    assert sorted(snapshots(tmp_path / "a")) == [4, 8]
+
+    def die(step: int, _path: Path) -> None:
+        raise KeyboardInterrupt  # the session ends while step 4's snapshot is evaluated
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "b", progress=False, snapshot_steps=(4,), on_snapshot=die,
+              checkpoint_seconds=0.0)  # checkpoint after every step
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 3
+    seen = []
+    resumed = train(cfg, tmp_path / "b", progress=False, snapshot_steps=(4,),
+                    on_snapshot=lambda s, p: seen.append(s))
+    assert seen == [4, 8] and resumed["steps_done"] == 8
+    a = load_run(tmp_path / "a", dataset=None).model.state_dict()
+    b = load_run(tmp_path / "b").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # draw for draw
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "b" / "log.jsonl").read_text()
+             .splitlines()]
+    assert steps == [2, 4, 6, 8]  # nothing logged twice
+    assert resumed["cpu_time_s"] > 0 and straight["provenance"]["commits"]
+    four = load_run(tmp_path / "a", snapshot=4).model.state_dict()
+    assert not all(torch.equal(four[k], a[k]) for k in a)
+    with pytest.raises(FileNotFoundError, match="no snapshot at step 5"):
+        load_run(tmp_path / "a", snapshot=5)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A tiny alpha = 1 run: trained with two milestones, evaluated, shipped."""
+    torch.set_num_threads(1)
+    rdir = tmp_path_factory.mktemp("study") / "study" / "shapes3d-a1e+00-b1-synthetic-s0"
+    cfg = TrainConfig(alpha=1.0, steps=6, **TINY)
+    train(cfg, rdir, progress=False, snapshot_steps=(2,),
+          on_snapshot=lambda s, p: study.milestone_eval(rdir, s, dci_sizes=SIZES))
+    evaluate(rdir, num_train=120, num_test=60, num_fd=50, num_elbo=20, fd_steps=5, n_jobs=1,
+             progress=False)
+    return rdir
+
+
+def test_milestones_are_evaluated_and_never_trusted_half_written(finished: Path):
+    recs = study.milestones(finished)
+    assert [r["step"] for r in recs] == [2, 6]
+    for r in recs:
+        assert {"dci_color", "dci_nocolor", "zshare"} <= set(r)
+        assert 0 <= r["zshare"]["z_share"] <= 1
+        assert 0 <= r["dci_nocolor"]["disentanglement"] <= 1
+    path = study.milestone_path(finished, 2)
+    good = path.read_text()
+    path.write_text(good[: len(good) // 2])  # a truncated file is not a milestone
+    assert [r["step"] for r in study.milestones(finished)] == [6]
+    again = study.milestone_eval(finished, 2, dci_sizes=SIZES)
+    assert again["dci_nocolor"] == json.loads(good)["dci_nocolor"]  # recomputed, same seed
+
+
+def test_ship_keeps_the_evidence_and_a_loadable_model(finished: Path, tmp_path: Path):
+    dest = study.ship(finished, tmp_path / "results")
+    assert dest == tmp_path / "results" / "study" / finished.name
+    names = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert names == ["config.json", "eval.json", "log.jsonl", "milestones/step_000002.json",
+                     "milestones/step_000006.json", "model.pt", "pictures.npz",
+                     "provenance.json", "result.json"]
+    prov = json.loads((dest / "provenance.json").read_text())
+    assert (prov["lr"], prov["steps_done"], prov["profile"]) == (1e-3, 6, "study")
+    shipped = load_run(dest).model.state_dict()
+    full = load_run(finished).model.state_dict()
+    for k in full:  # float16 parameters: half precision of the trained ones
+        assert torch.allclose(shipped[k], full[k], rtol=1e-3, atol=1e-4), k
+    pics = study.shipped_pictures(dest)
+    assert sorted(pics) == [2, 6]
+    assert pics[6]["localized"].shape == (study.PICTURE_REFS, study.PICTURE_CODES, 32, 32, 3)
+    assert pics[6]["references"].dtype == np.uint8
+
+
+def test_replay_matches_the_shipped_log_and_catches_a_changed_one(finished: Path,
+                                                                  tmp_path: Path):
+    dest = study.ship(finished, tmp_path / "results")
+    check = study.replay(dest, steps=4)
+    assert check["matches"] and check["compared"] == 8, check  # steps 2 and 4, 4 terms
+    assert check["max_rel_diff"] <= 1e-6  # same code, same machine: float rounding at most
+    log = dest / "log.jsonl"
+    lines = [json.loads(ln) for ln in log.read_text().splitlines()]
+    lines[1]["recon"] *= 1.01  # a log that is not what this config trains to
+    log.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    bad = study.replay(dest, steps=4)
+    assert not bad["matches"] and bad["worst"].startswith("recon at step 4")
+
+
+def test_one_worker_per_run(tmp_path: Path):
+    with study.claimed(tmp_path / "run") as first:
+        assert first
+        with study.claimed(tmp_path / "run") as second:
+            assert not second  # another worker holds it
+    with study.claimed(tmp_path / "run") as again:
+        assert again  # released when the holder is done (or dies)
