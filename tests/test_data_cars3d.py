@@ -1,5 +1,7 @@
 """Cars3D: the real .mat layout decoded exactly, and the twin's look and structure."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.io
@@ -37,11 +39,52 @@ def test_real_files_decode_in_sorted_order_with_factors(tmp_path):
     assert load_dataset("cars3d", 32, path=cars, partial=True).images([5]).shape == (1, 32, 32, 3)
 
 
-def test_real_file_with_wrong_variable_is_rejected(tmp_path):
+FIX = r"python -m lvae\.data download cars3d --to "
+
+
+def test_real_file_with_wrong_variable_is_rejected_at_load(tmp_path):
     scipy.io.savemat(tmp_path / "car_001_mesh.mat", {"images": np.zeros((2, 2), np.uint8)})
-    data = Cars3DFiles(tmp_path, partial=True)
-    with pytest.raises(ValueError, match="no variable 'im'"):
-        data.images([0])
+    with pytest.raises(ValueError, match=rf"car_001_mesh.mat: no variable 'im'.*{FIX}"):
+        Cars3DFiles(tmp_path, partial=True)
+    scipy.io.savemat(tmp_path / "car_001_mesh.mat", {"im": np.zeros((128, 128, 3, 24, 4))})
+    with pytest.raises(ValueError, match=r"'im' is double.*expected uint8"):
+        Cars3DFiles(tmp_path, partial=True)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_truncated_car_file_fails_at_load_naming_it(tmp_path, compressed):
+    """scipy notices only at the first image access ("could not read bytes", no name)."""
+    cars = tmp_path / "data" / "cars"
+    cars.mkdir(parents=True)
+    im = np.random.RandomState(0).randint(0, 256, (128, 128, 3, 24, 4)).astype(np.uint8)
+    for i in (1, 2):
+        scipy.io.savemat(cars / f"car_00{i}_mesh.mat", {"im": im}, do_compression=compressed)
+    assert len(Cars3DFiles(tmp_path, partial=True)) == 192
+    bad = cars / "car_002_mesh.mat"
+    blob = bad.read_bytes()
+    bad.write_bytes(blob[: len(blob) - 1000])
+    want = rf"{re.escape(str(bad))}: truncated .*{FIX}{re.escape(str(tmp_path))}"
+    with pytest.raises(ValueError, match=want):
+        Cars3DFiles(tmp_path, partial=True)
+    bad.write_bytes(b"not a mat file")
+    with pytest.raises(ValueError, match=rf"car_002_mesh.mat: .*not a MATLAB v5 file.*{FIX}"):
+        Cars3DFiles(tmp_path, partial=True)
+
+
+def test_missing_car_file_advises_download_not_partial(tmp_path):
+    """partial=True would renumber every car after the gap: the fix is to download again."""
+    cars = tmp_path / "data" / "cars"
+    cars.mkdir(parents=True)
+    (cars / "list.txt").write_text("".join(f"car_{i:03d}_mesh\n" for i in range(1, 184)))
+    for i in range(1, 184):
+        if i != 7:
+            (cars / f"car_{i:03d}_mesh.mat").write_bytes(b"")  # count only: never opened
+    with pytest.raises(ValueError) as err:
+        Cars3DFiles(tmp_path)
+    msg = str(err.value)
+    assert "found 182 car_*_mesh.mat files" in msg and "missing: car_007_mesh.mat" in msg
+    assert f"python -m lvae.data download cars3d --to {tmp_path}`" in msg
+    assert "partial=True" not in msg
 
 
 def test_twin_looks_like_cars_on_white():

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lvae.data import load_dataset
+from lvae.data import Cars3DTwin, CarsNORB, SmallNORBTwin, load_dataset
 
 
 def test_concatenation_and_parts():
@@ -21,3 +21,14 @@ def test_concatenation_and_parts():
     assert sel["smallnorb"].local.tolist() == [0, 4859]
     assert np.array_equal(sel["smallnorb"].factors, norb.index_to_factors([0, 4859]))
     assert np.array_equal(data.global_index("smallnorb", [0]), [192])
+
+
+def test_smallnorb_part_draws_like_disentanglement_lib():
+    """CarsNORB's NORB part (grey as RGB) keeps SmallNORB's draw order: latent, then instance."""
+    cars, norb = Cars3DTwin(32, n_objects=2), SmallNORBTwin(32)
+    part = CarsNORB(cars, norb).parts["smallnorb"]
+    assert part.latent_factor_indices == (0, 2, 3, 4)
+    rs = np.random.RandomState(5)
+    latent = [rs.randint(s, size=9) for s in (5, 9, 18, 6)]  # the library's order
+    expected = np.column_stack([latent[0], rs.randint(10, size=9), *latent[1:]])
+    assert np.array_equal(part.sample_factors(9, np.random.RandomState(5)), expected)

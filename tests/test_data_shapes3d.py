@@ -1,5 +1,7 @@
 """3D Shapes twin: what each factor may change, determinism, and the h5 file round trip."""
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -127,4 +129,34 @@ def test_wrong_files_are_rejected_with_what_was_expected(tmp_path):
     labels[4, 5] = 0.0
     _write(path, (10, 64, 64, 3), labels)
     with pytest.raises(ValueError, match="'labels' row 4"):
+        Shapes3DFile(path, partial=True)
+
+
+FIX = r"python -m lvae\.data download shapes3d --to "
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text"])
+def test_unreadable_h5_names_file_problem_and_fix(tmp_path, damage):
+    """h5py's own errors name no file ("truncated file: eof = ..."); ours name all three."""
+    path = tmp_path / "3dshapes.h5"
+    rng = np.random.RandomState(0)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=rng.randint(0, 256, (10, 64, 64, 3)).astype(np.uint8))
+        f.create_dataset("labels", data=grid_labels()[:10])
+    assert len(Shapes3DFile(path, partial=True)) == 10
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2] if damage == "truncated" else b"not hdf5\n" * 50)
+    why = "truncated" if damage == "truncated" else "not a readable HDF5 file"
+    expected = rf"{re.escape(str(path))}: {why} .*{FIX}{re.escape(str(tmp_path))}"
+    with pytest.raises(ValueError, match=expected):
+        Shapes3DFile(path, partial=True)
+    with pytest.raises(ValueError, match=FIX):
+        load_dataset("shapes3d", 64, path=tmp_path, partial=True)
+
+
+def test_layout_errors_say_how_to_fix(tmp_path):
+    path = tmp_path / "3dshapes.h5"
+    _write(path, (10, 64, 64, 3))
+    expected = rf"{re.escape(str(path))}: missing dataset 'labels'.*{FIX}"
+    with pytest.raises(ValueError, match=expected):
         Shapes3DFile(path, partial=True)

@@ -21,6 +21,16 @@ import torch
 NOISE_MODELS = ("bernoulli", "gaussian")
 
 
+class DataFileError(ValueError):
+    """A real data file is truncated, damaged, missing or not laid out as expected.
+
+    The message names the file, says what is wrong with it and gives the command that
+    fixes it (usually ``python -m lvae.data download NAME --to DIR``, which verifies what
+    is there and fetches again what is damaged). A ``ValueError`` so that callers which
+    already treat a bad dataset as a bad argument keep doing so.
+    """
+
+
 class ImageDataset(abc.ABC):
     """What training needs: a number of images, addressable by index.
 
@@ -45,6 +55,11 @@ class GroundTruthData(ImageDataset):
 
     factor_names: tuple[str, ...]
     factor_sizes: tuple[int, ...]
+    #: The factors disentanglement_lib samples as "latent" (its ``latent_factor_indices``),
+    #: drawn first and in this order by :meth:`sample_factors`; the other factors (for
+    #: SmallNORB the instance, which the library treats as observation noise) are drawn
+    #: after them. ``None``: every factor is latent, drawn in factor order.
+    latent_factor_indices: tuple[int, ...] | None = None
 
     @property
     def num_factors(self) -> int:
@@ -102,14 +117,21 @@ class GroundTruthData(ImageDataset):
         return idx
 
     def sample_factors(self, num: int, random_state: np.random.RandomState) -> np.ndarray:
-        """``num`` factor tuples drawn uniformly and independently per factor.
+        """``num`` factor tuples ``(num, num_factors)`` drawn uniformly, per factor.
 
-        One ``random_state.randint`` call per factor in factor order, exactly as
-        disentanglement_lib's ``SplitDiscreteStateSpace.sample_latent_factors``.
+        One ``random_state.randint(size, size=num)`` call per factor: first the latent
+        factors in ``latent_factor_indices`` order, then the others in factor order. That
+        is the stream of disentanglement_lib's ``sample(num, random_state)``, which calls
+        ``SplitDiscreteStateSpace.sample_latent_factors`` and then, in
+        ``sample_observations_from_factors``, ``sample_all_factors`` for the rest, so
+        metrics sampling with the same seed draws the library's points, draw for draw.
         """
+        latent = self.latent_factor_indices
+        order = list(range(self.num_factors)) if latent is None else list(latent)
+        order += [j for j in range(self.num_factors) if j not in order]
         factors = np.zeros((num, self.num_factors), dtype=np.int64)
-        for j, size in enumerate(self.factor_sizes):
-            factors[:, j] = random_state.randint(size, size=num)
+        for j in order:
+            factors[:, j] = random_state.randint(self.factor_sizes[j], size=num)
         return factors
 
     def images_from_factors(self, factors: np.ndarray) -> np.ndarray:

@@ -26,12 +26,17 @@ class GreyAsRGB(GroundTruthData):
         self.name = inner.name
         self.factor_names = inner.factor_names
         self.factor_sizes = inner.factor_sizes
+        self.latent_factor_indices = inner.latent_factor_indices
         self.noise_model = inner.noise_model
         self.observation_shape = (*inner.observation_shape[:2], 3)
 
     @property
     def factor_values(self) -> tuple[np.ndarray, ...]:
         return self.inner.factor_values
+
+    def sample_factors(self, num: int, random_state: np.random.RandomState) -> np.ndarray:
+        """The inner dataset's draws, so CarsNORB's metrics sample SmallNORB's stream."""
+        return self.inner.sample_factors(num, random_state)
 
     def images(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
         return np.repeat(self.inner.images(indices), 3, axis=-1)

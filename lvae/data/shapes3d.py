@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from lvae.data import shapes3d_render as render
-from lvae.data.base import GroundTruthData
+from lvae.data.base import DataFileError, GroundTruthData
+from lvae.data.download import download_command
 from lvae.data.resize import resize_batch
 
 FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
@@ -166,12 +167,14 @@ class Shapes3DTwin(Shapes3D):
 
 
 class Shapes3DFile(Shapes3D):
-    """The real ``3dshapes.h5``, read lazily with h5py (5.9 GB stays on disk).
+    """The real ``3dshapes.h5``, read lazily with h5py (268 MB compressed on disk, 5.9 GB
+    of pixels once decoded, which are never all held in memory).
 
     The file layout is checked when opened (keys, shapes, dtypes and that ``labels``
     follow the row-major grid) so that a truncated or foreign file fails loudly instead
-    of silently mislabelling images. ``partial=True`` accepts a file holding only the
-    first images of the grid (what :meth:`Shapes3DTwin.export_h5` writes for tests).
+    of silently mislabelling images; every error names the file and the command that
+    replaces it. ``partial=True`` accepts a file holding only the first images of the grid
+    (what :meth:`Shapes3DTwin.export_h5` writes for tests).
     """
 
     def __init__(
@@ -183,20 +186,37 @@ class Shapes3DFile(Shapes3D):
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
             raise FileNotFoundError(
-                f"{self.path} does not exist; get it with "
-                f"`python -m lvae.data download shapes3d --to DIR`"
+                f"{self.path} does not exist; get it with `{self._download_command()}`"
             )
-        self._file = h5py.File(self.path, "r")
-        self.num_images = self._check_layout(partial)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as e:  # truncated, not HDF5, damaged superblock: h5py names no file
+            why = "truncated" if "truncated" in str(e) else "not a readable HDF5 file"
+            raise DataFileError(f"{self.path}: {why} ({e}); {self._fix()}") from e
+        try:
+            self.num_images = self._check_layout(partial)
+        except BaseException:
+            self._file.close()
+            raise
         self._images = self._file["images"]
 
+    def _download_command(self) -> str:
+        return download_command("shapes3d", os.path.dirname(os.path.abspath(self.path)))
+
+    def _fix(self) -> str:
+        """The command that replaces this file (download writes ``3dshapes.h5`` there)."""
+        other = os.path.basename(self.path) != "3dshapes.h5"
+        return (f"run `{self._download_command()}` (it checks the file against the published "
+                "checksum and fetches it again if damaged)"
+                + (", then load the 3dshapes.h5 it writes" if other else ""))
+
     def _check_layout(self, partial: bool) -> int:
-        name = os.path.basename(self.path)
+        name = self.path
         for key in ("images", "labels"):
             if key not in self._file:
-                raise ValueError(
+                raise DataFileError(
                     f"{name}: missing dataset '{key}' (found {sorted(self._file.keys())}); "
-                    "expected 'images' and 'labels'"
+                    f"expected 'images' and 'labels'; {self._fix()}"
                 )
         images, labels = self._file["images"], self._file["labels"]
         n = images.shape[0] if partial and images.ndim == 4 else NUM_IMAGES
@@ -204,22 +224,27 @@ class Shapes3DFile(Shapes3D):
         for key, (shape, dtype) in expected.items():
             ds = self._file[key]
             if ds.shape != shape:
-                raise ValueError(
-                    f"{name}: dataset '{key}' has shape {ds.shape}; expected {shape}"
+                raise DataFileError(
+                    f"{name}: dataset '{key}' has shape {ds.shape}; expected {shape}; "
+                    f"{self._fix()}"
                 )
             if ds.dtype != dtype:
-                raise ValueError(
-                    f"{name}: dataset '{key}' has dtype {ds.dtype}; expected {np.dtype(dtype)}"
+                raise DataFileError(
+                    f"{name}: dataset '{key}' has dtype {ds.dtype}; expected "
+                    f"{np.dtype(dtype)}; {self._fix()}"
                 )
-        got = labels[...]
+        try:
+            got = labels[...]
+        except OSError as e:
+            raise DataFileError(f"{name}: 'labels' cannot be read ({e}); {self._fix()}") from e
         want = grid_labels()[:n]
         bad = np.flatnonzero(~np.isclose(got, want, atol=1e-6).all(axis=1))
         if bad.size:
             i = int(bad[0])
-            raise ValueError(
+            raise DataFileError(
                 f"{name}: 'labels' row {i} is {got[i].tolist()}; expected {want[i].tolist()} "
                 "(labels must follow the row-major factor grid floor_hue, wall_hue, "
-                "object_hue, scale, shape, orientation)"
+                f"object_hue, scale, shape, orientation); {self._fix()}"
             )
         return n
 
@@ -232,7 +257,10 @@ class Shapes3DFile(Shapes3D):
             raise ValueError(f"index out of range for {self.name}: 0 <= index < {len(self)}")
         # h5py fancy indexing wants sorted unique indices: read those, then un-permute
         uniq, inverse = np.unique(idx, return_inverse=True)
-        data = self._images[uniq] if uniq.size else np.zeros((0, 64, 64, 3), np.uint8)
+        try:
+            data = self._images[uniq] if uniq.size else np.zeros((0, 64, 64, 3), np.uint8)
+        except OSError as e:  # a damaged chunk: h5py says "can't read data", no file name
+            raise DataFileError(f"{self.path}: images cannot be read ({e}); {self._fix()}") from e
         out = data[inverse]
         return out if self.resolution == 64 else resize_batch(out, self.resolution)
 

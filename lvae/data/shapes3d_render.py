@@ -17,9 +17,8 @@ Scene (world units, y up, object standing on the floor at the origin):
 - one directional light from the front-left and above; a soft shadow is cast on the floor
   by averaging several jittered shadow rays.
 
-The numbers were tuned by eye and by measurement against real 64x64 images (notes in
-``/work/shared/notes/datasets.md``): wall top near row 17, wall/floor edge near row 41,
-object base near rows 52-57 and centred at x ~31.5.
+The numbers were tuned by eye and by measurement against real 64x64 images: wall top near
+row 17, wall/floor edge near row 41, object base near rows 52-57 and centred at x ~31.5.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 Factors [category 5, instance 10, elevation 9, azimuth 18, lighting 6] as in
 disentanglement_lib: the training and testing halves are concatenated (48,600 images,
 every factor combination exactly once), only camera 0 is used, and the 96 px grey images
-are resized to 64 (or 32) with Lanczos. SmallNORB is for research use only; cite the
-CVPR 2004 paper.
+are resized to 64 (or 32) with Lanczos. As in the library, the instance is not a latent
+factor: random draws take category, elevation, azimuth and lighting first and the
+instance after them (``latent_factor_indices``). SmallNORB is for research use only; cite
+the CVPR 2004 paper.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
 from PIL import Image
 
-from lvae.data.base import GroundTruthData
+from lvae.data.base import DataFileError, GroundTruthData
 from lvae.data.cache import ImageCache
+from lvae.data.download import download_command
 from lvae.data.mesh import Mesh, View, draw, shadow_mask
 from lvae.data.norb_toys import toy
 from lvae.data.resize import resize_batch
@@ -53,10 +57,15 @@ class SmallNORB(GroundTruthData):
 
     Noise model ``bernoulli``: the paper trains every dataset with its Bernoulli decoder
     (Table 4); intensities are read as probabilities in ``[0, 1]``.
+
+    ``latent_factor_indices`` (0, 2, 3, 4) is disentanglement_lib's: it samples those
+    four and only then the instance (``SplitDiscreteStateSpace.sample_all_factors``), so
+    :meth:`sample_factors` draws in that order to give the library's points for a seed.
     """
 
     name = "smallnorb"
     factor_names = ("category", "instance", "elevation", "azimuth", "lighting")
+    latent_factor_indices = (0, 2, 3, 4)
     noise_model = "bernoulli"
 
     def __init__(self, resolution: int = 64, n_instances: int = 10) -> None:
@@ -145,37 +154,63 @@ class SmallNORBTwin(SmallNORB):
 
 # ---- the real files -------------------------------------------------------------------
 
+#: What each kind of file holds: dtype and, per image, the trailing shape. The
+#: ``cat``/``info`` dtypes are part of the format (int32 matrices): a file of another type
+#: (a ``dat`` file renamed, a float matrix) would otherwise be cast silently to factors.
+KIND_LAYOUT = {
+    "dat": (np.dtype(np.uint8), (2, NATIVE, NATIVE)),
+    "cat": (np.dtype("<i4"), ()),
+    "info": (np.dtype("<i4"), (4,)),
+}
+#: Valid values of the ``cat`` column and the four ``info`` columns (instance, elevation,
+#: azimuth in 0, 2, ..., 34, lighting), named as in the NORB documentation.
+VALUE_RANGES = (("category", 5), ("instance", 10), ("elevation", 9), ("azimuth", 35),
+                ("lighting", 6))
+
+
+def _fix(folder: str) -> str:
+    """What to run when a SmallNORB file in ``folder`` is missing or damaged."""
+    return (f"run `{download_command('smallnorb', folder or '.')}` "
+            "(it verifies the files there and fetches the damaged ones again)")
+
 
 def read_norb_file(path: str | os.PathLike) -> np.ndarray:
     """One NORB binary matrix (``-dat``, ``-cat`` or ``-info``; ``.gz`` or not).
 
     Header, int32 little-endian: magic (dtype), ndim, then max(3, ndim) dimensions; the
-    data follow at byte 8 + 4 * max(3, ndim).
+    data follow at byte 8 + 4 * max(3, ndim). Every failure is a :class:`DataFileError`
+    naming the file, the problem and the download command that replaces it.
     """
     path = os.fspath(path)
-    name = os.path.basename(path)
+    fix = _fix(os.path.dirname(path))
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # truncated or damaged gzip stream
+        raise DataFileError(f"{path}: cannot be read ({type(e).__name__}: {e}); "
+                            f"{fix}") from e
     if len(data) < 20:
-        raise ValueError(f"{name}: {len(data)} bytes is too short for a NORB header")
+        raise DataFileError(f"{path}: {len(data)} bytes is too short for a NORB header; "
+                            f"{fix}")
     magic, ndim = struct.unpack("<Ii", data[:8])
     if magic not in MAGIC_DTYPES:
-        raise ValueError(
-            f"{name}: magic number {magic:#x} is not a NORB matrix; expected one of "
-            + ", ".join(f"{m:#x}" for m in MAGIC_DTYPES)
+        raise DataFileError(
+            f"{path}: magic number {magic:#x} is not a NORB matrix; expected one of "
+            + ", ".join(f"{m:#x}" for m in MAGIC_DTYPES) + f"; {fix}"
         )
     if not 1 <= ndim <= 8:
-        raise ValueError(f"{name}: header says {ndim} dimensions; expected 1 to 8")
+        raise DataFileError(f"{path}: header says {ndim} dimensions; expected 1 to 8; "
+                            f"{fix}")
     nd = max(3, ndim)
     dims = struct.unpack(f"<{nd}i", data[8 : 8 + 4 * nd])[:ndim]
     dtype = MAGIC_DTYPES[magic]
     offset = 8 + 4 * nd
     need = int(np.prod(dims)) * dtype.itemsize
-    if len(data) - offset < need:
-        raise ValueError(
-            f"{name}: header says shape {tuple(dims)} ({need} bytes of {dtype}) but only "
-            f"{len(data) - offset} bytes follow it: the file is truncated"
+    if min(dims) < 0 or len(data) - offset < need:
+        raise DataFileError(
+            f"{path}: header says shape {tuple(dims)} ({need} bytes of {dtype}) but only "
+            f"{len(data) - offset} bytes follow it: the file is truncated; {fix}"
         )
     return np.frombuffer(data, dtype=dtype, count=int(np.prod(dims)), offset=offset).reshape(dims)
 
@@ -187,27 +222,54 @@ def _find(path: str, prefix: str, kind: str) -> str:
             return candidate
     raise FileNotFoundError(
         f"{prefix}-{kind}.mat(.gz) not found in {path}; get SmallNORB with "
-        "`python -m lvae.data download smallnorb --to DIR`"
+        f"`{download_command('smallnorb', path)}`"
     )
 
 
+def read_kind(path: str, prefix: str, kind: str) -> np.ndarray:
+    """The ``kind`` matrix of one half, its dtype and per-image shape checked."""
+    file = _find(path, prefix, kind)
+    array = read_norb_file(file)
+    dtype, tail = KIND_LAYOUT[kind]
+    if array.dtype != dtype or array.ndim != 1 + len(tail) or array.shape[1:] != tail:
+        want = f"(n{''.join(f', {d}' for d in tail)}{',' if not tail else ''})"
+        raise DataFileError(
+            f"{file}: a {kind} file must hold {dtype} of shape {want}; it holds "
+            f"{array.dtype} of shape {array.shape}; {_fix(path)}"
+        )
+    return array
+
+
 def read_split(path: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(images camera 0 (n, 96, 96) uint8, category (n,), info (n, 4))`` of one half."""
+    """``(images camera 0 (n, 96, 96) uint8, category (n,), info (n, 4))`` of one half.
+
+    Checks what turning the files into factors relies on: the dtypes and shapes of the
+    three files, one ``cat`` and ``info`` row per image, and every value in its range (an
+    out-of-range value would otherwise surface as an anonymous index error later).
+    """
     prefix = FILE_PREFIX[split]
-    dat = read_norb_file(_find(path, prefix, "dat"))
-    cat = read_norb_file(_find(path, prefix, "cat"))
-    info = read_norb_file(_find(path, prefix, "info"))
+    dat = read_kind(path, prefix, "dat")
+    cat = read_kind(path, prefix, "cat")
+    info = read_kind(path, prefix, "info")
     n = dat.shape[0]
-    if dat.ndim != 4 or dat.shape[1:] != (2, NATIVE, NATIVE) or dat.dtype != np.uint8:
-        raise ValueError(
-            f"{prefix}-dat: shape {dat.shape} {dat.dtype}; expected (n, 2, 96, 96) uint8"
+    if cat.shape[0] != n or info.shape[0] != n:
+        raise DataFileError(
+            f"{os.path.join(path, prefix)}-*: cat has {cat.shape[0]} rows and info "
+            f"{info.shape[0]} but dat has {n} images; {_fix(path)}"
         )
-    if cat.shape != (n,) or info.shape != (n, 4):
-        raise ValueError(
-            f"{prefix}: cat {cat.shape} / info {info.shape} do not match dat ({n} images); "
-            f"expected ({n},) and ({n}, 4)"
-        )
-    return dat[:, 0].copy(), cat.astype(np.int64), info.astype(np.int64)
+    columns = np.column_stack([cat, info]).astype(np.int64)
+    for j, (factor, size) in enumerate(VALUE_RANGES):
+        kind = "cat" if j == 0 else "info"
+        col = columns[:, j]
+        bad = np.flatnonzero((col < 0) | (col >= size) | ((col % 2 != 0) & (factor == "azimuth")))
+        if bad.size:
+            file = _find(path, prefix, kind)
+            allowed = "0, 2, ..., 34" if factor == "azimuth" else f"0 to {size - 1}"
+            raise DataFileError(
+                f"{file}: row {int(bad[0])} has {factor} {int(col[bad[0]])}; expected "
+                f"{allowed}; {_fix(path)}"
+            )
+    return dat[:, 0].copy(), columns[:, 0], columns[:, 1:]
 
 
 class SmallNORBFiles(SmallNORB):
@@ -215,7 +277,8 @@ class SmallNORBFiles(SmallNORB):
 
     All images are decoded and resized at construction (~10 s, 199 MB at 64 px) and
     stored in factor-grid order. ``partial=True`` accepts files covering only part of
-    the grid (tests write truncated files); missing images then raise on access.
+    the grid (what tests write); missing images then raise on access. Real files that
+    cover only part of the grid are damaged: the error says to download them again.
     """
 
     def __init__(self, path: str | os.PathLike, resolution: int = 64,
@@ -224,7 +287,7 @@ class SmallNORBFiles(SmallNORB):
         if not os.path.isdir(path):
             raise FileNotFoundError(
                 f"{path} does not exist; get SmallNORB with "
-                f"`python -m lvae.data download smallnorb --to DIR`"
+                f"`{download_command('smallnorb', path)}`"
             )
         super().__init__(resolution)
         self._images = np.zeros((len(self), *self.observation_shape), dtype=np.uint8)
@@ -234,13 +297,16 @@ class SmallNORBFiles(SmallNORB):
             factors = np.column_stack([cat, info[:, 0], info[:, 1], info[:, 2] // 2, info[:, 3]])
             idx = self.factors_to_index(factors)
             if self._present[idx].any() or np.unique(idx).size != idx.size:
-                raise ValueError(f"{split}: duplicate factor combinations in {path}")
+                raise DataFileError(
+                    f"{os.path.join(path, FILE_PREFIX[split])}-info.mat(.gz): the {split} "
+                    f"half repeats factor combinations; {_fix(path)}"
+                )
             self._images[idx] = resize_batch(images[..., None], resolution)
             self._present[idx] = True
         if not partial and not self._present.all():
-            raise ValueError(
-                f"SmallNORB files in {path} hold {self._present.sum()} of {len(self)} "
-                "images; expected all (pass partial=True for an incomplete set)"
+            raise DataFileError(
+                f"the SmallNORB files in {path} hold {self._present.sum()} of {len(self)} "
+                f"images (the files are truncated or not the published ones); {_fix(path)}"
             )
 
     def images(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
