@@ -612,3 +612,92 @@ def quiet_progress() -> None:
     from tqdm.std import tqdm
 
     tqdm.__init__ = partialmethod(tqdm.__init__, disable=True)  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------------------
+# The study: curves against training steps, pictures per milestone
+# --------------------------------------------------------------------------------------
+
+
+def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
+                     paper: Mapping[str, Mapping[str, float]] | None = None,
+                     paper_steps: int = 300_000, ylim: tuple[float, float] | None = (0, 1),
+                     title: str | None = None) -> Figure:
+    """Metrics against training steps, one line per group (``frame[by]``): the mean over
+    seeds, a band from the lowest to the highest seed, thin lines for single runs.
+
+    ``metrics`` maps a column of :func:`lvae.study.milestone_frame` to a panel title;
+    ``paper[column][group]`` is the paper's value, drawn as a star at ``paper_steps`` (the
+    paper's budget) so a reader sees how far our curves are from where it measured. A
+    run still training is drawn dashed.
+    """
+    import pandas as pd
+
+    df = pd.DataFrame(frame)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.7 * len(metrics), 3.0),
+                             squeeze=False)
+    groups = list(dict.fromkeys(df[by])) if len(df) else []
+    colors = {g: f"C{i}" for i, g in enumerate(groups)}
+    for ax, (col, name) in zip(axes[0], metrics.items(), strict=True):
+        for g in groups:
+            sub = df[(df[by] == g) & df[col].notna()] if col in df else df.iloc[0:0]
+            if sub.empty:
+                continue
+            stats_ = sub.groupby("step")[col].agg(["mean", "min", "max", "count"])
+            training = (sub["state"] == "training").any() if "state" in sub else False
+            n = sub["seed"].nunique() if "seed" in sub else 1
+            ax.plot(stats_.index, stats_["mean"], color=colors[g], marker="o", ms=3,
+                    ls="--" if training else "-", label=f"{g} (n={n})")
+            if n > 1:
+                ax.fill_between(stats_.index, stats_["min"], stats_["max"],
+                                color=colors[g], alpha=0.18, lw=0)
+            if paper and g in paper.get(col, {}):
+                ax.plot([paper_steps], [paper[col][g]], marker="*", ms=11, color=colors[g],
+                        mec="black", mew=0.6, ls="none")
+        ax.set_xscale("log")
+        ax.set_xlabel("training steps")
+        ax.set_title(name, fontsize=10)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if paper:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], marker="*", ms=11, color="gray", mec="black", ls="none"))
+        labels.append(f"paper, at {paper_steps:,} steps")
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4),
+                   fontsize=8, bbox_to_anchor=(0.5, 1.0 + 0.07 * math.ceil(len(labels) / 4)),
+                   frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11, y=1.0 + 0.07 * math.ceil(len(labels) / 4) + 0.06)
+    fig.tight_layout()
+    return fig
+
+
+def milestone_pictures(pictures: Mapping[int, Mapping[str, np.ndarray]],
+                       steps: Sequence[int] | None = None, title: str | None = None,
+                       cell: float = 0.55) -> Figure:
+    """What a run draws at each milestone (:func:`lvae.study.shipped_pictures`), one block
+    of rows per step: references, their reconstructions by the meta-model alone and by the
+    adapted model, the localized generations (one row per reference, one column per
+    shared prior code z: the paper's Figure 3) and the meta-decoder alone on the same z."""
+    steps = list(steps if steps is not None else sorted(pictures))
+    blocks = []
+    labels: list[str] = []
+    for step in steps:
+        p = pictures[step]
+        width = p["localized"].shape[1]
+
+        def row(images: np.ndarray, width: int = width) -> np.ndarray:
+            pad = np.full((width - len(images), *images.shape[1:]), 255, np.uint8)
+            return np.concatenate([images, pad])
+
+        rows = [row(p["references"]), row(p["meta_recon"]), row(p["adapted_recon"]),
+                *p["localized"], row(p["meta_samples"])]
+        blocks += rows
+        n_ref = len(p["references"])
+        labels += [f"step {step:,}\nreferences", "meta recon", "adapted recon",
+                   *[f"z row, ref {i + 1}" for i in range(n_ref)], "meta decoder"]
+    return image_grid(np.stack(blocks), row_labels=labels, title=title, cell=cell)

@@ -472,12 +472,19 @@ def import_run(run_dir: str | Path, dest_root: str | Path = IMPORTED_DIR,
         raise ValueError(f"{run_dir} has no readable eval.json for its {result['status']} "
                          "result: evaluate it first (lvae.evaluation.evaluate)")
     dest = Path(dest_root) / str(cfg.get("profile", "custom")) / run_dir.name
+    files = {name: (run_dir / name).read_bytes() for name in IMPORT_FILES
+             if (run_dir / name).is_file()}
+    return replace_folder(dest, {**files, **(extra or {})})
+
+
+def replace_folder(dest: str | Path, files: Mapping[str, bytes]) -> Path:
+    """Make ``dest`` hold exactly ``files`` (relative path -> bytes), all or nothing: the
+    new folder is written beside it and swapped in with renames."""
+    dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        files = {name: (run_dir / name).read_bytes() for name in IMPORT_FILES
-                 if (run_dir / name).is_file()}
-        for name, data in {**files, **(extra or {})}.items():
+        for name, data in files.items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_bytes(data)
         os.chmod(staging, 0o755)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from lvae.config import PROFILES
@@ -281,12 +283,7 @@ def progress(out: str | Path) -> list[dict[str, Any]]:
         rdir = run_dir(out, sr)
         cfg = _read_json(rdir / "config.json") or {}
         result = _read_json(rdir / "result.json")
-        last: dict[str, Any] = {}
-        log_path = rdir / "log.jsonl"
-        if log_path.exists():
-            lines = [ln for ln in log_path.read_text().splitlines() if ln.strip()]
-            if lines:
-                last = json.loads(lines[-1])
+        last = _last_log(rdir)
         steps = cfg.get("steps", PROFILES[sr.profile].steps)
         step = last.get("step", 0)
         wall = last.get("wall_time_s", 0.0)
@@ -359,27 +356,46 @@ def _model_bytes(rdir: Path) -> bytes:
     return buf.getvalue()
 
 
+#: Where runs still training are shipped (config, log, milestones so far): a folder
+#: :func:`lvae.results.collect` does not read, so they never enter a table or a claim.
+PROGRESS_DIR = "progress"
+
+
 def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
     """Import a finished, evaluated study run under ``results/`` with its evidence:
     ``milestones/step_*.json``, ``model.pt`` (final parameters, float16),
     ``pictures.npz`` (:func:`milestone_pictures` per milestone, keys ``<step>/<name>``)
-    and ``provenance.json`` (commits, machine, wall and CPU time, steps, lr, profile)."""
-    from lvae.results import IMPORTED_DIR, import_run
+    and ``provenance.json`` (commits, machine, wall and CPU time, steps, lr, profile).
+
+    A run still training is shipped to ``<dest_root>/progress/<profile>/<run_id>`` instead
+    (config, log, milestones so far, pictures of its snapshots): its curve can be shown,
+    labelled as unfinished, while it is never counted as a result. Shipping the finished
+    run removes that copy.
+    """
+    from lvae.results import IMPORTED_DIR, import_run, replace_folder
     from lvae.training import SHIPPED_MODEL, snapshots
 
     rdir = Path(rdir)
+    root = Path(IMPORTED_DIR if dest_root is None else dest_root)
     result = _read_json(rdir / "result.json") or {}
     cfg = _read_json(rdir / "config.json") or {}
+    finished = is_done(rdir)
     extra: dict[str, bytes] = {}
     for rec in milestones(rdir):
         extra[f"milestones/step_{rec['step']:06d}.json"] = (
             json.dumps(rec, indent=1, sort_keys=True) + "\n").encode()
     if result.get("status") == "completed":
         extra[SHIPPED_MODEL] = _model_bytes(rdir)
+    if result.get("status", "completed") == "completed" and snapshots(rdir):
         pics = {f"{step}/{k}": v for step in sorted(snapshots(rdir))
                 for k, v in milestone_pictures(rdir, step).items()}
         extra["pictures.npz"] = _npz_bytes(pics)
     prov = result.get("provenance", {})
+    if not finished:
+        last = _last_log(rdir)
+        prov = {"commits": _checkpoint_commits(rdir)}
+        result = {"status": "training", "steps_done": last.get("step", 0),
+                  "wall_time_s": last.get("wall_time_s")}
     extra["provenance.json"] = (json.dumps({
         "profile": cfg.get("profile"), "steps": cfg.get("steps"),
         "steps_done": result.get("steps_done"), "lr": cfg.get("lr"),
@@ -388,7 +404,31 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
         "cpu_time_s": result.get("cpu_time_s"), "started": result.get("started"),
         "finished": result.get("finished"), "shipped": now(), "shipped_by": git_revision(),
     }, indent=1, sort_keys=True) + "\n").encode()
-    return import_run(rdir, IMPORTED_DIR if dest_root is None else dest_root, extra=extra)
+    progress_copy = root / PROGRESS_DIR / str(cfg.get("profile", "custom")) / rdir.name
+    if not finished:
+        files = {n: (rdir / n).read_bytes() for n in ("config.json", "log.jsonl")
+                 if (rdir / n).is_file()}
+        return replace_folder(progress_copy, {**files, **extra})
+    dest = import_run(rdir, root, extra=extra)
+    if progress_copy.exists():
+        shutil.rmtree(progress_copy)
+    return dest
+
+
+def _last_log(rdir: Path) -> dict[str, Any]:
+    path = rdir / "log.jsonl"
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+    try:
+        return json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def _checkpoint_commits(rdir: Path) -> list[str]:
+    path = rdir / "checkpoint.pt"
+    if not path.exists():
+        return []
+    return list(torch.load(path, map_location="cpu", weights_only=False).get("commits", []))
 
 
 def shipped_pictures(shipped: str | Path) -> dict[int, dict[str, np.ndarray]]:
@@ -455,3 +495,111 @@ def replay(shipped: str | Path, steps: int = 200, rtol: float = 1e-3, dataset=No
         "compared": int(rel.size),
         "tolerance": rtol,
     }
+
+
+# --------------------------------------------------------------------------- the book's view
+
+
+def _config_columns(cfg: dict[str, Any]) -> dict[str, Any]:
+    from lvae.grid import Experiment
+
+    e = Experiment(cfg["dataset"], float(cfg["alpha"]), float(cfg["beta"]),
+                   cfg["neighborhood"], int(cfg["seed"]))
+    return {"config_id": e.config_id, "label": label(e, cfg.get("lr")), "alpha": e.alpha,
+            "beta": e.beta, "neighborhood": e.neighborhood, "seed": e.seed,
+            "lr": cfg.get("lr"), "profile": cfg.get("profile")}
+
+
+def label(e: Experiment, lr: float | None = None) -> str:
+    """``vanilla``, ``α=1``, ``β=16``, ``α=1 (input_l2)``, with ``, lr 1e-4`` when given."""
+    name = (f"β={e.beta:g}" if e.beta != 1 else "vanilla" if e.alpha == 0
+            else f"α={e.alpha:g}")
+    if e.alpha > 0 and e.neighborhood != "synthetic":
+        name += f" ({e.neighborhood})"
+    return name + (f", lr {lr:.0e}".replace("e-0", "e-") if lr else "")
+
+
+def paper_points(frame: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str, float]]:
+    """The paper's value of each metric for each ``label`` of a milestone frame (Table 1,
+    or Table 5 for input-space neighbours), to draw at the paper's budget."""
+    from lvae import paper
+
+    rows = [*paper.TABLE1, *[r for r in paper.TABLE5 if r["neighborhood"] == "input_l2"]]
+    out: dict[str, dict[str, float]] = {m: {} for m in metrics}
+    if frame.empty:
+        return out
+    for lab, g in frame.groupby("label"):
+        a, b, nb = float(g["alpha"].iloc[0]), float(g["beta"].iloc[0]), g["neighborhood"].iloc[0]
+        for r in rows:
+            if (r["alpha"], r["beta"]) == (a, b) and (a == 0 or r["neighborhood"] == nb):
+                for m in metrics:
+                    if m in r["values"]:
+                        out[m][str(lab)] = r["values"][m]
+                break
+    return out
+
+
+def shipped_runs(root: str | Path | None = None) -> list[tuple[Path, str]]:
+    """``(folder, "finished" | "training")`` of every shipped study-kind run under
+    ``root`` (``results/`` by default): finished ones, then those still training."""
+    from lvae.results import IMPORTED_DIR
+
+    root = Path(IMPORTED_DIR if root is None else root)
+    found = []
+    for base, state in ((root, "finished"), (root / PROGRESS_DIR, "training")):
+        for prof in sorted(PROFILES):
+            folder = base / prof
+            if folder.is_dir():
+                found += [(d, state) for d in sorted(folder.iterdir())
+                          if (d / "milestones").is_dir()]
+    return found
+
+
+def milestone_frame(root: str | Path | None = None) -> pd.DataFrame:
+    """Every milestone of every shipped run, one row each: the configuration, seed, lr,
+    profile, ``state`` (finished / training), ``step``, every DCI score flattened
+    (``dci_nocolor.disentanglement``), ``z_share``, and the training log's
+    ``inner_loss`` and ``loss`` at that step."""
+    from lvae.results import flatten, load_log
+
+    rows = []
+    for d, state in shipped_runs(root):
+        cfg = _read_json(d / "config.json")
+        if not isinstance(cfg, dict):
+            continue
+        log = load_log(d)
+        log = log.set_index("step") if len(log) else log
+        for rec in milestones(d):
+            row = {"run_id": d.name, "state": state, "step": rec["step"],
+                   **_config_columns(cfg)}
+            for key in ("dci_color", "dci_nocolor"):
+                row.update(flatten(rec.get(key, {}), f"{key}."))
+            row["z_share"] = rec.get("zshare", {}).get("z_share")
+            if len(log) and rec["step"] in log.index:
+                row["inner_loss"] = float(log.loc[rec["step"], "inner_loss"])
+                row["loss"] = float(log.loc[rec["step"], "loss"])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def status_frame(root: str | Path | None = None) -> pd.DataFrame:
+    """The plan beside what is shipped: one row per run of :data:`STUDY` (priority order)
+    with its state (finished, training at step N, planned), steps, CPU hours."""
+    from lvae.results import IMPORTED_DIR
+
+    root = Path(IMPORTED_DIR if root is None else root)
+    rows = []
+    for i, sr in enumerate(STUDY, 1):
+        done = root / sr.profile / sr.experiment.run_id
+        part = root / PROGRESS_DIR / sr.profile / sr.experiment.run_id
+        prov = _read_json(done / "provenance.json") or _read_json(part / "provenance.json")
+        state = ("finished" if (done / "result.json").is_file()
+                 else "training" if prov else "planned")
+        prov = prov or {}
+        cpu = prov.get("cpu_time_s") or prov.get("wall_time_s")
+        rows.append({"priority": i, "run": sr.name, "purpose": sr.purpose, "state": state,
+                     "steps": f"{prov.get('steps_done') or 0:,} / "
+                              f"{PROFILES[sr.profile].steps:,}",
+                     "lr": PROFILES[sr.profile].lr,
+                     "CPU hours": round(cpu / 3600, 2) if cpu else None})
+    return pd.DataFrame(rows)
