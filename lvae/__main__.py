@@ -13,13 +13,20 @@ from pathlib import Path
 
 from lvae.config import PROFILES
 
+#: What ``--help`` prints (plain text: the module docstring is reStructuredText).
+DESCRIPTION = "The Local VAE, reproduced: train the paper's grid and build the book."
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lvae", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m lvae", description=DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("reproduce", help="train and evaluate the grid, then build the book",
                        description="Execute notebooks/experiment.ipynb once per run of the "
-                       "paper's tables (resumable), then the result notebooks and the book.")
+                       "paper's tables (resumable: finished runs are skipped), then the "
+                       "result notebooks and the book.",
+                       epilog="Exit status: 0 all done, 1 a run or page failed (or another "
+                       "invocation holds one), 2 a bad option or an output folder or "
+                       "scheduler that cannot be used, 130 interrupted.")
     r.add_argument("--profile", choices=sorted(PROFILES), default="quick",
                    help="compute budget (lvae.config.PROFILES); default: quick")
     r.add_argument("--out", default="runs", help="runs go to OUT/PROFILE/RUN_ID (default: runs)")
@@ -28,9 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=1,
                    help="worker processes of the local Dask cluster, one notebook each at a "
                    "time (default 1)")
-    r.add_argument("--force", action="store_true", help="rerun runs that are already done")
+    r.add_argument("--force", action="store_true",
+                   help="DELETE the folders of the selected runs (results, checkpoints, "
+                   "logs) and compute them again; done only after the options are checked "
+                   "and the scheduler is reached, never for a run another invocation holds")
     r.add_argument("--list", action="store_true",
-                   help="print one papermill command per run and exit")
+                   help="print one papermill command per run and exit (runs already done "
+                   "are printed commented out, '# done (...): papermill ...')")
     r.add_argument("--only", default=None,
                    help="comma-separated tables/figures: table1,table2,table5,fig2,fig3,fig4")
     r.add_argument("--scheduler", default=None,
@@ -80,22 +91,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "study":
         return _study(args)
-    from lvae.reproduce import list_commands, parse_resources, plan, reproduce
+    return _reproduce(args)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    """The reproduce subcommand. Everything a user can cause (a bad option, an output
+    folder that cannot be written, a scheduler that cannot be reached, Ctrl-C) ends in one
+    ``error:`` line, not a traceback; a traceback means a bug."""
+    from lvae.reproduce import RunnerError, list_commands, parse_resources, plan, reproduce
 
     try:
         if args.list:
-            for cmd in list_commands(plan(args.profile, args.out, args.seeds, args.only,
-                                          args.jobs)):
+            planned = plan(args.profile, args.out, args.seeds, args.only, args.jobs)
+            for cmd in list_commands(planned):
                 print(cmd)
+            done = sum(p.done for p in planned)
+            print(f"{len(planned)} runs, {done} already done (commented out)", file=sys.stderr)
             return 0
         summary = reproduce(profile=args.profile, out=args.out, seeds=args.seeds,
                             jobs=args.jobs, force=args.force, only=args.only,
                             scheduler=args.scheduler, book=not args.no_book,
                             inline=args.inline, resources=parse_resources(args.resources),
                             runs=not args.book_only)
-    except ValueError as e:  # a bad option value: say which, no traceback
+    except (ValueError, RunnerError, OSError) as e:
+        # a bad option value, or a folder or scheduler that cannot be used (OSError: what
+        # the file system refused that the checks could not foresee): say which
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; finished runs are kept and a run cut short resumes from "
+              "its last checkpoint: run the same command again to go on", file=sys.stderr)
+        return 130
     print(summary.report())
     return 0 if summary.ok else 1
 

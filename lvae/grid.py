@@ -7,11 +7,16 @@ experiments by id, so nothing is trained twice, and each experiment remembers ev
 or figure it serves (``tables``), which ``--only`` and :mod:`lvae.results` select on.
 
 What a profile changes (steps, resolution, pool, evaluation sizes) is not part of the id:
-runs of different profiles live in different folders (``<out>/<profile>/<run_id>``).
+runs of different profiles live in different folders (``<out>/<profile>/<run_id>``). Two
+things outside the grid are, so that runs which differ in them never share a folder or get
+averaged together: the real files a run trained on (``-d<hash>`` of ``data_path``; the
+procedural twin has none) and, for a run whose settings are not its profile's (label
+``custom``, :func:`lvae.params.experiment_config`), a hash of those settings (``-c<hash>``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -38,6 +43,12 @@ def format_alpha(alpha: float) -> str:
     return s.replace(".e", "e")
 
 
+def data_tag(data_path: str) -> str:
+    """Eight hex digits naming the real files a run read (sha256 of the path as the config
+    stores it): a real-data run and its twin-data sibling must never share a folder."""
+    return hashlib.sha256(data_path.encode()).hexdigest()[:8]
+
+
 def format_number(x: float) -> str:
     """``2`` for 2.0, ``0.5`` for 0.5: integers without a point, others by shortest repr."""
     x = float(x)
@@ -56,13 +67,22 @@ class Experiment:
     tables: tuple[str, ...] = ()
     reduction: str | None = None  # None: TrainConfig's default; set only by special runs
     paper_status: str = "completed"  # "diverged" where the paper reports divergence
+    data_path: str | None = None  # None: the procedural twin; else part of the id (-d...)
+    variant: str | None = None  # a custom run's settings hash (-c...); None for the grid
 
     @property
     def run_id(self) -> str:
-        """Stable folder name, e.g. ``shapes3d-a1e-01-b1-synthetic-s0``."""
+        """Stable folder name, e.g. ``shapes3d-a1e-01-b1-synthetic-s0``; ``-r<reduction>``,
+        ``-d<data_tag>`` and ``-c<variant>`` follow for runs that have them."""
         rid = (f"{self.dataset}-a{format_alpha(self.alpha)}-b{format_number(self.beta)}-"
                f"{self.neighborhood}-s{self.seed}")
-        return rid if self.reduction is None else f"{rid}-r{self.reduction}"
+        if self.reduction is not None:
+            rid += f"-r{self.reduction}"
+        if self.data_path is not None:
+            rid += f"-d{data_tag(self.data_path)}"
+        if self.variant is not None:
+            rid += f"-c{self.variant}"
+        return rid
 
     @property
     def config_id(self) -> str:
@@ -76,6 +96,8 @@ class Experiment:
                                 "seed": self.seed, "profile": profile}
         if self.reduction is not None:
             p["reduction"] = self.reduction
+        if self.data_path is not None:
+            p["data_path"] = self.data_path
         return p
 
 

@@ -4,20 +4,42 @@ papermill injects parameters as Python literals (``-p alpha -1`` gives the int -
 ``-p alpha abc`` the string ``'abc'``), so a typo reaches the notebook as a value of the
 wrong type. :func:`experiment_config` is the notebook's first line after its parameters
 cell: it raises ``ValueError`` naming the parameter, the value and what is allowed, before
-a dataset is rendered or a kernel spends a minute training. The runner
+a dataset is rendered, a file is written or a kernel spends a minute training. The runner
 (:mod:`lvae.reproduce`) calls the same function to decide where a run lives and whether
 it is already done, so the notebook and the runner can never disagree on either.
+
+A profile's name is a promise about the budget: a run labelled ``quick`` trained what
+``quick`` trains. A run with any training setting other than its profile's (``steps``,
+``resolution``, ``lr``, ``k``, ``first_order``, ...) is therefore labelled ``custom``
+instead, in its config and its folder (``<out_dir>/custom/<run_id>-c<hash>``), and is never
+pooled with the profile's runs. The real files a run read (``data_path``) are part of its
+id too (``-d<hash>``), so a real-data run never shares a folder with its twin-data sibling.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lvae.config import DATASETS, NEIGHBORHOODS, PROFILES, TrainConfig, _is_int
 from lvae.grid import Experiment
+
+#: The label of a run whose training settings are not its profile's.
+CUSTOM = "custom"
+
+#: Config fields that name *what* is compared (they are in the run id), plus the label and
+#: the thread count (which changes speed, not results). Every other field is a setting a
+#: profile fixes: a run that changes one is ``custom``.
+IDENTITY_FIELDS = frozenset({"dataset", "alpha", "beta", "neighborhood", "seed", "reduction",
+                             "data_path", "profile", "threads"})
+
+_DEFAULT_REDUCTION = TrainConfig.__dataclass_fields__["reduction"].default
 
 
 @dataclass(frozen=True)
@@ -29,6 +51,8 @@ class ExperimentSetup:
     run_id: str
     eval_kwargs: dict[str, Any]  # lvae.evaluation.evaluate's keyword arguments
     threads: int | None  # torch threads for this process; not part of the run's identity
+    #: the settings in which the run differs from its profile (then labelled ``custom``)
+    custom: tuple[str, ...] = ()
 
 
 class ParameterError(ValueError):
@@ -60,6 +84,108 @@ def _choice(name: str, v: Any, allowed: tuple[str, ...]) -> str:
     return v
 
 
+def settings_hash(config: Mapping[str, Any] | TrainConfig) -> str:
+    """Eight hex digits over every setting outside :data:`IDENTITY_FIELDS` (as config.json
+    stores them): a custom run's id carries it, so custom runs with different settings get
+    different folders and are never averaged together."""
+    d = json.loads(config.to_json()) if isinstance(config, TrainConfig) else dict(config)
+    kept = {k: v for k, v in d.items() if k not in IDENTITY_FIELDS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def experiment_of(config: Mapping[str, Any] | TrainConfig) -> Experiment:
+    """The :class:`~lvae.grid.Experiment` (and so the run id and ``config_id``) a run's
+    config stands for: the one :func:`experiment_config` gave it. For pooling, use this
+    rather than the dataset/alpha/beta/neighbourhood alone: it keeps real-data and custom
+    runs apart."""
+    d = json.loads(config.to_json()) if isinstance(config, TrainConfig) else dict(config)
+    red = d.get("reduction", _DEFAULT_REDUCTION)
+    return Experiment(d["dataset"], float(d["alpha"]), float(d.get("beta", 1.0)),
+                      d.get("neighborhood", "synthetic"), int(d.get("seed", 0)),
+                      reduction=None if red == _DEFAULT_REDUCTION else red,
+                      data_path=d.get("data_path"),
+                      variant=settings_hash(d) if d.get("profile") == CUSTOM else None)
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _download_fix(dataset: str) -> str:
+    names = ("cars3d", "smallnorb") if dataset == "carsnorb" else (dataset,)
+    get = " and ".join(f"`python -m lvae.data download {n} --to DIR`" for n in names)
+    return f"get the data with {get}, or leave data_path None for the procedural twin"
+
+
+def _is_hdf5(path: str) -> bool:
+    """Whether the file carries HDF5's signature (at 0, 512, 1024, ... as the format allows)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        offset = 0
+        while offset + len(_HDF5_SIGNATURE) <= size:
+            f.seek(offset)
+            if f.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else offset * 2
+    return False
+
+
+def check_data_path(dataset: str, data_path: str) -> str:
+    """The absolute path of ``data_path`` once it looks like ``dataset``'s real files.
+
+    Checked here, before ``config.json`` is written, because a run folder whose dataset
+    then fails to load would block the next attempt ("a different config"), and the
+    loader's own error (h5py's "file signature not found") names neither the file nor the
+    fix. Only what is cheap is checked (existence, file or folder, HDF5 signature and
+    keys); the loaders check the rest.
+    """
+    path = os.path.abspath(os.path.expanduser(data_path))
+    fix = _download_fix(dataset)
+    if not os.path.exists(path):
+        raise ParameterError(f"experiment parameter 'data_path': {path} does not exist; {fix}")
+    if dataset == "shapes3d":
+        h5 = os.path.join(path, "3dshapes.h5") if os.path.isdir(path) else path
+        if not os.path.isfile(h5):
+            raise ParameterError(f"experiment parameter 'data_path': {path} is a folder "
+                                 f"without 3dshapes.h5; {fix}")
+        if not _is_hdf5(h5):
+            raise ParameterError(
+                f"experiment parameter 'data_path': {h5} is not an HDF5 file (3D Shapes is "
+                f"3dshapes.h5, as DeepMind publishes it); {fix}, then pass data_path=DIR or "
+                "DIR/3dshapes.h5")
+        import h5py
+
+        try:
+            with h5py.File(h5, "r") as f:
+                missing = [k for k in ("images", "labels") if k not in f]
+        except OSError as e:  # truncated or damaged
+            raise ParameterError(f"experiment parameter 'data_path': {h5} cannot be read as "
+                                 f"HDF5 ({e}); it is damaged or incomplete: delete it and "
+                                 f"{fix}") from None
+        if missing:
+            raise ParameterError(f"experiment parameter 'data_path': {h5} has no {missing} "
+                                 f"dataset, so it is not 3dshapes.h5; {fix}")
+        return path
+    if not os.path.isdir(path):
+        what = {"cars3d": "the folder holding car_*_mesh.mat",
+                "smallnorb": "the folder holding the smallnorb-*.mat files",
+                "carsnorb": "a folder holding cars3d/ and smallnorb/"}[dataset]
+        raise ParameterError(f"experiment parameter 'data_path' for {dataset} must be {what}; "
+                             f"{path} is a file; {fix}")
+    if dataset == "carsnorb":
+        missing = [s for s in ("cars3d", "smallnorb") if not os.path.isdir(os.path.join(path, s))]
+        if missing:
+            raise ParameterError(f"experiment parameter 'data_path': {path} has no "
+                                 f"{' or '.join(s + '/' for s in missing)} folder; {fix} "
+                                 "(DIR/cars3d and DIR/smallnorb) and pass data_path=DIR")
+    return path
+
+
+def _bool_or_none(name: str, v: Any) -> bool | None:
+    if v is not None and not isinstance(v, bool):
+        _fail(name, v, "None, True or False")
+    return v
+
+
 def experiment_config(
     dataset: str = "shapes3d",
     alpha: float = 1.0,
@@ -77,13 +203,22 @@ def experiment_config(
     eval_fd: int | None = None,
     eval_seed: int = 0,
     reduction: str | None = None,
+    lr: float | None = None,
+    first_order: bool | None = None,
+    likelihood: str | None = None,
+    latent_refresh: int | None = None,
+    checkpoint_every: int | None = None,
     data_path: str | None = None,
     threads: int | None = None,
 ) -> ExperimentSetup:
-    """Validate the notebook's parameters; ``None`` budgets take the profile's values.
+    """Validate the notebook's parameters; ``None`` settings take the profile's values
+    (``steps``, ``resolution``, ``lr``, the ``eval_*`` sizes) or ``TrainConfig``'s.
 
     The run folder is ``<out_dir>/<profile>/<run_id>`` with the id of
-    :attr:`lvae.grid.Experiment.run_id`, the same folder ``python -m lvae reproduce`` uses.
+    :attr:`lvae.grid.Experiment.run_id`, the same folder ``python -m lvae reproduce`` uses;
+    a run whose training settings differ from the profile's is ``custom`` (module
+    docstring). Nothing is written: a bad ``data_path`` fails here, not after a run
+    folder exists.
     """
     _choice("profile", profile, tuple(PROFILES))
     prof = PROFILES[profile]
@@ -108,33 +243,49 @@ def experiment_config(
         _choice("reduction", reduction, ("pixel_mean", "sum"))
     if not isinstance(out_dir, (str, Path)) or not str(out_dir):
         _fail("out_dir", out_dir, "a folder path")
-    if data_path is not None and not isinstance(data_path, str):
+    if lr is not None:
+        lr = _number("lr", lr)
+        if lr <= 0:
+            _fail("lr", lr, "None (the profile's) or a number > 0")
+    first_order = _bool_or_none("first_order", first_order)
+    if likelihood is not None:
+        _choice("likelihood", likelihood, ("bernoulli", "gaussian"))
+    latent_refresh = _int_or_none("latent_refresh", latent_refresh)
+    checkpoint_every = _int_or_none("checkpoint_every", checkpoint_every)
+    if data_path is not None and (not isinstance(data_path, str) or not data_path):
         _fail("data_path", data_path, "None or a path string")
     threads = _int_or_none("threads", threads)
+    if data_path is not None:
+        data_path = check_data_path(dataset, data_path)
 
-    fields: dict[str, Any] = {
+    # what the grid's run of this experiment at this profile trains ...
+    base: dict[str, Any] = {
         "dataset": dataset, "alpha": alpha, "beta": beta, "neighborhood": neighborhood,
-        "k": k, "batch_size": batch_size, "seed": seed, "data_path": data_path,
-        **prof.train_overrides(),
+        "seed": seed, "data_path": data_path, **prof.train_overrides(),
     }
-    if steps is not None:
-        fields["steps"] = steps
-    if resolution is not None:
-        fields["resolution"] = resolution
     if reduction is not None:
-        fields["reduction"] = reduction
+        base["reduction"] = reduction
+    # ... and the settings this call changes
+    settings = {"k": k, "batch_size": batch_size, "steps": steps, "resolution": resolution,
+                "lr": lr, "first_order": first_order, "likelihood": likelihood,
+                "latent_refresh": latent_refresh, "checkpoint_every": checkpoint_every}
     try:
-        config = TrainConfig(**fields)
+        standard = TrainConfig(**base)
+        config = standard.replace(**{n: v for n, v in settings.items() if v is not None})
     except ValueError as e:  # a combination only the config can judge (e.g. pool_size vs k)
         raise ParameterError(f"experiment parameters rejected: {e}") from None
-    exp = Experiment(dataset, alpha, beta, neighborhood, seed, reduction=reduction)
+    changed = tuple(n for n in sorted(settings) if getattr(config, n) != getattr(standard, n))
+    if changed:
+        config = config.replace(profile=CUSTOM)
+    exp = experiment_of(config)
     return ExperimentSetup(
         config=config,
-        run_dir=Path(out_dir) / profile / exp.run_id,
+        run_dir=Path(out_dir) / config.profile / exp.run_id,
         run_id=exp.run_id,
         eval_kwargs={"num_train": eval_train or prof.eval_train,
                      "num_test": eval_test or prof.eval_test,
                      "num_fd": eval_fd or prof.eval_fd, "seed": eval_seed,
                      **prof.eval_overrides()},
         threads=threads,
+        custom=changed,
     )

@@ -5,8 +5,13 @@
 1. For every experiment of :mod:`lvae.grid` (``--only`` selects tables or figures), execute
    ``notebooks/experiment.ipynb`` with papermill into
    ``<out>/<profile>/<run_id>/experiment.ipynb``, parameters injected, each in its own
-   kernel process. A run whose result.json (and eval.json, unless it diverged) exist for
-   the same config is skipped; ``force`` deletes the run folder and starts it again.
+   kernel process. A run whose result.json (and eval.json, unless it diverged) and
+   executed notebook exist and parse, for the same config, is skipped; ``force`` deletes
+   the run folder and starts it again, but only once every option is checked, the output
+   folder is writable and the executor (the Dask scheduler) is reached, so a mistyped
+   option never costs a finished run. Each run being computed is locked
+   (``fcntl.flock`` on ``<run>/.lock``, the lock :mod:`lvae.study` workers take too): a
+   second invocation on the same folder leaves it alone and says so.
 2. Execute the book's pages into the staged book of :mod:`lvae.figures`,
    ``<out>/<profile>/book/notebooks/`` (the repository's layout, so ``_toc.yml`` needs no
    change): the teaching pages (once) and the result pages (:data:`RESULT_NOTEBOOKS`, every
@@ -29,25 +34,32 @@ nteract/papermill#511) is retried :data:`KERNEL_RETRIES` times inside the task; 
 process that dies mid-task is replaced by its nanny and the task rescheduled up to
 :data:`KERNEL_RETRIES` times by the scheduler; after that the run is recorded as failed with
 the path to its partial notebook. A failure never stops the other runs; a diverged run is a
-result, not a failure. Notebooks are written to a temporary name and moved into place, so a
-kill at any moment leaves either the old file or the new one, and a rerun redoes only what
-is missing (training itself resumes from its last checkpoint).
+result, not a failure. Notebooks are written to a temporary name and moved into place only
+when they parse, so a kill or a full disk at any moment leaves either the old file or the
+new one, and a rerun redoes only what is missing (training itself resumes from its last
+checkpoint). The grid's progress bar shows, between finished runs, the step each running
+run has logged (a heartbeat read from its ``log.jsonl``), then the book's phases.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import random
 import shlex
 import shutil
+import socket
+import tempfile
+import threading
 import time
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from tqdm.auto import tqdm
 
@@ -69,6 +81,12 @@ RESULT_NOTEBOOKS: tuple[str, ...] = (
     "notebooks/results_traversal.ipynb",
     "notebooks/results_explore_alpha.ipynb",
 )
+
+
+class RunnerError(RuntimeError):
+    """A reproduction that cannot start (an unreachable scheduler, an output folder that
+    cannot be written); the message says what to do. The CLI prints it as one line."""
+
 
 #: How many times a task whose kernel died or could not start is tried again.
 KERNEL_RETRIES = 2
@@ -159,23 +177,45 @@ def execute(task: Task) -> Outcome:
     attempt = 0
     while True:
         attempt += 1
+        failure: BaseException | None = None
         try:
             pm.execute_notebook(task.notebook, str(tmp), parameters=task.parameters,
                                 cwd=task.cwd, progress_bar=False, kernel_name="python3",
                                 execution_timeout=task.timeout_s)
             hide_injected_parameters(tmp)
-            os.replace(tmp, out)
-            return Outcome(task.name, "executed", str(out), attempts=attempt,
-                           wall_s=time.perf_counter() - t0)
-        except Exception as exc:  # the notebook's error, or the kernel's
-            retry = _kernel_failure(exc) and attempt <= task.retries
-            if retry:
+        except Exception as exc:  # the notebook's error, the kernel's, or a failed write
+            if _kernel_failure(exc) and attempt <= task.retries:
                 time.sleep(random.uniform(0.5, 2.0) * attempt)  # de-synchronise port grabs
                 continue
-            if tmp.exists():
+            failure = exc
+        message = _short(failure) if failure is not None else ""
+        try:
+            if notebook_parses(tmp):
                 os.replace(tmp, out)
-            return Outcome(task.name, "failed", str(out), _short(exc), attempt,
-                           time.perf_counter() - t0)
+            elif tmp.exists():  # a full disk cut it short: never moved where a notebook goes
+                tmp.unlink()
+                failure = failure or OSError("the executed notebook does not parse")
+                message = (f"{message or _short(failure)} (the executed notebook could not be "
+                           f"saved whole: is the disk full? nothing was moved onto {out.name})")
+            elif failure is None:
+                failure = OSError("papermill wrote no notebook")
+                message = _short(failure)
+        except OSError as exc:  # the folder became unwritable
+            failure, message = exc, f"{_short(exc)} (saving the executed notebook)"
+        wall = time.perf_counter() - t0
+        if failure is None:
+            return Outcome(task.name, "executed", str(out), attempts=attempt, wall_s=wall)
+        return Outcome(task.name, "failed", str(out), message, attempt, wall)
+
+
+def notebook_parses(path: str | Path) -> bool:
+    """Whether ``path`` holds a whole notebook (JSON with a list of cells): a file cut short
+    by a full disk or a kill does not, and is never trusted or moved into place."""
+    try:
+        nb = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(nb, dict) and isinstance(nb.get("cells"), list) and "nbformat" in nb
 
 
 def hide_injected_parameters(path: str | Path) -> None:
@@ -247,7 +287,13 @@ class DaskExecutor:
         self.resources = dict(resources) if resources else None
         self.retries = KERNEL_RETRIES if address else 0  # local: allowed-failures does it
         if address:
-            self.client = Client(address)
+            try:
+                self.client = Client(address)
+            except (OSError, TimeoutError) as exc:  # refused, unknown host, timed out
+                raise RunnerError(
+                    f"cannot reach the Dask scheduler at {address} ({_short(exc)}); start it "
+                    "(dask scheduler, or a dask-jobqueue cluster: book/reproduce.md) or leave "
+                    "out --scheduler to run on this machine") from None
         else:
             with dask.config.set({"distributed.scheduler.allowed-failures": KERNEL_RETRIES}):
                 self._cluster = LocalCluster(n_workers=jobs, threads_per_worker=1,
@@ -302,7 +348,7 @@ def keep_partial(output: str) -> str:
     ``output``."""
     out = Path(output)
     partial = partial_notebooks(out)
-    if partial:
+    if partial and notebook_parses(partial[-1]):  # one cut short is never moved into place
         os.replace(partial[-1], out)
     return str(out)
 
@@ -328,16 +374,23 @@ def make_executor(jobs: int = 1, scheduler: str | None = None, inline: bool = Fa
                   resources: Mapping[str, float] | None = None) -> Executor:
     """The grid's executor: Dask (a LocalCluster of ``jobs`` workers, or ``scheduler``), or
     with ``inline`` one task after another in this process (debugging; ``jobs`` must be 1)."""
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    check_executor_options(jobs, scheduler, inline)
     if inline:
-        if jobs != 1 or scheduler is not None:
-            raise ValueError("--inline runs one task at a time in this process: it takes "
-                             "neither --jobs > 1 nor --scheduler")
         return SequentialExecutor()
+    return DaskExecutor(jobs=jobs, address=scheduler, resources=resources)
+
+
+def check_executor_options(jobs: int = 1, scheduler: str | None = None,
+                           inline: bool = False) -> None:
+    """Raise ``ValueError`` for options :func:`make_executor` cannot honour, without
+    starting or reaching anything (so :func:`reproduce` checks them before it touches a
+    run)."""
+    _check_jobs(jobs)
+    if inline and (jobs != 1 or scheduler is not None):
+        raise ValueError("--inline runs one task at a time in this process: it takes "
+                         "neither --jobs > 1 nor --scheduler")
     if scheduler is not None and not scheduler.strip():
         raise ValueError("--scheduler must be an address such as tcp://10.0.0.5:8786")
-    return DaskExecutor(jobs=jobs, address=scheduler, resources=resources)
 
 
 # --------------------------------------------------------------------------- planning
@@ -351,31 +404,52 @@ class PlannedRun:
     setup: ExperimentSetup
     task: Task
     done: bool
+    status: str | None = None  # a done run's status: "completed" or "diverged"
 
 
-def run_is_done(setup: ExperimentSetup) -> bool:
-    """True when the folder holds a finished run of exactly this config, evaluated with
-    the same sample counts and seed (a diverged run needs no metrics: there is no model)."""
+def _json_dict(path: Path) -> dict[str, Any] | None:
+    """A result file's content when it is a JSON object; None when it is missing, cut short
+    or something else (never trusted)."""
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def done_status(setup: ExperimentSetup) -> str | None:
+    """``"completed"`` or ``"diverged"`` when the folder holds a finished run of exactly
+    this config, evaluated with the same sample counts and seed (a diverged run needs no
+    metrics: there is no model), and its executed notebook; else None.
+
+    Every file must parse: a notebook or result cut short by a full disk or a kill is not
+    a finished run, so the run is executed again (training and an evaluation already made
+    with these settings return at once; the notebook is written anew).
+    """
     d = setup.run_dir
-    try:
-        same = json.loads((d / "config.json").read_text()) == json.loads(setup.config.to_json())
-        result = json.loads((d / "result.json").read_text())
-    except (OSError, ValueError):
-        return False
-    if not same:
-        return False
+    config = _json_dict(d / "config.json")
+    result = _json_dict(d / "result.json")
+    if config is None or result is None or config != json.loads(setup.config.to_json()):
+        return None
+    if not notebook_parses(d / "experiment.ipynb"):
+        return None
     if result.get("status") == "diverged":
-        return True
-    try:
-        ev = json.loads((d / "eval.json").read_text())
-    except (OSError, ValueError):
-        return False
+        return "diverged"
+    ev = _json_dict(d / "eval.json")
+    if ev is None or ev.get("status") != "completed" or result.get("status") != "completed":
+        return None
     # an evaluation with other sample counts (the profile changed) is redone
     # (n_jobs changes how the fits are scheduled, not what they compute)
     asked = {k: v for k, v in setup.eval_kwargs.items() if k != "n_jobs"}
     done = ev.get("params", {})
-    return ev.get("status") == "completed" and all(done.get(k, v) == v
-                                                   for k, v in asked.items())
+    if not isinstance(done, dict) or any(done.get(k, v) != v for k, v in asked.items()):
+        return None
+    return "completed"
+
+
+def run_is_done(setup: ExperimentSetup) -> bool:
+    """True when :func:`done_status` finds a finished run (completed or diverged)."""
+    return done_status(setup) is not None
 
 
 def cost_rank(e: Experiment) -> int:
@@ -396,6 +470,7 @@ def plan(profile: str = "quick", out: str | Path = "runs", seeds: int | None = N
     kernel gets ``cores // jobs`` torch threads so parallel runs do not oversubscribe.
     """
     get_profile(profile)
+    _check_jobs(jobs)
     seeds = default_seeds(profile) if seeds is None else seeds
     exps = list(grid) if grid is not None else experiments(only, seeds)
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
@@ -409,13 +484,22 @@ def plan(profile: str = "quick", out: str | Path = "runs", seeds: int | None = N
         task = Task(e.run_id, str(notebook), str(setup.run_dir / "experiment.ipynb"), params,
                     cwd=str(Path(notebook).resolve().parent), accelerated=True,
                     priority=cost_rank(e))
-        planned.append(PlannedRun(e, setup, task, run_is_done(setup)))
+        status = done_status(setup)
+        planned.append(PlannedRun(e, setup, task, status is not None, status))
     return planned
 
 
 def list_commands(planned: Sequence[PlannedRun]) -> list[str]:
-    """One ``papermill notebooks/experiment.ipynb OUT -p ...`` command per run."""
-    return [p.task.command() for p in planned]
+    """One ``papermill notebooks/experiment.ipynb OUT -p ...`` command per run; a run that
+    is already done is commented out (``# done (completed): papermill ...``), so the list
+    pasted into a shell computes only what is missing."""
+    return [f"# done ({p.status}): {p.task.command()}" if p.done else p.task.command()
+            for p in planned]
+
+
+def _check_jobs(jobs: Any) -> None:
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
 
 
 # --------------------------------------------------------------------------- running
@@ -423,32 +507,40 @@ def list_commands(planned: Sequence[PlannedRun]) -> list[str]:
 
 @dataclass
 class Summary:
-    """What a reproduction did; ``failed`` lists (name, notebook, message)."""
+    """What a reproduction did; ``failed`` lists (name, notebook, message), ``busy`` the
+    runs another invocation was computing (name, who holds the lock), left alone here."""
 
     profile: str
     out: Path
     counts: dict[str, int] = field(default_factory=dict)
     failed: list[tuple[str, str, str]] = field(default_factory=list)
-    diverged: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)  # executed now or earlier (skipped)
     skipped: list[str] = field(default_factory=list)
     executed: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # not done, not run (book only)
+    busy: list[tuple[str, str]] = field(default_factory=list)
     book_html: Path | None = None
     wall_s: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        """False when a run or page failed, or a run was left to another invocation (the
+        book built here lacks it)."""
+        return not self.failed and not self.busy
 
     def report(self) -> str:
         lines = [f"reproduce --profile {self.profile}: {len(self.executed)} executed, "
                  f"{len(self.skipped)} skipped (already done), "
                  + (f"{len(self.pending)} not run (book only), " if self.pending else "")
+                 + (f"{len(self.busy)} left to another invocation, " if self.busy else "")
                  + f"{len(self.diverged)} diverged, "
                  f"{len(self.failed)} failed, in {self.wall_s:.0f} s; runs in "
                  f"{self.out / self.profile}"]
         if self.diverged:
             lines.append("diverged (recorded as results): " + ", ".join(self.diverged))
+        for name, holder in self.busy:
+            lines.append(f"BUSY {name}: another invocation holds it ({holder}); "
+                         "run this command again when it has finished")
         for name, nb, msg in self.failed:
             lines.append(f"FAILED {name}: {msg}\n    notebook: {nb}")
         if self.book_html:
@@ -456,24 +548,202 @@ class Summary:
         return "\n".join(lines)
 
 
-def _record(p: PlannedRun, o: Outcome) -> str:
-    """Status of an executed experiment (completed/diverged/failed), kept in reproduce.json
-    with the intended config, so a run that failed before training still shows up in
-    :func:`lvae.results.collect`."""
-    status = "failed"
+def _record(p: PlannedRun, o: Outcome) -> tuple[str, str]:
+    """Status of an executed experiment (completed/diverged/failed) and why it failed, kept
+    in reproduce.json with the intended config, so a run that failed before training still
+    shows up in :func:`lvae.results.collect`. A reproduce.json that cannot be written (a
+    full disk, a folder made read-only) fails this run, never the grid."""
+    status, message = "failed", o.message
     if o.status == "executed":
+        result = _json_dict(p.setup.run_dir / "result.json") or {}
+        status = result.get("status", "failed")
+        if status not in ("completed", "diverged"):
+            status, message = "failed", "the notebook ran but wrote no readable result.json"
+    try:
+        atomic_write_json(p.setup.run_dir / "reproduce.json",
+                          {"status": status, "notebook": o.notebook, "message": message,
+                           "config": p.setup.config.to_dict(),
+                           "attempts": o.attempts, "wall_s": round(o.wall_s, 2),
+                           "finished": now()})
+    except OSError as exc:
+        status = "failed"
+        message = f"{message + '; ' if message else ''}reproduce.json not written: {_short(exc)}"
+    return status, message
+
+
+# --------------------------------------------------------------------------- locks
+
+
+#: A run's lock file, the one :func:`lvae.study.claimed` takes too.
+LOCK_NAME = ".lock"
+#: The staged book's lock, beside the runs of the profile (``<out>/<profile>/.book.lock``).
+BOOK_LOCK = ".book.lock"
+
+
+class Lock:
+    """An exclusive ``fcntl.flock`` held on ``path`` (released by the OS if this process
+    dies). :meth:`release` deletes the file, so a finished run folder holds no stray
+    ``.lock``; :func:`lock_file` checks after locking that the file it locked is still the
+    one at ``path``, so a file deleted by its releaser in between is never trusted."""
+
+    def __init__(self, path: Path, file: IO[str]) -> None:
+        self.path, self.file = path, file
+
+    def release(self) -> None:
+        if self.file.closed:
+            return
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == os.fstat(self.file.fileno()).st_ino:
+                self.path.unlink()
+        self.file.close()  # releases the flock
+
+
+def lock_run(run_dir: Path) -> Lock | str:
+    """Take ``<run_dir>/.lock`` (:func:`lock_file`): two invocations on one output folder
+    never compute one run twice."""
+    return lock_file(run_dir / LOCK_NAME)
+
+
+def lock_file(path: Path) -> Lock | str:
+    """Take an exclusive lock on ``path``: a :class:`Lock` while held, or the holder's note
+    ("pid ... on host since ...") when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        f = path.open("a+")
         try:
-            status = json.loads((p.setup.run_dir / "result.json").read_text())["status"]
-        except (OSError, ValueError, KeyError):
-            status, o = "failed", Outcome(o.name, "failed", o.notebook,
-                                          "the notebook ran but wrote no result.json",
-                                          o.attempts, o.wall_s)
-    atomic_write_json(p.setup.run_dir / "reproduce.json",
-                      {"status": status, "notebook": o.notebook, "message": o.message,
-                       "config": p.setup.config.to_dict(),
-                       "attempts": o.attempts, "wall_s": round(o.wall_s, 2),
-                       "finished": now()})
-    return status
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "pid unknown"
+            f.close()
+            return holder
+        try:
+            same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()  # its holder deleted it as we opened it: lock the file now at path
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()} since {now()} (lvae reproduce)\n")
+    f.flush()
+    return Lock(path, f)
+
+
+def clear_run(run_dir: Path) -> None:
+    """Delete everything in a run folder but its lock (``--force``): the lock stays held on
+    the same file, so no other invocation can take the run in between."""
+    for child in run_dir.iterdir():
+        if child.name == LOCK_NAME:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and a file in it, or raise :class:`RunnerError` saying which
+    folder cannot be written: found before a cluster starts or a run is deleted, not as a
+    traceback from a worker."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise RunnerError(f"cannot write to {folder} ({exc.strerror or exc}); choose another "
+                          "--out or make it writable") from None
+
+
+# --------------------------------------------------------------------------- progress
+
+
+#: Seconds between two looks at the running runs' logs.
+HEARTBEAT_S = 10.0
+
+
+def last_step(log: Path) -> int | None:
+    """The ``step`` of the newest whole line of a run's ``log.jsonl`` (read from its end:
+    the log of a long run is large), or None when there is none yet."""
+    try:
+        with log.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            step = json.loads(line).get("step")
+        except (ValueError, AttributeError):  # a line being written, or not an object
+            continue
+        if isinstance(step, int):
+            return step
+    return None
+
+
+def _written_since(path: Path, since: float) -> bool:
+    try:
+        return path.stat().st_mtime >= since
+    except OSError:
+        return False
+
+
+def heartbeat(running: Sequence[PlannedRun], since: float) -> str:
+    """``name step/steps`` for every run whose log was written after ``since`` (the runs
+    training now; queued ones have no fresh log), ``name evaluating`` for one whose
+    training ended after ``since``: the progress bar's postfix between finished runs."""
+    parts = []
+    for p in running:
+        d, name = p.setup.run_dir, p.experiment.run_id
+        if _written_since(d / "result.json", since):
+            parts.append(f"{name} evaluating")
+        elif _written_since(d / "log.jsonl", since):
+            step = last_step(d / "log.jsonl")
+            if step is not None:
+                parts.append(f"{name} {step}/{p.setup.config.steps}")
+    return "; ".join(parts)
+
+
+class _Heartbeat:
+    """Every ``interval`` s, put the running runs' steps in ``bar``'s postfix after the
+    last finished run's status: without it the bar moves only when a whole run ends, which
+    on the quick profile is many minutes of an unmoving bar."""
+
+    def __init__(self, bar: Any, runs: Sequence[PlannedRun], interval: float | None = None):
+        self.bar = bar
+        self.interval = HEARTBEAT_S if interval is None else interval
+        self.running = {p.task.name: p for p in runs}
+        self.last = ""  # the last finished run and its status
+        self.since = time.time() - 1.0  # mtime resolution
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="lvae-heartbeat")
+
+    def start(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def finished(self, name: str, status: str) -> None:
+        self.running.pop(name, None)
+        self.last = f"{name}: {status}"
+        self.show()
+
+    def show(self) -> None:
+        beat = heartbeat(list(self.running.values()), self.since)
+        text = " | ".join(t for t in (self.last, f"running: {beat}" if beat else "") if t)
+        self.bar.set_postfix_str(text, refresh=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(Exception):  # a display aid must never stop the grid
+                self.show()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
 
 def _executed_copy(root: Path, src: Path) -> Path:
@@ -536,63 +806,131 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
     ``resources``; ``inline`` for this process); ``executor`` overrides that;
     ``grid``, ``notebook``, ``result_notebooks`` and ``teaching_notebooks`` (None: the
     book's, ``lvae.figures.TEACHING_NOTEBOOKS``) replace the paper's (tests use stand-ins).
+
+    In this order, so that nothing is lost to a mistake: check every option (``ValueError``),
+    check that the output folder can be written and reach the executor
+    (:class:`RunnerError`), lock the runs to compute (a run another invocation holds is
+    left to it and listed in ``summary.busy``), and only then, with ``force``, delete the
+    locked runs' folders.
     """
     t0 = time.perf_counter()
     out = Path(out).resolve()
     planned = plan(profile, out, seeds, only, jobs, grid, notebook)
+    if executor is None:
+        check_executor_options(jobs, scheduler, inline)
+    check_writable(out / profile)
     summary = Summary(profile, out)
-    todo = []
-    for p in planned:
-        if force and runs and p.setup.run_dir.exists():
-            shutil.rmtree(p.setup.run_dir)
-        if p.done and not force:
-            summary.skipped.append(p.experiment.run_id)
-        elif not runs:
-            summary.pending.append(p.experiment.run_id)
-        else:
-            todo.append(p)
     own = executor is None
     executor = executor or make_executor(jobs, scheduler, inline, resources)
+    locks: list[Lock] = []
     try:
-        by_name = {p.task.name: p for p in todo}
-        bar = tqdm(total=len(todo), desc=f"runs ({profile})", disable=not progress)
-        for o in executor.map([p.task for p in todo]):
-            status = _record(by_name[o.name], o)
-            summary.executed.append(o.name)
-            if status == "diverged":
-                summary.diverged.append(o.name)
-            elif status == "failed":
-                summary.failed.append((o.name, o.notebook, o.message or "see the notebook"))
-            bar.update(1)
-            bar.set_postfix_str(f"{o.name}: {status}")
-        bar.close()
+        todo = _claim(planned, summary, force, runs, locks)
+        if todo:
+            _grid(summary, executor, todo, profile, progress)
         if book:
             _book(summary, executor, profile, out, result_notebooks, teaching_notebooks,
-                  force)
+                  force, progress)
     finally:
+        for lock in locks:
+            lock.release()
         if own:
             executor.close()
     summary.counts = {"runs": len(planned), "executed": len(summary.executed),
                       "skipped": len(summary.skipped), "diverged": len(summary.diverged),
-                      "failed": len(summary.failed)}
+                      "failed": len(summary.failed), "busy": len(summary.busy)}
     summary.wall_s = time.perf_counter() - t0
     return summary
 
 
+def _claim(planned: Sequence[PlannedRun], summary: Summary, force: bool, runs: bool,
+           locks: list[Lock]) -> list[PlannedRun]:
+    """Sort the planned runs into skipped (done), pending (book only), busy (another
+    invocation holds the lock) and the ones to compute, which are locked (their
+    :class:`Lock` appended to ``locks``) and, with ``force``, emptied. A run found done once locked
+    (another invocation finished it meanwhile) is skipped, not recomputed."""
+    todo = []
+    for p in planned:
+        name = p.experiment.run_id
+        if p.done and not force:
+            summary.skipped.append(name)
+            if p.status == "diverged":
+                summary.diverged.append(name)
+            continue
+        if not runs:
+            summary.pending.append(name)
+            continue
+        held = lock_run(p.setup.run_dir)
+        if isinstance(held, str):
+            summary.busy.append((name, held))
+            continue
+        locks.append(held)
+        status = None if force else done_status(p.setup)
+        if status is not None:  # finished by another invocation since it was planned
+            summary.skipped.append(name)
+            if status == "diverged":
+                summary.diverged.append(name)
+            continue
+        if force:
+            clear_run(p.setup.run_dir)
+        todo.append(p)
+    return todo
+
+
+def _grid(summary: Summary, executor: Executor, todo: Sequence[PlannedRun], profile: str,
+          progress: bool) -> None:
+    """Execute the runs, recording each as it ends; the bar's postfix beats between runs."""
+    by_name = {p.task.name: p for p in todo}
+    bar = tqdm(total=len(todo), desc=f"runs ({profile})", disable=not progress)
+    beat = _Heartbeat(bar, todo)
+    if progress:
+        beat.start()
+    try:
+        for o in executor.map([p.task for p in todo]):
+            status, message = _record(by_name[o.name], o)
+            summary.executed.append(o.name)
+            if status == "diverged":
+                summary.diverged.append(o.name)
+            elif status == "failed":
+                summary.failed.append((o.name, o.notebook, message or "see the notebook"))
+            bar.update(1)
+            beat.finished(o.name, status)
+    finally:
+        beat.stop()
+        bar.close()
+
+
 def _book(summary: Summary, executor: Executor, profile: str, out: Path,
           results: Sequence[str | Path], teaching: Sequence[str | Path] | None,
-          force: bool) -> None:
-    """Execute the book's pages through the executor, then ``lvae.figures.build_book``."""
+          force: bool, progress: bool = False) -> None:
+    """Execute the book's pages through the executor, then ``lvae.figures.build_book``;
+    a bar counts the pages and then the build (its last step), naming each phase."""
     from lvae import figures
 
-    for o in executor.map(book_tasks(profile, out, results, teaching, force)):
-        if o.status == "failed":
-            summary.failed.append((o.name, o.notebook, o.message))
-    if not (REPO / "_config.yml").is_file():
-        warnings.warn("no _config.yml at the repository root: book build skipped", stacklevel=2)
+    held = lock_file(out / profile / BOOK_LOCK)
+    if isinstance(held, str):  # two builds into one staged book would mix their pages
+        summary.busy.append(("book", held))
         return
+    tasks = book_tasks(profile, out, results, teaching, force)
+    bar = tqdm(total=len(tasks) + 1, desc=f"book ({profile})", disable=not progress)
     try:
-        summary.book_html = Path(figures.build_book(out / profile, execute_teaching=False))
-    except (FileNotFoundError, RuntimeError) as e:  # a page missing, or the build failed
-        summary.failed.append(("book", str(figures.book_source(out / profile)),
-                               str(e).strip().splitlines()[0][:500]))
+        bar.set_postfix_str(f"executing {len(tasks)} pages", refresh=True)
+        for o in executor.map(tasks):
+            if o.status == "failed":
+                summary.failed.append((o.name, o.notebook, o.message))
+            bar.update(1)
+            bar.set_postfix_str(f"{o.name}: {o.status}", refresh=True)
+        if not (REPO / "_config.yml").is_file():
+            warnings.warn("no _config.yml at the repository root: book build skipped",
+                          stacklevel=2)
+            return
+        bar.set_postfix_str("jupyter-book build (HTML)", refresh=True)
+        try:
+            summary.book_html = Path(figures.build_book(out / profile, execute_teaching=False))
+        except (FileNotFoundError, RuntimeError) as e:  # a page missing, or the build failed
+            summary.failed.append(("book", str(figures.book_source(out / profile)),
+                                   str(e).strip().splitlines()[0][:500]))
+        bar.update(1)
+        bar.set_postfix_str("built" if summary.book_html else "build failed", refresh=True)
+    finally:
+        bar.close()
+        held.release()

@@ -93,3 +93,16 @@ def test_list_prints_valid_papermill_commands(tmp_path: Path, capsys):
 def test_cli_rejects_bad_option(capsys):
     assert main(["reproduce", "--profile", "smoke", "--list", "--only", "table9"]) == 2
     assert "table9" in capsys.readouterr().err
+
+
+def test_data_path_and_custom_settings_extend_the_id():
+    from lvae.grid import data_tag
+
+    e = Experiment("shapes3d", 1.0, data_path="/data/3dshapes.h5")
+    assert e.run_id == f"shapes3d-a1e+00-b1-synthetic-s0-d{data_tag('/data/3dshapes.h5')}"
+    assert len(data_tag("/data/3dshapes.h5")) == 8
+    assert e.config_id == e.run_id.replace("-s0", "")  # seeds pool, data never mixes
+    assert e.parameters("quick")["data_path"] == "/data/3dshapes.h5"
+    v = Experiment("shapes3d", 1.0, seed=1, reduction="sum", variant="0123abcd")
+    assert v.run_id == "shapes3d-a1e+00-b1-synthetic-s1-rsum-c0123abcd"
+    assert v.config_id == "shapes3d-a1e+00-b1-synthetic-rsum-c0123abcd"

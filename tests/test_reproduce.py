@@ -166,9 +166,11 @@ def test_dead_kernel_is_retried_then_failed(tmp_path: Path, monkeypatch):
 
     attempts = []
 
+    whole = nbf.writes(nbf.v4.new_notebook())  # a cut-short file is never moved into place
+
     def flaky(input_path, output_path, **kw):
         attempts.append(1)
-        Path(output_path).write_text("{}")
+        Path(output_path).write_text(whole)
         if len(attempts) < 2:
             raise RuntimeError("Kernel died before replying to kernel_info")
         return None
@@ -180,7 +182,7 @@ def test_dead_kernel_is_retried_then_failed(tmp_path: Path, monkeypatch):
     assert (o.status, o.attempts) == ("executed", 2)
 
     def dead(input_path, output_path, **kw):
-        Path(output_path).write_text("{}")
+        Path(output_path).write_text(whole)
         raise OSError("zmq: Address already in use")
 
     monkeypatch.setattr(papermill, "execute_notebook", dead)
