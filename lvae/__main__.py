@@ -61,9 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("study", help="the reference study: long runs evaluated at milestones",
                        description="Workers that train and evaluate the study's runs "
                        "(lvae.study.STUDY, in priority order), resumable across sessions.")
-    s.add_argument("action", choices=("work", "status"),
+    s.add_argument("action", choices=("work", "status", "ship"),
                    help="work: take runs until none is left (start one worker per core); "
-                   "status: where every run stands")
+                   "status: where every run stands; ship: copy finished runs (and the "
+                   "progress of those still training) into the repository's results/")
     s.add_argument("--out", default=str(Path.home() / "lvae-study"),
                    help="study run folders (default: ~/lvae-study, outside the repository)")
     s.add_argument("--limit", type=int, default=None, help="work: stop after this many runs")
@@ -75,6 +76,12 @@ def _study(args: argparse.Namespace) -> int:
 
     if args.action == "work":
         study.work(args.out, limit=args.limit, log=lambda m: print(m, flush=True))
+        return 0
+    if args.action == "ship":
+        for sr in study.STUDY:
+            rdir = study.run_dir(args.out, sr)
+            if (rdir / "config.json").is_file() and study.milestones(rdir):
+                print(f"shipped {study.ship(rdir)}")
         return 0
     rows = study.progress(args.out)
     cpu = sum(r["cpu_hours"] for r in rows)

@@ -360,7 +360,7 @@ def seed_state(df: Any, alpha: float, dataset: str = "shapes3d", beta: float = 1
     ``find_run``: an imported run belongs to another profile.
     """
     d = find_run(df, dataset=dataset, alpha=alpha, beta=beta, neighborhood=neighborhood,
-                 seed=seed)
+                 seed=seed, sources=("build",))
     if d is not None:
         return "completed", d
     if df is None or len(df) == 0:

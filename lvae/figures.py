@@ -364,26 +364,43 @@ def codes_table(cc: Any, names: Mapping[str, str], digits: int = 3) -> Any:
 
 
 def find_run(df: Any, dataset: str = "shapes3d", alpha: float = 1.0, beta: float = 1.0,
-             neighborhood: str | None = "synthetic", seed: int | None = None) -> str | None:
-    """The folder of a finished run of this configuration (lowest seed), or None.
+             neighborhood: str | None = "synthetic", seed: int | None = None,
+             sources: Sequence[str] = ("imported", "build")) -> str | None:
+    """The folder of a finished run of this configuration with a model to draw from, or
+    None.
 
-    Only ``build`` runs are candidates: imported runs keep no checkpoint, and figures need
-    the model. ``df`` is a :func:`lvae.results.collect` frame.
+    Shipped runs (``imported``, with their final parameters in ``model.pt``: the reference
+    study's trained models) come first, the longest budget first, so the figures show what
+    trained models do; then the build's own runs (with a checkpoint), lowest seed first.
+    ``sources`` picks and orders the kinds (``("build",)``: this build's models only).
+    ``df`` is a :func:`lvae.results.collect` frame; :func:`run_caption` says which it is.
     """
     if df is None or len(df) == 0:
         return None
     sel = ((df["dataset"] == dataset) & np.isclose(df["alpha"].astype(float), alpha)
-           & np.isclose(df["beta"].astype(float), beta) & (df["status"] == "completed")
-           & (df["source"] == "build"))
+           & np.isclose(df["beta"].astype(float), beta) & (df["status"] == "completed"))
     if neighborhood is not None and alpha > 0:
         sel &= df["neighborhood"] == neighborhood
     if seed is not None:
         sel &= df["seed"] == seed
-    hits = df[sel].sort_values("seed")
-    for d in hits["run_dir"]:
-        if (Path(d) / "checkpoint.pt").exists():
-            return str(d)
+    hits = df[sel]
+    hits = hits.assign(_steps=hits["steps"].astype(float) if "steps" in hits else 0.0)
+    weights = {"imported": "model.pt", "build": "checkpoint.pt"}
+    for source in sources:
+        frame = hits[hits["source"] == source].sort_values(["_steps", "seed"],
+                                                           ascending=[False, True])
+        for d in frame["run_dir"]:
+            if (Path(d) / weights[source]).exists():
+                return str(d)
     return None
+
+
+def run_caption(run_dir: str | Path) -> str:
+    """Where a figure's model comes from: ``"study, 20,000 steps, seed 0"``."""
+    import json
+
+    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    return f"{cfg.get('profile', '?')}, {int(cfg.get('steps', 0)):,} steps, seed {cfg.get('seed')}"
 
 
 def run_state(df: Any, dataset: str = "shapes3d", alpha: float = 1.0, beta: float = 1.0,
@@ -621,7 +638,8 @@ def quiet_progress() -> None:
 
 def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
                      paper: Mapping[str, Mapping[str, float]] | None = None,
-                     paper_steps: int = 300_000, ylim: tuple[float, float] | None = (0, 1),
+                     paper_steps: int = 300_000,
+                     ylim: tuple[float, float] | None = (0, 1.04),
                      title: str | None = None) -> Figure:
     """Metrics against training steps, one line per group (``frame[by]``): the mean over
     seeds, a band from the lowest to the highest seed, thin lines for single runs.
@@ -666,27 +684,34 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
 
         handles.append(Line2D([], [], marker="*", ms=11, color="gray", mec="black", ls="none"))
         labels.append(f"paper, at {paper_steps:,} steps")
-    if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4),
-                   fontsize=8, bbox_to_anchor=(0.5, 1.0 + 0.07 * math.ceil(len(labels) / 4)),
-                   frameon=False)
+    ncol = min(max(len(labels), 1), 4)
+    rows = math.ceil(len(labels) / ncol) if labels else 0
+    top_in = 0.2 * rows + (0.3 if title else 0.0)  # inches above the panels
+    fig.set_figheight(fig.get_figheight() + top_in)
+    height = fig.get_figheight()
     if title:
-        fig.suptitle(title, fontsize=11, y=1.0 + 0.07 * math.ceil(len(labels) / 4) + 0.06)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=11, y=1 - 0.05 / height, va="top")
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=8,
+                   bbox_to_anchor=(0.5, 1 - (0.3 if title else 0.0) / height),
+                   frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - top_in / height))
     return fig
 
 
 def milestone_pictures(pictures: Mapping[int, Mapping[str, np.ndarray]],
                        steps: Sequence[int] | None = None, title: str | None = None,
-                       cell: float = 0.55) -> Figure:
+                       cell: float = 0.5) -> Figure:
     """What a run draws at each milestone (:func:`lvae.study.shipped_pictures`), one block
-    of rows per step: references, their reconstructions by the meta-model alone and by the
-    adapted model, the localized generations (one row per reference, one column per
-    shared prior code z: the paper's Figure 3) and the meta-decoder alone on the same z."""
+    of columns per step, side by side: rows are the references, their reconstructions by
+    the meta-model alone and by the adapted model, the localized generations (one row per
+    reference, one column per shared prior code z: the paper's Figure 3) and the
+    meta-decoder alone on the same z."""
     steps = list(steps if steps is not None else sorted(pictures))
-    blocks = []
-    labels: list[str] = []
-    for step in steps:
+    if not steps:
+        raise ValueError("milestone_pictures needs at least one step")
+    blocks, col_labels = [], []
+    for i, step in enumerate(steps):
         p = pictures[step]
         width = p["localized"].shape[1]
 
@@ -694,10 +719,16 @@ def milestone_pictures(pictures: Mapping[int, Mapping[str, np.ndarray]],
             pad = np.full((width - len(images), *images.shape[1:]), 255, np.uint8)
             return np.concatenate([images, pad])
 
-        rows = [row(p["references"]), row(p["meta_recon"]), row(p["adapted_recon"]),
-                *p["localized"], row(p["meta_samples"])]
-        blocks += rows
-        n_ref = len(p["references"])
-        labels += [f"step {step:,}\nreferences", "meta recon", "adapted recon",
-                   *[f"z row, ref {i + 1}" for i in range(n_ref)], "meta decoder"]
-    return image_grid(np.stack(blocks), row_labels=labels, title=title, cell=cell)
+        block = np.stack([row(p["references"]), row(p["meta_recon"]),
+                          row(p["adapted_recon"]), *p["localized"],
+                          row(p["meta_samples"])])
+        if i:  # a white column between milestones
+            blocks.append(np.full((len(block), 1, *block.shape[2:]), 255, np.uint8))
+            col_labels.append("")
+        blocks.append(block)
+        col_labels += [f"step {step:,}"] + [""] * (width - 1)
+    n_ref = len(pictures[steps[0]]["references"])
+    labels = ["references", "meta recon", "adapted recon",
+              *[f"z row, ref {i + 1}" for i in range(n_ref)], "meta decoder"]
+    return image_grid(np.concatenate(blocks, axis=1), row_labels=labels,
+                      col_labels=col_labels, title=title, cell=cell)

@@ -75,6 +75,7 @@ EXPERIMENT_NOTEBOOK = REPO / "notebooks" / "experiment.ipynb"
 #: injected (absolute ``out_dir``; the runs are in ``<out_dir>/<profile>/``). Relative to
 #: the repository root; ones not yet present are skipped with a warning.
 RESULT_NOTEBOOKS: tuple[str, ...] = (
+    "notebooks/results_study.ipynb",
     "notebooks/results_table1.ipynb",
     "notebooks/results_table2.ipynb",
     "notebooks/results_table5.ipynb",

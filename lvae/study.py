@@ -579,7 +579,9 @@ def milestone_frame(root: str | Path | None = None) -> pd.DataFrame:
                 row["inner_loss"] = float(log.loc[rec["step"], "inner_loss"])
                 row["loss"] = float(log.loc[rec["step"], "loss"])
             rows.append(row)
-    return pd.DataFrame(rows)
+    columns = ["run_id", "state", "step", "config_id", "label", "alpha", "beta",
+               "neighborhood", "seed", "lr", "profile", "z_share", "inner_loss", "loss"]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 
 
 def status_frame(root: str | Path | None = None) -> pd.DataFrame:
