@@ -92,10 +92,11 @@ def _tables_by_config() -> dict[str, str]:
 
 
 def _experiment_of(cfg: dict[str, Any]) -> Experiment:
-    red = cfg.get("reduction", _DEFAULT_REDUCTION)
-    return Experiment(cfg["dataset"], float(cfg["alpha"]), float(cfg.get("beta", 1.0)),
-                      cfg.get("neighborhood", "synthetic"), int(cfg.get("seed", 0)),
-                      reduction=None if red == _DEFAULT_REDUCTION else red)
+    """The run's experiment as the runner named it, so real-data runs (``-d<hash>``) and
+    custom-budget runs (``-c<hash>``) are never pooled with the profile's twin runs."""
+    from lvae.params import experiment_of
+
+    return experiment_of(cfg)
 
 
 def read_run(run_dir: str | Path, source: str = "build",

@@ -250,3 +250,20 @@ def test_provenance_names_budget_runs_wall_and_versions(store):
     assert p["versions"] == "torch 2.13.0+cpu, numpy 2.4.6"
     assert provenance(build.iloc[:0], "smoke")["runs"] == "0"
     assert provenance(build.iloc[:0], "smoke")["commit"] == "none"
+
+
+def test_real_data_runs_are_not_pooled_with_twin_runs(store):
+    out, _ = store
+    twin = out / "smoke" / "shapes3d-a1e+00-b1-synthetic-s0"
+    real = twin.with_name(twin.name + "-real")
+    real.mkdir()
+    for name in ("result.json", "eval.json"):
+        (real / name).write_bytes((twin / name).read_bytes())
+    cfg = json.loads((twin / "config.json").read_text())
+    (real / "config.json").write_text(json.dumps({**cfg, "data_path": "/data/3dshapes.h5"}))
+    df = collect(out, imported=None)
+    ids = df.set_index("run_id").config_id
+    assert ids[real.name] != ids[twin.name] and ids[real.name].startswith(
+        "shapes3d-a1e+00-b1-synthetic")
+    s = summarize(df, ["dci_nocolor.disentanglement"])
+    assert s[s.config_id == ids[twin.name]].n.item() == 3  # the twin's 3 seeds only
