@@ -29,8 +29,9 @@ from collections.abc import Callable
 import torch
 from torch.func import grad, vmap
 
+from lvae.batched import local_vae_loss
 from lvae.model import VAE, Architecture
-from lvae.objective import LossSpec, local_vae_loss, neg_elbo, vanilla_vae_loss
+from lvae.objective import LossSpec, neg_elbo, vanilla_vae_loss
 
 B, K = 25, 10
 

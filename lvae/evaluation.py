@@ -5,8 +5,8 @@ computes what the paper's Tables 1, 2 and 5 report, plus what the fidelity notes
 
 * **DCI** (:mod:`lvae.metrics.dci`, exactly as disentanglement_lib) on the *meta*-encoder's
   means, the headline codes, and again on the means of the encoder *adapted* to each image's
-  own synthetic neighbourhood (``shared/notes/fidelity.md`` item 3: the paper does not say
-  which it used, and they differ). 3D Shapes: ``dci_color`` (all six factors) and
+  own synthetic neighbourhood (the paper does not say which codes it scored, and the two
+  give different values). 3D Shapes: ``dci_color`` (all six factors) and
   ``dci_nocolor`` (scale, shape, orientation) from one set of fits; CarsNORB:
   ``dci_cars3d`` and ``dci_smallnorb`` per sub-dataset (Table 2); other datasets: ``dci``.
   SmallNORB uses disentanglement_lib's four factors (instance is a nuisance).
@@ -197,14 +197,12 @@ def generate_images(run: Any, num: int, seed: int, batch: int = 100) -> np.ndarr
     localized_samples`` shares one set of codes across references, which would correlate
     the samples); the inner step is the one of :func:`lvae.generation.adapt`.
     """
-    from lvae.generation import adapt, prepared_neighborhood
-    from lvae.objective import adapted_decode
+    from lvae.generation import adapted_model, prepared_neighborhood
 
     rng = np.random.RandomState(seed)
     gen = torch.Generator().manual_seed(seed)
     alpha, latent = float(run.config.alpha), run.arch.latent_dim
     nbhd = prepared_neighborhood(run) if alpha > 0 else None
-    params = run.model.params()
     out = []
     for start in range(0, num, batch):
         b = min(batch, num - start)
@@ -213,9 +211,9 @@ def generate_images(run: Any, num: int, seed: int, batch: int = 100) -> np.ndarr
             logits = run.model.decode(z)
         else:
             pos = rng.randint(len(run.pool), size=b)
-            g = adapt(run, run.pool.tensor(pos), neighbor_positions=pos, neighborhood=nbhd,
-                      generator=gen)
-            logits = adapted_decode(params, run.arch, g, alpha, z)  # one code per task
+            model = adapted_model(run, run.pool.tensor(pos), neighbor_positions=pos,
+                                  neighborhood=nbhd, generator=gen)
+            logits = model.decode(z)  # one code per task
         probs = torch.sigmoid(logits).clamp(0, 1)
         out.append((probs * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
     return np.concatenate(out)
@@ -262,30 +260,32 @@ def frechet_block(
 @torch.no_grad()
 def heldout_neg_elbo(run: Any, num: int, seed: int, batch: int = 250) -> dict[str, Any]:
     """Mean negative ELBO (nats per image, beta = 1) on held-out images: meta and adapted."""
-    from lvae.generation import adapt
-    from lvae.objective import LossSpec, adapted_decode, adapted_encode, neg_elbo_terms
+    from lvae.batched import AdaptedModel
+    from lvae.generation import adapted_model
+    from lvae.model import VAE
+    from lvae.objective import LossSpec, neg_elbo_terms, reparameterize
 
     idx = np.asarray(run.heldout)[:num]
     if len(idx) == 0:
         return {"meta": None, "adapted": None, "num_images": 0}
     spec = LossSpec(likelihood=run.loss.likelihood, beta=1.0, reduction="sum")
+
+    def nats(model: VAE | AdaptedModel, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Eq. 1 in nats per image (beta = 1), one posterior sample."""
+        mu, logvar = model.encode(x)
+        recon, kl = neg_elbo_terms(x, model.decode(reparameterize(mu, logvar, eps)), mu, logvar,
+                                   spec)
+        return recon + kl
+
     adapted_ok = run.config.alpha > 0 and run.config.neighborhood == "synthetic"
     gen = torch.Generator().manual_seed(seed)
-    params, alpha = run.model.params(), float(run.config.alpha)
     meta, adapted = [], []
     for start in range(0, len(idx), batch):
         x = to_tensor(run.dataset.images(idx[start : start + batch]))
         eps = torch.randn(len(x), run.arch.latent_dim, generator=gen)
-        mu, logvar = run.model.encode(x)
-        logits = run.model.decode(mu + torch.exp(0.5 * logvar) * eps)
-        recon, kl = neg_elbo_terms(x, logits, mu, logvar, spec)
-        meta.append(recon + kl)
+        meta.append(nats(run.model, x, eps))
         if adapted_ok:
-            g = adapt(run, x, seed=seed + start)
-            mu, logvar = adapted_encode(params, run.arch, g, alpha, x)
-            logits = adapted_decode(params, run.arch, g, alpha, mu + torch.exp(0.5 * logvar) * eps)
-            recon, kl = neg_elbo_terms(x, logits, mu, logvar, spec)
-            adapted.append(recon + kl)
+            adapted.append(nats(adapted_model(run, x, seed=seed + start), x, eps))
     return {
         "meta": float(torch.cat(meta).mean()),
         "adapted": float(torch.cat(adapted).mean()) if adapted else None,

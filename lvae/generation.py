@@ -3,12 +3,15 @@
 At inference the Local VAE "obtains the local parameters by applying one-step gradient
 descent using the randomly selected training data and generates images from these local
 parameters" (section 5.1). Every function here runs that one inner step with
-:func:`lvae.objective.inner_gradients` (the same code as training, first order since no
-meta-gradient is needed) and then decodes or encodes under the adapted parameters.
+:func:`lvae.batched.inner_gradients` (the same code as training, first order since no
+meta-gradient is needed) and then decodes or encodes under the adapted parameters, through
+one :func:`adapted_model` (a :class:`~lvae.batched.AdaptedModel`, used like the meta-model).
 
-Two outputs are always available side by side, because they can differ a lot
-(``shared/notes/fidelity.md``, item 2): the *meta* model (theta, phi) alone, and the model
-*adapted* to a reference image's neighbourhood (theta', phi').
+Two outputs are always available side by side, because they can differ a lot: the *meta*
+model (theta, phi) alone, and the model *adapted* to a reference image's neighbourhood
+(theta', phi'). With synthetic neighbours that are near-copies of the reference, the inner
+step fits the reference itself, and a Local VAE's meta-model alone can reconstruct almost
+nothing (flat grey) while the adapted model reconstructs the image, colours included.
 """
 
 from __future__ import annotations
@@ -19,15 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lvae.batched import AdaptedModel, InnerGradients, inner_gradients
 from lvae.data.base import to_tensor
+from lvae.model import VAE
 from lvae.neighborhoods import Neighborhood
-from lvae.objective import (
-    InnerGradients,
-    adapted_decode,
-    adapted_encode,
-    check_alpha,
-    inner_gradients,
-)
+from lvae.objective import check_alpha
 from lvae.training import Run, neighborhood_for
 
 
@@ -79,6 +78,18 @@ def adapt(run: Run, references: Tensor, k: int | None = None, seed: int = 0,
                                create_graph=False)
 
 
+def adapted_model(run: Run, references: Tensor, alpha: float | None = None,
+                  **adapt_kwargs) -> AdaptedModel:
+    """The run's model adapted to each reference's neighbourhood: :func:`adapt`, wrapped.
+
+    ``alpha`` defaults to the run's own; ``adapt_kwargs`` go to :func:`adapt`. Item b of an
+    input (m-major for several per reference) goes through reference b's network.
+    """
+    alpha = check_alpha(run.config.alpha if alpha is None else alpha)
+    g = adapt(run, references, **adapt_kwargs)
+    return AdaptedModel(run.model.params(), run.arch, g, alpha)
+
+
 @torch.no_grad()
 def localized_samples(run: Run, references: Tensor, z: Tensor, alpha: float | None = None,
                       **adapt_kwargs) -> Tensor:
@@ -88,10 +99,10 @@ def localized_samples(run: Run, references: Tensor, z: Tensor, alpha: float | No
     alpha = check_alpha(run.config.alpha if alpha is None else alpha)
     if z.dim() != 2 or z.shape[1] != run.arch.latent_dim:
         raise ValueError(f"z must be (M, {run.arch.latent_dim}), got {tuple(z.shape)}")
-    g = adapt(run, references, **adapt_kwargs)
+    model = adapted_model(run, references, alpha, **adapt_kwargs)
     b, m = len(references), len(z)
     z_mb = z.unsqueeze(1).expand(m, b, -1).reshape(m * b, -1)  # m-major: z_j for task b
-    logits = adapted_decode(run.model.params(), run.arch, g, alpha, z_mb)
+    logits = model.decode(z_mb)
     probs = torch.sigmoid(logits).view(m, b, *logits.shape[1:])
     return probs.transpose(0, 1).contiguous()
 
@@ -110,12 +121,11 @@ def reconstructions(run: Run, images: Tensor, adapted: bool = True, seed: int = 
     For kNN neighbourhoods the images must be pool images at ``neighbor_positions``.
     """
     images = _check_images(images, run, "images")
-    if not adapted or run.config.alpha == 0:
-        return torch.sigmoid(run.model(images))
-    g = adapt(run, images, seed=seed, neighbor_positions=neighbor_positions)
-    params, alpha = run.model.params(), run.config.alpha
-    mu, _ = adapted_encode(params, run.arch, g, alpha, images)
-    return torch.sigmoid(adapted_decode(params, run.arch, g, alpha, mu))
+    model: VAE | AdaptedModel = run.model
+    if adapted and run.config.alpha != 0:
+        model = adapted_model(run, images, seed=seed, neighbor_positions=neighbor_positions)
+    mu, _ = model.encode(images)
+    return torch.sigmoid(model.decode(mu))
 
 
 @torch.no_grad()
@@ -129,22 +139,15 @@ def traversal(run: Run, image: Tensor, values: Tensor | None = None, adapted: bo
     image = image.unsqueeze(0) if image.dim() == 3 else image
     image = _check_images(image, run, "image")
     values = torch.linspace(-2, 2, 9) if values is None else torch.as_tensor(values).float()
-    params, alpha = run.model.params(), run.config.alpha
-    use_adapted = adapted and alpha > 0
-    g = adapt(run, image, seed=seed) if use_adapted else None
-    if g is not None:
-        mu, _ = adapted_encode(params, run.arch, g, alpha, image)
-    else:
-        mu, _ = run.model.encode(image)
+    model: VAE | AdaptedModel = run.model
+    if adapted and run.config.alpha > 0:
+        model = adapted_model(run, image, seed=seed)
+    mu, _ = model.encode(image)
     d, n = run.arch.latent_dim, len(values)
     z = mu.repeat(d * n, 1).view(d, n, d).clone()
     for i in range(d):
         z[i, :, i] = values
-    z = z.view(d * n, d)
-    if g is not None:
-        logits = adapted_decode(params, run.arch, g, alpha, z)  # one task, m = d*n
-    else:
-        logits = run.model.decode(z)
+    logits = model.decode(z.view(d * n, d))  # adapted: one task, m = d*n codes
     return torch.sigmoid(logits).view(d, n, *logits.shape[1:])
 
 
@@ -166,11 +169,8 @@ def represent(run: Run, mode: str = "meta", batch: int = 250,
         out = []
         for start in range(0, len(images), batch):
             x = to_tensor(images[start : start + batch])
-            if adapted:
-                g = adapt(synthetic, x, seed=seed + start)
-                mu, _ = adapted_encode(run.model.params(), run.arch, g, run.config.alpha, x)
-            else:
-                mu, _ = run.model.encode(x)
+            model = adapted_model(synthetic, x, seed=seed + start) if adapted else run.model
+            mu, _ = model.encode(x)
             out.append(mu.numpy())
         return np.concatenate(out) if out else np.zeros((0, run.arch.latent_dim), np.float32)
 

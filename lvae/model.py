@@ -3,8 +3,9 @@
 The Local VAE evaluates the *same* network under many parameter sets (the meta-parameters
 and one adapted copy per neighbourhood), so the forward pass is written as pure functions of
 a ``{name: tensor}`` dict (:func:`encode`, :func:`decode`), and :class:`VAE` is a thin
-``nn.Module`` that owns the meta-parameters and calls them. ``lvae.objective`` relies on the
-layer list below (:func:`layer_specs`) to run its batched meta-step layer by layer.
+``nn.Module`` that owns the meta-parameters and calls them. Every forward pass of the package
+(this plain one, and the recording and adapted passes of ``lvae.batched``) runs through the
+one layer loop :func:`run_layers`, over the layer list of :func:`layer_specs`.
 
 Table 3 (64x64x3, latent 10)::
 
@@ -24,6 +25,7 @@ disentanglement_lib does (the paper writes log sigma; the two differ by a factor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch.nn.functional as F
@@ -34,6 +36,9 @@ Params = dict[str, Tensor]
 CONV_CHANNELS = {64: (32, 32, 64, 64), 32: (32, 64, 64)}
 KERNEL, STRIDE, PADDING = 4, 2, 1
 HIDDEN = 256
+# Side of the encoder's last feature map and of the decoder's first one (Table 3: 4x4x64):
+# every resolution halves through its stride-2 convs down to it (64 -> 4, 32 -> 4).
+BOTTLENECK = 4
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ def layer_specs(arch: Architecture) -> tuple[list[Layer], list[Layer]]:
     for i, c in enumerate(chans):
         enc.append(Layer(f"enc.conv{i}", "conv", c_in, c, True))
         c_in = c
-    flat = chans[-1] * 4 * 4
+    flat = chans[-1] * BOTTLENECK * BOTTLENECK
     enc.append(Layer("enc.fc", "linear", flat, HIDDEN, True))
     enc.append(Layer("enc.head", "linear", HIDDEN, 2 * arch.latent_dim, False))
 
@@ -117,30 +122,40 @@ def apply_layer(layer: Layer, params: Params, h: Tensor) -> Tensor:
     return F.linear(h, w, b)
 
 
-def run_layers(layers: list[Layer], params: Params, h: Tensor, channels_last: int) -> Tensor:
-    """Apply ``layers`` in order, reshaping between conv and linear stages."""
+# A layer's affine map given its input: ``apply_layer`` with some parameters, or a variant
+# (the batched meta-step records activations, or applies each task's adapted weights).
+LayerMap = Callable[[Layer, Tensor], Tensor]
+
+
+def run_layers(layers: list[Layer], params: Params, h: Tensor,
+               affine: LayerMap | None = None) -> Tensor:
+    """Apply ``layers`` in order: reshape between conv and linear stages, affine map, ReLU.
+
+    The only layer loop of the package. ``affine`` replaces each layer's affine map (default:
+    :func:`apply_layer` with ``params``), so the passes of ``lvae.batched`` (recording, and
+    under adapted parameters) share the reshapes and activations with the plain forward.
+    """
     for layer in layers:
         if layer.kind == "linear" and h.dim() == 4:
-            h = h.flatten(1)  # (n, C*4*4)
+            h = h.flatten(1)  # (n, C*BOTTLENECK*BOTTLENECK)
         elif layer.kind == "deconv" and h.dim() == 2:
-            h = h.view(h.shape[0], channels_last, 4, 4)  # (n, C, 4, 4)
-        h = apply_layer(layer, params, h)
-        if layer.relu:
-            h = F.relu(h)
+            h = h.view(h.shape[0], layer.in_features, BOTTLENECK, BOTTLENECK)
+        s = apply_layer(layer, params, h) if affine is None else affine(layer, h)
+        h = F.relu(s) if layer.relu else s
     return h
 
 
 def encode(params: Params, x: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:
     """q(z|x): images ``(n, C, H, W)`` in [0, 1] -> ``(mu, logvar)``, each ``(n, latent)``."""
     enc, _ = layer_specs(arch)
-    out = run_layers(enc, params, x, CONV_CHANNELS[arch.resolution][-1])
+    out = run_layers(enc, params, x)
     return out[:, : arch.latent_dim], out[:, arch.latent_dim :]
 
 
 def decode(params: Params, z: Tensor, arch: Architecture) -> Tensor:
     """p(x|z): latent codes ``(n, latent)`` -> pixel logits ``(n, C, H, W)``."""
     _, dec = layer_specs(arch)
-    return run_layers(dec, params, z, CONV_CHANNELS[arch.resolution][-1])
+    return run_layers(dec, params, z)
 
 
 class VAE(nn.Module):

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lvae.model import VAE, Architecture, layer_specs
+from lvae.model import (
+    BOTTLENECK,
+    CONV_CHANNELS,
+    VAE,
+    Architecture,
+    apply_layer,
+    layer_specs,
+    run_layers,
+)
 
 
 def test_table3_layers_at_64():
@@ -41,3 +49,34 @@ def test_bad_architecture_names_argument():
         Architecture(resolution=48)
     with pytest.raises(ValueError, match="channels"):
         Architecture(channels=2)
+
+
+@pytest.mark.parametrize("res", [64, 32])
+def test_every_resolution_halves_down_to_the_bottleneck(res):
+    """The conv stack ends at BOTTLENECK x BOTTLENECK, which the linear layers assume."""
+    arch = Architecture(resolution=res)
+    assert res // 2 ** len(CONV_CHANNELS[res]) == BOTTLENECK
+    enc, dec = layer_specs(arch)
+    flat = CONV_CHANNELS[res][-1] * BOTTLENECK * BOTTLENECK
+    assert enc[-2].in_features == flat and dec[1].out_features == flat
+    h = torch.rand(2, 3, res, res)
+    for layer in enc[:-2]:
+        h = apply_layer(layer, VAE(arch).params(), h)
+    assert h.shape[-2:] == (BOTTLENECK, BOTTLENECK)
+
+
+def test_run_layers_affine_hook_replaces_only_the_affine_map():
+    """The one layer loop: an ``affine`` hook sees every layer with its reshaped input."""
+    arch = Architecture(resolution=32)
+    params = VAE(arch).params()
+    _, dec = layer_specs(arch)
+    z = torch.randn(3, arch.latent_dim)
+    seen: list[tuple[str, tuple[int, ...]]] = []
+
+    def spy(layer, h):
+        seen.append((layer.name, tuple(h.shape)))
+        return apply_layer(layer, params, h)
+
+    assert torch.equal(run_layers(dec, params, z, spy), run_layers(dec, params, z))
+    assert [name for name, _ in seen] == [lay.name for lay in dec]
+    assert seen[2][1] == (3, CONV_CHANNELS[32][-1], BOTTLENECK, BOTTLENECK)  # first deconv

@@ -1,25 +1,35 @@
 """The Local VAE objective against independent references.
 
-The oracle is the plain per-task loop of Algorithm 1 (what learn2learn/higher do): for
-each anchor, ``autograd.grad(create_graph=True)`` of its neighbours' mean loss, an explicit
-adapted parameter dict, the anchor's loss under it. The batched formulation must give the
-same loss and the same meta-gradient.
+The oracle is the plain per-task loop of Algorithm 1 (what learn2learn/higher do), written
+here from scratch: for each anchor, ``autograd.grad(create_graph=True)`` of its neighbours'
+mean loss, an explicit adapted parameter dict, the anchor's loss under it. The library's own
+reading of the paper (``lvae.objective.local_vae_loss_reference``) must equal it, and the
+batched formulation (``lvae.batched``, what training calls) must give the same loss and the
+same meta-gradient as both, for both decoder likelihoods.
 """
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from lvae.model import VAE, Architecture
+from lvae import batched, objective
+from lvae.model import VAE, Architecture, decode, encode
 from lvae.objective import (
+    LIKELIHOODS,
+    AdaptedModel,
     LossSpec,
     adapted_decode,
     adapted_encode,
     inner_gradients,
+    inner_step,
+    local_objective,
     local_vae_loss,
+    local_vae_loss_reference,
     neg_elbo,
     neg_elbo_terms,
     vanilla_vae_loss,
@@ -55,12 +65,13 @@ def rel_err(a, b):
                                                                                    strict=True))
 
 
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
 @pytest.mark.parametrize("res,channels", [(32, 3), (64, 3), (32, 1)])
 @pytest.mark.parametrize("first_order", [False, True])
-def test_meta_gradient_matches_per_task_loop(res, channels, first_order):
+def test_meta_gradient_matches_per_task_loop(res, channels, first_order, likelihood):
     arch, params, x, nb, ea, ei = problem(res, channels)
     # "sum" reduction with a sizeable alpha makes the second-order terms large.
-    loss = LossSpec(reduction="sum", beta=2.0)
+    loss = LossSpec(likelihood=likelihood, reduction="sum", beta=2.0)
     alpha = 1e-4
     fast = local_vae_loss(params, arch, x, nb, ea, ei, alpha, loss, first_order=first_order)
     ref = loop_oracle(params, arch, x, nb, ea, ei, alpha, loss, first_order=first_order)
@@ -68,6 +79,80 @@ def test_meta_gradient_matches_per_task_loop(res, channels, first_order):
     g_fast = torch.autograd.grad(fast.loss, list(params.values()))
     g_ref = torch.autograd.grad(ref, list(params.values()))
     assert rel_err(g_fast, g_ref) < 1e-5
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+@pytest.mark.parametrize("first_order", [False, True])
+def test_library_reference_is_the_loop_oracle(first_order, likelihood):
+    """local_vae_loss_reference (inner_step, global_loss) is the plain loop, to rounding."""
+    arch, params, x, nb, ea, ei = problem(32, b=3)
+    loss = LossSpec(likelihood=likelihood, reduction="sum", beta=2.0)
+    ref = local_vae_loss_reference(params, arch, x, nb, ea, ei, 1e-4, loss,
+                                   first_order=first_order)
+    oracle = loop_oracle(params, arch, x, nb, ea, ei, 1e-4, loss, first_order=first_order)
+    assert torch.allclose(ref.loss, oracle, rtol=1e-12)
+    g_ref = torch.autograd.grad(ref.loss, list(params.values()))
+    g_oracle = torch.autograd.grad(oracle, list(params.values()))
+    assert rel_err(g_ref, g_oracle) < 1e-10
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+def test_fast_path_reports_what_the_reference_reports(likelihood):
+    """Every field of LocalLoss, pixel_mean scale (what training uses), float64."""
+    arch, params, x, nb, ea, ei = problem(32, b=2)
+    loss = LossSpec(likelihood=likelihood, beta=4.0)
+    fast = local_vae_loss(params, arch, x, nb, ea, ei, 1.0, loss)
+    ref = local_vae_loss_reference(params, arch, x, nb, ea, ei, 1.0, loss)
+    for field in ("loss", "inner_loss", "recon", "kl"):
+        assert torch.allclose(getattr(fast, field), getattr(ref, field), rtol=1e-10), field
+    g_fast = torch.autograd.grad(fast.loss, list(params.values()))
+    g_ref = torch.autograd.grad(ref.loss, list(params.values()))
+    assert rel_err(g_fast, g_ref) < 1e-8
+
+
+def test_inner_step_is_pure_and_keeps_the_graph():
+    """Eqs. 7-8 as a function: new tensors p - alpha * g, the meta-parameters untouched,
+    and differentiable through the gradient when it was taken with create_graph."""
+    arch, params, _x, nb, _ea, ei = problem(32, b=1, k=2)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    task = local_objective(params, nb[:, 0], ei[:, 0], arch, LossSpec(reduction="sum"))
+    grads = dict(zip(params, torch.autograd.grad(task, list(params.values()),
+                                                 create_graph=True), strict=True))
+    adapted = inner_step(params, grads, 0.5)
+    assert set(adapted) == set(params)
+    for n, p in params.items():
+        assert torch.equal(p, before[n])
+        assert torch.equal(adapted[n], p - 0.5 * grads[n])
+    # second order: d(sum of adapted weights)/d(params) = 1 - alpha * (Hessian term)
+    w = "dec.fc0.weight"
+    (d,) = torch.autograd.grad(adapted[w].sum(), [params[w]])
+    assert (d - 1).abs().max() > 1e-3
+
+
+def test_reference_at_alpha_zero_is_the_vanilla_vae():
+    arch, params, x, nb, ea, ei = problem(32, b=3)
+    loss = LossSpec(beta=4.0)
+    ref = local_vae_loss_reference(params, arch, x, nb, ea, ei, 0.0, loss)
+    vanilla = vanilla_vae_loss(params, arch, x, ea, loss)
+    assert torch.allclose(ref.loss, vanilla.loss, rtol=1e-12)
+    assert torch.allclose(ref.recon, vanilla.recon, rtol=1e-12)
+
+
+def test_batched_names_are_reexported_from_objective():
+    for name in ("local_vae_loss", "inner_gradients", "InnerGradients", "adapted_encode",
+                 "adapted_decode", "AdaptedModel"):
+        assert getattr(objective, name) is getattr(batched, name)
+        assert name in dir(objective)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        objective.no_such_name  # noqa: B018
+
+
+def test_batched_can_be_imported_first():
+    """lvae.batched imports lvae.objective, which re-exports batched names lazily: the
+    import order a fresh process happens to use must not matter."""
+    code = ("import lvae.batched\nfrom lvae.objective import local_vae_loss\n"
+            "assert local_vae_loss is lvae.batched.local_vae_loss")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_second_order_differs_from_first_order():
@@ -105,10 +190,11 @@ def test_alpha_zero_is_exactly_the_vanilla_vae():
         assert torch.equal(a, b)
 
 
-def test_adapted_forward_equals_explicit_adapted_parameters():
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+def test_adapted_forward_equals_explicit_adapted_parameters(likelihood):
     """adapted_encode/decode with m samples per task == an explicit per-task param dict."""
     arch, params, x, nb, _ea, ei = problem(32, b=3, k=2)
-    loss = LossSpec()
+    loss = LossSpec(likelihood=likelihood)
     alpha = 0.7
     g = inner_gradients(params, arch, nb, ei, loss, create_graph=False)
     m = 4
@@ -116,15 +202,24 @@ def test_adapted_forward_equals_explicit_adapted_parameters():
     logits = adapted_decode(params, arch, g, alpha, z)
     xs = x.repeat(m, 1, 1, 1)
     mu, _ = adapted_encode(params, arch, g, alpha, xs)
+    model = AdaptedModel(params, arch, g, alpha)
+    assert torch.equal(model.decode(z), logits) and torch.equal(model.encode(xs)[0], mu)
     for b in range(3):
-        inner = neg_elbo(params, nb[:, b], ei[:, b], arch, loss).mean()
-        grads = torch.autograd.grad(inner, list(params.values()))
-        adapted = {n: p - alpha * gr for (n, p), gr in zip(params.items(), grads, strict=True)}
-        from lvae.model import decode, encode
-
+        inner = local_objective(params, nb[:, b], ei[:, b], arch, loss)
+        grads = dict(zip(params, torch.autograd.grad(inner, list(params.values())), strict=True))
+        adapted = inner_step(params, grads, alpha)
         ref = decode(adapted, z[b::3], arch)
         assert torch.allclose(logits[b::3], ref, atol=1e-10)
         assert torch.allclose(mu[b::3], encode(adapted, xs[b::3], arch)[0], atol=1e-10)
+
+
+def test_adapted_model_at_alpha_zero_is_the_meta_model_bit_for_bit():
+    arch, params, x, nb, _ea, ei = problem(32, dtype=torch.float32)
+    g = inner_gradients(params, arch, nb, ei, LossSpec(), create_graph=False)
+    model = AdaptedModel(params, arch, g, 0.0)
+    z = torch.randn(x.shape[0], arch.latent_dim)
+    assert torch.equal(model.encode(x)[0], encode(params, x, arch)[0])
+    assert torch.equal(model.decode(z), decode(params, z, arch))
 
 
 def test_inner_loss_is_mean_of_neighbour_losses():

@@ -1,0 +1,374 @@
+"""The Local VAE objective for all tasks of a batch at once: the fast path training uses.
+
+:func:`local_vae_loss` computes exactly what ``lvae.objective.local_vae_loss_reference``
+computes (Algorithm 1, lines 2-7: inner step of eqs. 7-8, eq. 6 on each anchor), without a
+Python loop over tasks and without building any adapted copy of the network.
+``tests/test_objective.py`` checks loss and meta-gradient against the reference, and
+``benchmarks/meta_step.py`` measures the cost against the loop and ``torch.func.vmap``.
+
+**The inner gradients** (:func:`inner_gradients`). The inner loss of every task is evaluated
+at the *same* meta-parameters, so one forward and one backward pass over all ``B*K``
+neighbours give every activation and every gradient with respect to a layer's output; only
+the weight gradients differ per task (a sum over that task's K images). Neighbours are laid
+out k-major (``x[k*B + b]`` is neighbour k of anchor b), so folding tasks into the channel
+axis is a free view, and one grouped weight-gradient convolution (``groups=B``) gives all B
+per-task conv weight gradients at once. Linear layers never materialise per-task weights:
+their task gradient is rank K, ``g_b = sum_k d_kb a_kb^T``. The backward pass is written
+out by hand (:func:`_backward_by_hand`) so that the outer backward differentiates ordinary
+ops.
+
+**The adapted networks** (:func:`adapted_encode`, :func:`adapted_decode`). An affine map is
+linear in its parameters, so under eqs. 7-8's ``W' = W - alpha * g_b`` a layer is
+``layer(h; W') = layer(h; W) - alpha * layer(h; g_b)``: the meta-weights' map, shared by all
+tasks, minus a per-task correction. For a linear layer the correction is
+``sum_k d_kb (a_kb . h + 1)`` (the +1 is the bias's share). Every adapted layer is computed
+in this split form, so at alpha = 0 the loss and the gradients equal the vanilla VAE's bit
+for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lvae.model import (
+    KERNEL,
+    PADDING,
+    STRIDE,
+    Architecture,
+    Layer,
+    Params,
+    apply_layer,
+    layer_specs,
+    run_layers,
+)
+from lvae.objective import (
+    LocalLoss,
+    LossSpec,
+    check_alpha,
+    check_task_batch,
+    reparameterize,
+    scaled_neg_elbo,
+)
+
+# --------------------------------------------------------------------------------------
+# Per-task inner gradients in compact form
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class InnerGradients:
+    """The inner-step gradients of every task, without per-task copies of big matrices.
+
+    ``conv[name] = (gW, gb)`` with ``gW`` ``(B*out, in, k, k)`` for conv and
+    ``(B*in, out, k, k)`` for transposed conv (the grouped-convolution weight layouts) and
+    ``gb`` ``(B*out,)``; ``linear[name] = (a, d)`` with inputs ``a`` ``(K, B, in)`` and output
+    gradients ``d`` ``(K, B, out)``, so that task b's weight gradient is ``d_b^T a_b``.
+    ``unfold[name] = (gW, gb)`` holds the layers on the image side (few channels at full
+    resolution: the first conv and the last transposed conv) as matrices ``gW``
+    ``(B, out, in*k*k)`` (conv) or ``(B, in, out*k*k)`` (transposed conv), ``gb`` ``(B, out)``.
+    ``inner_loss`` is the mean over tasks of each task's mean neighbour loss (eqs. 7-8).
+    """
+
+    num_tasks: int
+    conv: dict[str, tuple[Tensor, Tensor]]
+    linear: dict[str, tuple[Tensor, Tensor]]
+    inner_loss: Tensor
+    unfold: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+
+
+def _input_grad(layer: Layer, params: Params, d: Tensor) -> Tensor:
+    """Gradient w.r.t. a layer's input given the gradient ``d`` w.r.t. its output."""
+    w = params[layer.name + ".weight"]
+    if layer.kind == "linear":
+        return d @ w
+    if layer.kind == "conv":
+        return F.conv_transpose2d(d, w, None, STRIDE, PADDING)
+    return F.conv2d(d, w, None, STRIDE, PADDING)
+
+
+def _backward_by_hand(layers: list[Layer], params: Params, rec: dict[str, tuple[Tensor, Tensor]],
+                      x: Tensor, logits: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor,
+                      loss: LossSpec, c: float) -> list[Tensor]:
+    """Gradients of ``c * sum(neg-ELBO)`` w.r.t. every layer's pre-activation, written out.
+
+    Autograd's double backward of a convolution goes through generic convolution calls
+    that are several times slower than the ordinary kernels; writing the inner backward as
+    ordinary differentiable ops (transposed convolutions, matmuls, masks) lets the outer
+    backward use the ordinary kernels. ``layers`` is the encoder then the decoder, and
+    ``rec`` maps each layer to its recorded ``(input, pre-activation)``.
+    """
+    p = torch.sigmoid(logits)
+    if loss.likelihood == "bernoulli":
+        d = (p - x) * c  # d BCE-with-logits / d logits
+    else:
+        s2 = loss.gaussian_sigma**2
+        d = (p - x) / s2 * p * (1 - p) * c
+    grads: dict[str, Tensor] = {}
+    for i in range(len(layers) - 1, -1, -1):
+        layer = layers[i]
+        if layer.name == "enc.head":  # the encoder output: KL and the decoder's dz
+            std = torch.exp(0.5 * logvar)
+            d_mu = d + (loss.beta * c) * mu
+            d_logvar = d * eps * 0.5 * std + (loss.beta * c * 0.5) * (std * std - 1.0)
+            d = torch.cat([d_mu, d_logvar], dim=1)
+        grads[layer.name] = d
+        if i == 0:
+            break
+        if layer.name == "dec.fc0":  # its input is z: the next gradient is dz
+            d = _input_grad(layer, params, d)
+            continue
+        d = _input_grad(layer, params, d)
+        prev = layers[i - 1]
+        s_prev = rec[prev.name][1]
+        if d.dim() != s_prev.dim():
+            d = d.reshape(s_prev.shape)
+        if prev.relu:
+            d = d * (s_prev > 0)
+    return [grads[layer.name] for layer in layers]
+
+
+def _grouped_weight_grad(a: Tensor, d: Tensor, layer: Layer, params: Params, tasks: int) -> Tensor:
+    """All tasks' weight gradients of one (transposed) conv layer in one grouped call.
+
+    ``a`` and ``d`` are k-major ``(K*B, C, H, W)``; viewing them as ``(K, B*C, H, W)`` puts
+    the task index in the channel axis, and ``groups=B`` keeps the tasks apart while the
+    convolution's batch sum runs over each task's K neighbours. ``convolution_backward`` is
+    differentiable, so the meta-gradient flows through it (second order).
+    """
+    k = a.shape[0] // tasks
+    a_f = a.reshape(k, tasks * a.shape[1], *a.shape[2:])
+    d_f = d.reshape(k, tasks * d.shape[1], *d.shape[2:])
+    w = params[layer.name + ".weight"]
+    transposed = layer.kind == "deconv"
+    shape = (tasks * w.shape[0], *w.shape[1:])
+    fake_w = d.new_empty(1).expand(shape)  # only its shape is read
+    return torch.ops.aten.convolution_backward(
+        d_f, a_f, fake_w, None, [STRIDE] * 2, [PADDING] * 2, [1, 1], transposed, [0, 0],
+        tasks, (False, True, False),
+    )[1]
+
+
+# Layers whose image-side channel count is at most this use im2col (unfold) + batched
+# matmuls instead of grouped convolutions: grouped kernels with 3 channels per group at full
+# resolution are the slowest calls of the whole step (benchmarks/meta_step.py).
+UNFOLD_MAX_CHANNELS = 4
+
+
+def _uses_unfold(layer: Layer) -> bool:
+    small = layer.in_features if layer.kind == "conv" else layer.out_features
+    return layer.kind in ("conv", "deconv") and small <= UNFOLD_MAX_CHANNELS
+
+
+def _unfold(t: Tensor) -> Tensor:
+    """im2col of the KERNEL x KERNEL / STRIDE / PADDING window: ``(n, C*KERNEL^2, L)``,
+    rows ordered (C, kh, kw)."""
+    return F.unfold(t, KERNEL, padding=PADDING, stride=STRIDE)
+
+
+def _unfold_weight_grad(a: Tensor, d: Tensor, layer: Layer, tasks: int) -> Tensor:
+    """Per-task weight gradients of an image-side layer as batched matmuls over im2col.
+
+    conv: ``gW_b = sum_k d_kb  unfold(a_kb)^T``  ``(B, out, in*k*k)``;
+    transposed conv: ``gW_b = sum_k a_kb  unfold(d_kb)^T``  ``(B, in, out*k*k)``.
+    One ``bmm`` over all K*B images, then a sum over the K neighbours of each task: the
+    k-major layout makes that a plain reduction over the leading axis, with no transposes
+    of the (large) im2col matrices.
+    """
+    k = a.shape[0] // tasks
+    if layer.kind == "conv":
+        left, right = d.flatten(2), _unfold(a)
+    else:
+        left, right = a.flatten(2), _unfold(d)
+    per_image = torch.bmm(left, right.transpose(1, 2))  # (K*B, rows, cols)
+    return per_image.view(k, tasks, *per_image.shape[1:]).sum(0)
+
+
+def inner_gradients(
+    params: Params,
+    arch: Architecture,
+    neighbors: Tensor,
+    eps: Tensor,
+    loss: LossSpec,
+    create_graph: bool = True,
+) -> InnerGradients:
+    """Every task's gradient of its local objective at the meta-parameters (eqs. 7-8).
+
+    The gradient part of eqs. 7-8 (``grad (1/K) sum_k L``); the step itself is taken inside
+    each adapted layer (:func:`adapted_encode`, :func:`adapted_decode`). ``neighbors`` is
+    ``(K, B, C, H, W)`` (k-major) and ``eps`` ``(K, B, latent)``. ``create_graph=False``
+    gives the first-order variant (no graph through the inner step).
+    """
+    if neighbors.dim() != 5:
+        raise ValueError(f"neighbors must be (K, B, C, H, W), got {tuple(neighbors.shape)}")
+    # First order needs no graph at all: the inner step is a constant of the meta-gradient
+    # (and generation/evaluation call this under no_grad).
+    with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+        return _inner_gradients(params, arch, neighbors, eps, loss)
+
+
+def _inner_gradients(params: Params, arch: Architecture, neighbors: Tensor, eps: Tensor,
+                     loss: LossSpec) -> InnerGradients:
+    k, b = neighbors.shape[:2]
+    enc, dec = layer_specs(arch)
+    x = neighbors.reshape(k * b, *neighbors.shape[2:])
+    rec: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def recording(layer: Layer, h: Tensor) -> Tensor:  # keep each layer's input and output
+        s = apply_layer(layer, params, h)
+        rec[layer.name] = (h, s)
+        return s
+
+    out = run_layers(enc, params, x, recording)
+    mu, logvar = out[:, : arch.latent_dim], out[:, arch.latent_dim :]
+    z = reparameterize(mu, logvar, eps.reshape(k * b, -1))
+    logits = run_layers(dec, params, z, recording)
+    per_image = scaled_neg_elbo(x, logits, mu, logvar, loss, arch)[0]
+    layers = enc + dec
+    # The loss being differentiated is the sum over tasks of each task's mean, so an
+    # image's activation gradients are its share of its own task's gradient (factor 1/K).
+    grads = _backward_by_hand(layers, params, rec, x, logits, mu, logvar,
+                              eps.reshape(k * b, -1), loss, loss.scale(arch) / k)
+    conv: dict[str, tuple[Tensor, Tensor]] = {}
+    linear: dict[str, tuple[Tensor, Tensor]] = {}
+    unfold: dict[str, tuple[Tensor, Tensor]] = {}
+    for layer, d in zip(layers, grads, strict=True):
+        a = rec[layer.name][0]
+        if layer.kind == "linear":
+            linear[layer.name] = (a.view(k, b, -1), d.view(k, b, -1))
+        elif _uses_unfold(layer):
+            gw = _unfold_weight_grad(a, d, layer, b)
+            unfold[layer.name] = (gw, d.view(k, b, d.shape[1], -1).sum((0, 3)))
+        else:
+            gw = _grouped_weight_grad(a, d, layer, params, b)
+            gb = d.view(k, b, d.shape[1], -1).sum((0, 3)).reshape(-1)
+            conv[layer.name] = (gw, gb)
+    inner = per_image.detach().view(k, b).mean()
+    return InnerGradients(b, conv, linear, inner, unfold)
+
+
+# --------------------------------------------------------------------------------------
+# Forward passes under the adapted parameters theta'_i, phi'_i
+# --------------------------------------------------------------------------------------
+
+
+def _correction(layer: Layer, h: Tensor, g: InnerGradients, m: int) -> Tensor:
+    """``layer(h; g_task)`` for every input, each with its own task's gradient.
+
+    ``h`` holds ``m`` inputs per task, m-major: ``h[j*B + b]`` belongs to task b.
+    """
+    b = g.num_tasks
+    if layer.kind == "linear":
+        a, d = g.linear[layer.name]  # (K, B, in), (K, B, out)
+        hv = h.view(m, b, -1)
+        s = torch.einsum("kbi,mbi->mkb", a, hv) + 1.0  # +1: the bias's share
+        return torch.einsum("mkb,kbo->mbo", s, d).reshape(m * b, -1)
+    if layer.name in g.unfold:
+        gw, gb = g.unfold[layer.name]
+        if layer.kind == "conv":  # (B, out, in*k*k) applied to im2col of h
+            cols = _unfold(h)
+            out = torch.matmul(gw, cols.view(m, b, *cols.shape[1:]))  # (m, B, out, L)
+            side = h.shape[-1] // STRIDE
+            out = out.reshape(m * b, gw.shape[1], side, side)
+        else:  # (B, in, out*k*k): columns of the transposed conv, folded back
+            cols = torch.matmul(gw.transpose(1, 2), h.flatten(2).view(m, b, h.shape[1], -1))
+            side = h.shape[-1] * STRIDE
+            out = F.fold(cols.reshape(m * b, cols.shape[2], -1), (side, side), KERNEL,
+                         padding=PADDING, stride=STRIDE)
+        return out + gb.repeat(m, 1)[:, :, None, None]
+    gw, gb = g.conv[layer.name]
+    hv = h.reshape(m, b * h.shape[1], *h.shape[2:])
+    if layer.kind == "conv":
+        out = F.conv2d(hv, gw, gb, STRIDE, PADDING, groups=b)
+    else:
+        out = F.conv_transpose2d(hv, gw, gb, STRIDE, PADDING, groups=b)
+    return out.reshape(m * b, -1, *out.shape[2:])
+
+
+def _run_adapted(layers: list[Layer], params: Params, g: InnerGradients, alpha: float,
+                 h: Tensor) -> Tensor:
+    """``layers`` under each task's ``W - alpha * g_task``, in the split form (module doc)."""
+    m = h.shape[0] // g.num_tasks
+
+    def adapted(layer: Layer, h: Tensor) -> Tensor:
+        return apply_layer(layer, params, h) - alpha * _correction(layer, h, g, m)
+
+    return run_layers(layers, params, h, adapted)
+
+
+def adapted_encode(
+    params: Params, arch: Architecture, g: InnerGradients, alpha: float, x: Tensor
+) -> tuple[Tensor, Tensor]:
+    """q(z|x; phi'_task): ``x`` holds m images per task, m-major ``(m*B, C, H, W)``."""
+    enc, _ = layer_specs(arch)
+    out = _run_adapted(enc, params, g, alpha, x)
+    return out[:, : arch.latent_dim], out[:, arch.latent_dim :]
+
+
+def adapted_decode(
+    params: Params, arch: Architecture, g: InnerGradients, alpha: float, z: Tensor
+) -> Tensor:
+    """p(x|z; theta'_task): ``z`` holds m codes per task, m-major ``(m*B, latent)``."""
+    _, dec = layer_specs(arch)
+    return _run_adapted(dec, params, g, alpha, z)
+
+
+@dataclass(frozen=True, eq=False)  # holds tensors: identity, not value, equality
+class AdaptedModel:
+    """The B adapted VAEs of one inner step (eqs. 7-8), used like a :class:`~lvae.model.VAE`.
+
+    ``encode`` and ``decode`` have the VAE's signatures, so code that reconstructs, encodes
+    or generates takes either the meta-model (``run.model``) or this one. Their inputs hold
+    m items per task, m-major: item ``j*B + b`` goes through task b's network (with one
+    reference per task and one item each, item b is reference b's).
+    """
+
+    params: Params
+    arch: Architecture
+    grads: InnerGradients
+    alpha: float
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mu, logvar)`` under each task's adapted encoder phi'."""
+        return adapted_encode(self.params, self.arch, self.grads, self.alpha, x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Pixel logits under each task's adapted decoder theta'."""
+        return adapted_decode(self.params, self.arch, self.grads, self.alpha, z)
+
+
+# --------------------------------------------------------------------------------------
+# Algorithm 1, lines 2-7, batched
+# --------------------------------------------------------------------------------------
+
+
+def local_vae_loss(
+    params: Params,
+    arch: Architecture,
+    anchors: Tensor,
+    neighbors: Tensor,
+    eps_anchor: Tensor,
+    eps_inner: Tensor,
+    alpha: float,
+    loss: LossSpec,
+    first_order: bool = False,
+) -> LocalLoss:
+    """The Local VAE objective of one batch (Algorithm 1, lines 2-7; eqs. 6-8), batched.
+
+    ``anchors`` ``(B, C, H, W)``, ``neighbors`` ``(K, B, C, H, W)``, ``eps_anchor``
+    ``(B, latent)`` and ``eps_inner`` ``(K, B, latent)`` (the reparameterisation noise,
+    passed in so that formulations can be compared draw for draw). Backpropagating
+    ``.loss`` gives the meta-gradient: second order unless ``first_order``. Same numbers as
+    ``lvae.objective.local_vae_loss_reference``.
+    """
+    alpha = check_alpha(alpha)
+    check_task_batch(anchors, neighbors)
+    g = inner_gradients(params, arch, neighbors, eps_inner, loss, create_graph=not first_order)
+    model = AdaptedModel(params, arch, g, alpha)
+    mu, logvar = model.encode(anchors)
+    logits = model.decode(reparameterize(mu, logvar, eps_anchor))
+    per_anchor, recon, kl = scaled_neg_elbo(anchors, logits, mu, logvar, loss, arch)
+    return LocalLoss(per_anchor.mean(), g.inner_loss, recon.detach().mean(), kl.detach().mean())
