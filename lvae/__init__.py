@@ -5,11 +5,14 @@ Data flows through the package in this order::
     lvae.data           ground-truth datasets (procedural twins, real-file loaders)
     lvae.neighborhoods  the K neighbours of each anchor (section 3.1, Appendix D)
     lvae.model          the Table 3 encoder/decoder as a parameter dict + functional forward
-    lvae.objective      negative ELBO (eq. 1) and the Local VAE objective (eqs. 6-8)
+    lvae.objective      the paper's reading: eq. 1, the inner step (eqs. 7-8), eq. 6, a reference
+    lvae.batched        the fast, batched form of the same objective (tested against it)
     lvae.training       Algorithm 1 with Adam, checkpoints, resume, divergence handling
     lvae.generation     localized generation (figs. 2-3) and latent traversals (fig. 4)
     lvae.metrics        DCI, MIG, Frechet distances
     lvae.evaluation     one JSON of metrics per trained run
+    lvae.study          the reference study: long runs, milestones, shipped evidence
+    lvae.results, lvae.claims, lvae.figures, ...   the report layer (never imported above)
 """
 
 __version__ = "0.1.0"

@@ -305,7 +305,7 @@ def codes_comparison(df: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
     """The same DCI scores on the meta-encoder's codes and on the adapted encoder's codes.
 
     Which encoder gives the DCI codes is a choice the paper does not state
-    (``shared/notes/fidelity.md`` item 3); the headline tables use the meta-encoder's means,
+    (the paper does not say which encoder gave its codes, and the two differ); the headline tables use the meta-encoder's means,
     and this frame shows the other. ``metrics`` are headline columns (e.g.
     ``dci_nocolor.disentanglement``); the adapted value of each is ``adapted.<metric>``. One
     row per configuration with alpha > 0 and metric: ``meta``/``adapted`` mean with their
