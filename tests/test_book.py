@@ -60,6 +60,10 @@ def test_pages_executed_without_error(built: dict, nb: str) -> None:
 def test_result_pages_show_tables_and_figures(built: dict, page: str) -> None:
     text = (built["summary"].book_html / "notebooks" / f"{page}.html").read_text()
     assert "<img" in text, f"{page}: no figure in the HTML"
+    if page == "results_study":  # the shipped study: its own layout, no paper-vs-ours table
+        assert "Where the study stands" in text and "z-share" in text
+        assert "<table" in text and "Traceback" not in text
+        return
     if page not in ("results_traversal", "results_explore_alpha"):  # figures only
         assert "<table" in text, f"{page}: no table in the HTML"
         assert "paper" in text and "ours" in text and "Δ" in text
@@ -100,7 +104,7 @@ def test_no_verdict_from_the_smoke_budget(built: dict) -> None:
     for page in ("results_table1", "results_table2", "results_table5"):
         text = re.sub(r"<[^>]+>", "", (html / "notebooks" / f"{page}.html").read_text())
         assert not verdict.findall(text), f"{page} gives verdicts from smoke runs"
-        assert "not tested at this budget: smoke, 6 steps" in text, page
+        assert "not tested at this budget" in text and "smoke, 6 steps" in text, page
     intro = re.sub(r"<[^>]+>", "", (html / "book" / "intro.html").read_text())
     demo = intro[intro.index("This build’s own runs"):] if "This build’s own runs" in intro \
         else intro[intro.index("This build's own runs"):]
