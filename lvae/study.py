@@ -584,6 +584,18 @@ def milestone_frame(root: str | Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 
 
+def compute_hours(folder: str | Path) -> float:
+    """Hours a shipped run cost: training CPU time (its wall time for a run still training)
+    plus the wall time of its milestone and final evaluations (one thread each)."""
+    folder = Path(folder)
+    prov = _read_json(folder / "provenance.json") or {}
+    seconds = float(prov.get("cpu_time_s") or prov.get("wall_time_s") or 0.0)
+    seconds += sum(float(m.get("wall_time_s") or 0.0) for m in milestones(folder))
+    ev = _read_json(folder / "eval.json") or {}
+    seconds += float((ev.get("wall_time_s") or {}).get("total") or 0.0)
+    return round(seconds / 3600, 2)
+
+
 def status_frame(root: str | Path | None = None) -> pd.DataFrame:
     """The plan beside what is shipped: one row per run of :data:`STUDY` (priority order)
     with its state (finished, training at step N, planned), steps, CPU hours."""
@@ -594,14 +606,13 @@ def status_frame(root: str | Path | None = None) -> pd.DataFrame:
     for i, sr in enumerate(STUDY, 1):
         done = root / sr.profile / sr.experiment.run_id
         part = root / PROGRESS_DIR / sr.profile / sr.experiment.run_id
-        prov = _read_json(done / "provenance.json") or _read_json(part / "provenance.json")
-        state = ("finished" if (done / "result.json").is_file()
-                 else "training" if prov else "planned")
+        folder = done if (done / "result.json").is_file() else part
+        prov = _read_json(folder / "provenance.json")
+        state = ("finished" if folder == done else "training" if prov else "planned")
         prov = prov or {}
-        cpu = prov.get("cpu_time_s") or prov.get("wall_time_s")
         rows.append({"priority": i, "run": sr.name, "purpose": sr.purpose, "state": state,
                      "steps": f"{prov.get('steps_done') or 0:,} / "
                               f"{PROFILES[sr.profile].steps:,}",
                      "lr": PROFILES[sr.profile].lr,
-                     "CPU hours": round(cpu / 3600, 2) if cpu else None})
+                     "CPU hours": compute_hours(folder) if prov else None})
     return pd.DataFrame(rows)
