@@ -333,7 +333,13 @@ def _judge(df: pd.DataFrame, key: str, profile: str | None, source: str) -> Judg
         d = compare(df, "table1", "alpha = 1", _VANILLA, metric,
                     "lower" if key == "fid" else "higher", **kw)
         text = _difference(d, 1 if key == "fid" else 3)
-        return Judgement(c, d.verdict, _means(d, 1 if key == "fid" else 3), text, text)
+        ours = _means(d, 1 if key == "fid" else 3)
+        if key == "fid":  # say which Frechet distance: FD-factors is not the paper's FID
+            col = _resolve_metric(metric, df.columns) or "fid"
+            measure = col.split(".")[-1]
+            if measure.lower() != "fid":
+                ours = f"{measure}, not FID: {ours}"
+        return Judgement(c, d.verdict, ours, text, text)
     if key == "best_alpha":
         v, diffs = best_of(df, "table1", "alpha = 1", _T1_ALPHAS, _D_NOCOLOR, **kw)
         best = _best_label(df, "table1", ("alpha = 1", *_T1_ALPHAS), _D_NOCOLOR, **kw)

@@ -163,3 +163,10 @@ def test_judging_the_catalogue(df: pd.DataFrame):
 def test_a_claim_without_runs_says_which_are_missing(df: pd.DataFrame):
     j = claims.judge(df[df["alpha"] != 0.0], "nocolor")
     assert (j.verdict, j.detail) == ("cannot decide", "no runs of alpha = 0 (Vanilla)")
+
+
+def test_the_fid_claim_names_the_distance_it_measured(df: pd.DataFrame):
+    fd = df.assign(**{"FD-factors": [40.0 + i for i in range(len(df))]})
+    assert claims.judge(fd, "fid").ours.startswith("FD-factors, not FID: ")
+    real = df.assign(fid=[40.0 + i for i in range(len(df))])
+    assert claims.judge(real, "fid").ours == "41.0 vs 44.0"  # rows 0-2 vs 3-5; FID itself: no label
