@@ -5,7 +5,7 @@
 ``config.json``  the :class:`~lvae.config.TrainConfig` (a different config in the same folder
                  is refused, so results never mix),
 ``checkpoint.pt``  model, optimiser and RNG states, written atomically every
-                 ``checkpoint_every`` steps and at least every ``checkpoint_seconds`` of
+                 ``checkpoint_every`` steps and at least every ``checkpoint_seconds`` (60) of
                  wall time (so a killed run loses minutes, whatever its length); a restart
                  continues from it draw for draw,
 ``snapshots/``   the model's parameters alone at each of ``snapshot_steps`` (milestones a
@@ -137,7 +137,7 @@ def snapshots(run_dir: str | Path) -> dict[int, Path]:
 
 def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str | None = None,
           progress: bool = True, dataset: ImageDataset | None = None,
-          snapshot_steps: Iterable[int] = (), checkpoint_seconds: float | None = 300.0,
+          snapshot_steps: Iterable[int] = (), checkpoint_seconds: float | None = 60.0,
           on_snapshot: Callable[[int, Path], None] | None = None) -> dict[str, Any]:
     """Train (or resume, or skip if finished) the run in ``run_dir``; returns result.json.
 
