@@ -244,9 +244,7 @@ def complete(out: str | Path, sr: StudyRun, log=print) -> dict[str, Any]:
                    on_snapshot=on_snapshot)
     log(f"{sr.name}: {result['status']} at step {result['steps_done']}, "
         f"{result['wall_time_s'] / 3600:.2f} h")
-    kwargs = {k: v for k, v in prof.eval_overrides().items() if k != "n_jobs"}
-    return evaluate(st.run_dir, num_train=prof.eval_train, num_test=prof.eval_test,
-                    num_fd=prof.eval_fd, seed=0, n_jobs=1, progress=False, **kwargs)
+    return evaluate(st.run_dir, prof.evaluation(n_jobs=1), progress=False)
 
 
 def work(out: str | Path, limit: int | None = None, log=print) -> int:
@@ -616,3 +614,22 @@ def status_frame(root: str | Path | None = None) -> pd.DataFrame:
                      "lr": PROFILES[sr.profile].lr,
                      "CPU hours": compute_hours(folder) if prov else None})
     return pd.DataFrame(rows)
+
+
+#: The pilot's arms, as :func:`label` names them (seed 0 of each).
+PILOT_ARMS = ("vanilla, lr 1e-3", "vanilla, lr 1e-4", "α=1, lr 1e-3")
+
+
+def pilot_table(frame: pd.DataFrame,
+                metrics: tuple[str, ...] = ("dci_nocolor.disentanglement",
+                                            "dci_nocolor.informativeness")) -> pd.DataFrame:
+    """The pilot's arms (rows) against milestones (columns), one block per metric: the
+    numbers the pilot's decision rests on, as a table a reader can check."""
+    pilot = frame[(frame["seed"] == 0) & frame["label"].isin(PILOT_ARMS)]
+    if pilot.empty:
+        return pd.DataFrame()
+    blocks = {m.split(".")[1]: pilot.pivot_table(index="label", columns="step", values=m)
+              for m in metrics}
+    table = pd.concat(blocks, names=["metric", "arm"]).round(3)
+    table.columns = [f"{int(c):,}" for c in table.columns]
+    return table

@@ -10,11 +10,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from lvae import study
-from lvae.config import PROFILES, TrainConfig
+from lvae.config import PROFILES, EvalSettings, TrainConfig
 from lvae.evaluation import evaluate
 from lvae.training import load_run, snapshots, train
 
@@ -91,8 +92,8 @@ def finished(tmp_path_factory) -> Path:
     cfg = TrainConfig(alpha=1.0, steps=6, **TINY)
     train(cfg, rdir, progress=False, snapshot_steps=(2,),
           on_snapshot=lambda s, p: study.milestone_eval(rdir, s, dci_sizes=SIZES))
-    evaluate(rdir, num_train=120, num_test=60, num_fd=50, num_elbo=20, fd_steps=5, n_jobs=1,
-             progress=False)
+    evaluate(rdir, EvalSettings(num_train=120, num_test=60, num_fd=50, num_elbo=20, fd_steps=5,
+                                n_jobs=1), progress=False)
     return rdir
 
 
@@ -151,3 +152,19 @@ def test_one_worker_per_run(tmp_path: Path):
             assert not second  # another worker holds it
     with study.claimed(tmp_path / "run") as again:
         assert again  # released when the holder is done (or dies)
+
+
+def test_pilot_table_by_hand():
+    rows = []
+    for label, d in (("vanilla, lr 1e-3", 0.1), ("vanilla, lr 1e-4", 0.01), ("β=16, lr 1e-3", 0.5)):
+        for step in (500, 1000):
+            rows.append({"label": label, "seed": 0, "step": step,
+                         "dci_nocolor.disentanglement": d * step / 1000,
+                         "dci_nocolor.informativeness": 0.2})
+    rows.append({**rows[0], "seed": 1, "dci_nocolor.disentanglement": 9.0})  # not seed 0
+    t = study.pilot_table(pd.DataFrame(rows))
+    assert list(t.columns) == ["500", "1,000"]
+    assert t.loc[("disentanglement", "vanilla, lr 1e-3")].tolist() == [0.05, 0.1]
+    assert t.loc[("disentanglement", "vanilla, lr 1e-4")].tolist() == [0.005, 0.01]
+    assert ("disentanglement", "β=16, lr 1e-3") not in t.index  # not a pilot arm
+    assert study.pilot_table(pd.DataFrame(rows[:0], columns=list(rows[0]))).empty
