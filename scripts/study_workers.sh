@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Start the reference study's workers in the background, pinned to one commit of the code.
+#
+#   scripts/study_workers.sh            # start 2 workers (one per core) on ~/lvae-study
+#   N=1 OUT=/data/study scripts/study_workers.sh
+#   scripts/study_workers.sh stop       # kill them (each resumes from its last checkpoint)
+#
+# Every run of the study is trained by the same code: the first start records the commit
+# in $OUT/COMMIT and checks it out into $OUT/code (a git worktree); later starts, in later
+# sessions, reuse that commit whatever the repository's HEAD is by then. Delete $OUT/COMMIT
+# to move the study to newer code on purpose (the runs' provenance lists every commit).
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$HOME/lvae-study}
+N=${N:-2}
+PY=${PY:-$REPO/.venv/bin/python}
+
+if [[ "${1:-start}" == "stop" ]]; then
+    pkill -f "lvae study work --out $OUT" && echo "stopped" || echo "no worker running"
+    exit 0
+fi
+mkdir -p "$OUT"
+[[ -f "$OUT/COMMIT" ]] || git -C "$REPO" rev-parse HEAD > "$OUT/COMMIT"
+COMMIT=$(cat "$OUT/COMMIT")
+if [[ ! -d "$OUT/code/lvae" ]]; then
+    git -C "$REPO" worktree prune
+    git -C "$REPO" worktree add --detach "$OUT/code" "$COMMIT" > /dev/null
+fi
+[[ "$(git -C "$OUT/code" rev-parse HEAD)" == "$COMMIT" ]] || {
+    echo "error: $OUT/code is not at $COMMIT (delete it and run again)" >&2; exit 2; }
+for i in $(seq 1 "$N"); do
+    PYTHONPATH="$OUT/code" nohup nice -n 5 "$PY" -m lvae study work --out "$OUT" \
+        >> "$OUT/worker$i.log" 2>&1 &
+    sleep 2
+done
+echo "started $N worker(s) at ${COMMIT:0:12} on $OUT; progress: $PY -m lvae study status --out $OUT"
