@@ -3,7 +3,9 @@
 A run draws its anchors from a fixed, seeded subset of the dataset (all of it when
 ``pool_size`` is None) and keeps a disjoint held-out set for the held-out ELBO. Small pools
 are cached in memory as uint8; big ones (the paper profile's 480,000 images) are fetched
-from the dataset on demand.
+from the dataset on demand. A procedural twin's in-memory pool is also kept on disk
+(:mod:`lvae.data.render_cache`): the pool depends only on the dataset, the resolution and
+the exact indices, yet every run used to render it again, three times per notebook.
 """
 
 from __future__ import annotations
@@ -13,20 +15,27 @@ import torch
 from torch import Tensor
 
 from lvae.data.base import ImageDataset, to_tensor
+from lvae.data.render_cache import cached_images
 
 CACHE_BYTES = 2 * 1024**3
 
 
 class ImagePool:
-    """Positions 0..n-1 of a pool map to dataset indices ``self.indices``."""
+    """Positions 0..n-1 of a pool map to dataset indices ``self.indices``.
 
-    def __init__(self, dataset: ImageDataset, indices: np.ndarray) -> None:
+    ``disk_cache``: read and keep a twin's pool in the render cache (it never changes
+    which images the pool holds, only whether they are drawn again).
+    """
+
+    def __init__(self, dataset: ImageDataset, indices: np.ndarray,
+                 disk_cache: bool = True) -> None:
         self.dataset = dataset
         self.indices = np.asarray(indices, dtype=np.int64)
         h, w, c = dataset.observation_shape
         self._cache: np.ndarray | None = None
         if len(self.indices) * h * w * c <= CACHE_BYTES:
-            self._cache = self._fetch(self.indices)
+            self._cache = (cached_images(dataset, self.indices, self._fetch, kind="pool")
+                           if disk_cache else self._fetch(self.indices))
 
     def __len__(self) -> int:
         return len(self.indices)
