@@ -16,8 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The allowed values of the settings below, defined once: the config, the notebook's
+# parameters (lvae.params), the loss (lvae.objective) and the datasets check against these.
 DATASETS = ("shapes3d", "cars3d", "smallnorb", "carsnorb")
 NEIGHBORHOODS = ("synthetic", "input_l2", "latent_knn")
+#: The decoder's likelihood p(x|z), which is also the noise the synthetic neighbourhoods
+#: draw (section 3.1); Table 4's is Bernoulli.
+LIKELIHOODS = ("bernoulli", "gaussian")
+#: How the negative ELBO is scaled, which sets what alpha means (lvae.objective).
+REDUCTIONS = ("pixel_mean", "sum")
+#: Image sizes the datasets render and the architecture takes (the paper's 64 first).
+RESOLUTIONS = (64, 32)
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        # papermill injects ``-p alpha 1`` as the int 1: stored as the float the field
+        # promises, config.json and everything compared with it read the same either way
+        for name in ("alpha", "beta", "lr"):
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -78,9 +91,22 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+class ConfigError(ValueError):
+    """A setting with a wrong type or value: ``name``, ``value`` and ``allowed`` say which.
+
+    The fields are kept apart (not only in the message) so a caller that knows the setting
+    by another name, such as the experiment notebook's parameters (:mod:`lvae.params`),
+    can restate it without checking anything a second time.
+    """
+
+    def __init__(self, name: str, value: Any, allowed: str) -> None:
+        self.name, self.value, self.allowed = name, value, allowed
+        super().__init__(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
+
+
 def _expect(cond: bool, name: str, value: Any, allowed: str) -> None:
     if not cond:
-        raise ValueError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
+        raise ConfigError(name, value, allowed)
 
 
 def _is_int(v: Any) -> bool:
@@ -91,39 +117,72 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _count(name: str, v: Any, minimum: int = 1, none: bool = False) -> None:
+    """``v`` is an int >= ``minimum`` (or None, where ``none``)."""
+    _expect((none and v is None) or (_is_int(v) and v >= minimum), name, v,
+            f"{'None or ' if none else ''}an int >= {minimum}")
+
+
 def validate(c: TrainConfig) -> None:
     """Check every field before any compute; messages name the field and allowed values."""
     _expect(c.dataset in DATASETS, "dataset", c.dataset, f"one of {DATASETS}")
-    _expect(c.resolution in (32, 64), "resolution", c.resolution, "32 or 64")
-    _expect(_is_num(c.alpha) and c.alpha >= 0, "alpha", c.alpha, "a number >= 0 (0 = vanilla)")
-    _expect(_is_num(c.beta) and c.beta >= 0, "beta", c.beta, "a number >= 0")
+    _expect(c.resolution in RESOLUTIONS, "resolution", c.resolution, f"one of {RESOLUTIONS}")
+    _expect(_is_num(c.alpha) and c.alpha >= 0, "alpha", c.alpha,
+            "a finite number >= 0 (0 = vanilla)")
+    _expect(_is_num(c.beta) and c.beta >= 0, "beta", c.beta, "a finite number >= 0")
     _expect(c.neighborhood in NEIGHBORHOODS, "neighborhood", c.neighborhood,
             f"one of {NEIGHBORHOODS}")
-    _expect(_is_int(c.k) and c.k >= 1, "k", c.k, "an int >= 1")
-    _expect(_is_int(c.batch_size) and c.batch_size >= 1, "batch_size", c.batch_size,
-            "an int >= 1")
-    _expect(_is_int(c.latent_dim) and c.latent_dim >= 1, "latent_dim", c.latent_dim,
-            "an int >= 1")
-    _expect(c.likelihood in ("bernoulli", "gaussian"), "likelihood", c.likelihood,
-            "'bernoulli' or 'gaussian'")
-    _expect(c.reduction in ("pixel_mean", "sum"), "reduction", c.reduction,
-            "'pixel_mean' or 'sum'")
+    for name in ("k", "batch_size", "latent_dim", "steps", "latent_refresh", "log_every",
+                 "checkpoint_every"):
+        _count(name, getattr(c, name))
+    _expect(c.likelihood in LIKELIHOODS, "likelihood", c.likelihood, f"one of {LIKELIHOODS}")
+    _expect(c.reduction in REDUCTIONS, "reduction", c.reduction, f"one of {REDUCTIONS}")
     _expect(isinstance(c.first_order, bool), "first_order", c.first_order, "a bool")
-    _expect(_is_num(c.lr) and c.lr > 0, "lr", c.lr, "a number > 0")
-    _expect(_is_int(c.steps) and c.steps >= 1, "steps", c.steps, "an int >= 1")
+    _expect(_is_num(c.lr) and c.lr > 0, "lr", c.lr, "a finite number > 0")
     _expect(c.pool_size is None or (_is_int(c.pool_size) and c.pool_size > c.k),
             "pool_size", c.pool_size, "None or an int > k")
-    _expect(_is_int(c.heldout_size) and c.heldout_size >= 0, "heldout_size", c.heldout_size,
-            "an int >= 0")
-    for name in ("latent_refresh", "log_every", "checkpoint_every"):
-        v = getattr(c, name)
-        _expect(_is_int(v) and v >= 1, name, v, "an int >= 1")
-    _expect(_is_int(c.seed) and c.seed >= 0, "seed", c.seed, "an int >= 0")
-    _expect(c.threads is None or (_is_int(c.threads) and c.threads >= 1), "threads", c.threads,
-            "None or an int >= 1")
-    _expect(c.data_path is None or isinstance(c.data_path, str), "data_path", c.data_path,
-            "None or a path string")
+    _count("heldout_size", c.heldout_size, minimum=0)
+    _count("seed", c.seed, minimum=0)
+    _count("threads", c.threads, none=True)
+    _expect(c.data_path is None or (isinstance(c.data_path, str) and bool(c.data_path)),
+            "data_path", c.data_path, "None or a path string")
     _expect(isinstance(c.data_options, dict), "data_options", c.data_options, "a dict")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What one evaluation of a run computes (:func:`lvae.evaluation.evaluate`).
+
+    The defaults are the paper's sizes (disentanglement_lib's 10,000 and 5,000 DCI points).
+    ``n_jobs`` only schedules the DCI fits, it does not change what they compute: it is
+    left out of :meth:`identity`, so an ``eval.json`` made with other workers is reused.
+    """
+
+    num_train: int = 10_000  # DCI training points; MIG uses the same codes
+    num_test: int = 5_000  # DCI test points
+    num_fd: int = 10_000  # real and generated images for the Frechet distance
+    num_elbo: int = 1_000  # held-out images for the negative ELBO
+    seed: int = 0  # every metric's RandomState(seed) and the DCI classifiers' seed
+    fd_steps: int | None = None  # FD-factors network training steps (None: its default)
+    gbt_seeds: int = 1  # DCI refits on the same codes with other GBT seeds (1: none)
+    n_jobs: int | None = -1  # joblib workers for the per-factor DCI fits
+
+    def __post_init__(self) -> None:
+        for name in ("num_train", "num_test", "num_fd", "num_elbo", "gbt_seeds"):
+            _count(name, getattr(self, name))
+        _count("seed", self.seed, minimum=0)
+        _count("fd_steps", self.fd_steps, none=True)
+        _expect(self.n_jobs is None or (_is_int(self.n_jobs) and self.n_jobs != 0), "n_jobs",
+                self.n_jobs, "None or a nonzero int (-1: every core)")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that make two evaluations the same (all but ``n_jobs``): what
+        ``eval.json`` records and what is compared before an evaluation is redone."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "n_jobs"}
+
+    def replace(self, **changes: Any) -> EvalSettings:
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -154,10 +213,13 @@ class Profile:
         return {"steps": self.steps, "resolution": self.resolution,
                 "pool_size": self.pool_size, "profile": self.name, "lr": self.lr}
 
-    def eval_overrides(self) -> dict[str, Any]:
-        """Evaluation settings beyond the sample counts (lvae.evaluation.evaluate kwargs)."""
-        return {"num_elbo": self.eval_elbo, "fd_steps": self.fd_steps, "n_jobs": self.eval_jobs,
-                "gbt_seeds": self.gbt_seeds}
+    def evaluation(self, **changes: Any) -> EvalSettings:
+        """This budget's :class:`EvalSettings`; ``changes`` set other values (an experiment
+        notebook's ``eval_*`` parameters, a study worker's single DCI job)."""
+        return EvalSettings(num_train=self.eval_train, num_test=self.eval_test,
+                            num_fd=self.eval_fd, num_elbo=self.eval_elbo,
+                            fd_steps=self.fd_steps, gbt_seeds=self.gbt_seeds,
+                            n_jobs=self.eval_jobs).replace(**changes)
 
 
 PROFILES: dict[str, Profile] = {
@@ -206,6 +268,6 @@ PROFILES: dict[str, Profile] = {
 
 
 def profile(name: str) -> Profile:
-    if name not in PROFILES:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
+    """The profile called ``name`` (:class:`ConfigError` naming the known ones if none is)."""
+    _expect(name in PROFILES, "profile", name, f"one of {sorted(PROFILES)}")
     return PROFILES[name]

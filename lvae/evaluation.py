@@ -44,8 +44,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lvae.config import EvalSettings
 from lvae.data.base import GroundTruthData, ImageDataset, to_tensor
-from lvae.metrics.dci import SHAPES3D_SUBSETS, SMALLNORB_FACTORS, dci_from_codes
+from lvae.metrics.dci import dci_from_codes
 from lvae.metrics.inception import find_inception_weights
 from lvae.metrics.mig import mig_from_codes
 from lvae.metrics.quality import fid_or_fd
@@ -65,45 +66,29 @@ def dci_groups(
 ) -> list[tuple[str, GroundTruthData, dict[str, Sequence[str] | None]]]:
     """``(label, ground-truth data, {eval.json key: factor subset})`` per code sample.
 
-    One sample of codes (and one set of GBT fits) serves every key of a group.
+    One sample of codes (and one set of GBT fits) serves every key of a group. The subsets
+    are the dataset's own (:attr:`~lvae.data.base.GroundTruthData.dci_subsets`); a
+    concatenated dataset (CarsNORB) is scored per part, its keys named after the part
+    (``dci`` -> ``dci_smallnorb``), since the paper's Table 2 reports each sub-dataset.
     """
     parts: Mapping[str, GroundTruthData] | None = getattr(dataset, "parts", None)
     if parts:
-        return [
-            (name, part, {f"dci_{name}": _default_factors(part)}) for name, part in parts.items()
-        ]
+        return [(name, part, {key.replace("dci", f"dci_{name}", 1): subset
+                              for key, subset in part.dci_subsets.items()})
+                for name, part in parts.items()]  # fmt: skip
     if not isinstance(dataset, GroundTruthData):
         return []
-    if getattr(dataset, "name", "") == "shapes3d":
-        keys = {"with_color": "dci_color", "without_color": "dci_nocolor"}
-        return [("", dataset, {keys[k]: v for k, v in SHAPES3D_SUBSETS.items()})]
-    return [("", dataset, {"dci": _default_factors(dataset)})]
+    return [("", dataset, dict(dataset.dci_subsets))]
 
 
-def _default_factors(data: GroundTruthData) -> tuple[str, ...] | None:
-    if getattr(data, "name", "") == "smallnorb" and set(SMALLNORB_FACTORS) <= set(
-        data.factor_names
-    ):
-        return SMALLNORB_FACTORS
-    return None
-
-
-def eval_params(
-    run: Any, num_train: int, num_test: int, num_fd: int, num_elbo: int, seed: int,
-    frechet_metric: str | None, fd_steps: int | None = None, gbt_seeds: int = 1,
-) -> dict[str, Any]:  # fmt: skip
-    """What makes two evaluations the same (compared before recomputing)."""
+def eval_params(run: Any, settings: EvalSettings, frechet_metric: str | None) -> dict[str, Any]:
+    """What makes two evaluations the same (compared before recomputing): the settings'
+    :meth:`~lvae.config.EvalSettings.identity`, the model's step, the metrics' versions."""
     return {
-        "num_train": num_train,
-        "num_test": num_test,
-        "num_fd": num_fd,
-        "num_elbo": num_elbo,
-        "seed": seed,
+        **settings.identity(),
         "dci_mode": DCI_MODE,
         "checkpoint_step": int(run.step),
         "frechet_metric": frechet_metric,
-        "fd_steps": fd_steps,
-        "gbt_seeds": gbt_seeds,
         "eval_version": EVAL_VERSION,
     }
 
@@ -306,35 +291,21 @@ def _read_json(path: Path) -> Any:
 
 def evaluate(
     run_dir: str | Path,
-    num_train: int = 10_000,
-    num_test: int = 5_000,
-    num_fd: int = 10_000,
-    seed: int = 0,
+    settings: EvalSettings | None = None,
     force: bool = False,
     *,
-    num_elbo: int = 1_000,
-    n_jobs: int | None = -1,
     inception_weights: str | None = None,
     progress: bool = True,
-    fd_steps: int | None = None,
-    gbt_seeds: int = 1,
     dataset: ImageDataset | None = None,
 ) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` and write ``eval.json`` (module docstring).
 
     Args:
         run_dir: a training run folder (``config.json``, ``checkpoint.pt``, ``result.json``).
-        num_train, num_test: DCI points (disentanglement_lib: 10,000 and 5,000); MIG uses
-            the ``num_train`` training codes.
-        num_fd: real and generated images for the Frechet distance (paper: 50,000).
-        seed: every metric's ``RandomState(seed)`` and the DCI classifiers' seed.
+        settings: sample counts, seeds and workers (:class:`~lvae.config.EvalSettings`;
+            default: the paper's sizes; a profile's are ``Profile.evaluation()``).
         force: recompute even if ``eval.json`` holds these parameters already.
-        num_elbo: held-out images for the negative ELBO.
-        n_jobs: joblib workers for the per-factor DCI fits.
         inception_weights: path to pytorch-fid's weights (else ``$LVAE_INCEPTION_WEIGHTS``).
-        fd_steps: training steps of the FD-factors network (default: its module's).
-        gbt_seeds: GBT seeds the meta codes' DCI is fit with (1: the headline only); the
-            spread over them is DCI's own noise, reported apart from training seeds.
         dataset: use this dataset instead of the config's (tests).
 
     Returns:
@@ -361,10 +332,8 @@ def evaluate(
     from lvae.training import load_run
 
     run = load_run(run_dir, dataset=dataset)
-    params = eval_params(
-        run, num_train, num_test, num_fd, num_elbo, seed,
-        frechet_metric_name(run.dataset, inception_weights), fd_steps, gbt_seeds,
-    )  # fmt: skip
+    s = settings if settings is not None else EvalSettings()
+    params = eval_params(run, s, frechet_metric_name(run.dataset, inception_weights))
     old = _read_json(out_path)
     if not force and isinstance(old, dict) and old.get("params") == params:
         return old
@@ -384,15 +353,17 @@ def evaluate(
         return value
 
     meta = stage("DCI+MIG (meta codes)", lambda: disentanglement_metrics(
-        run.dataset, represent(run, "meta"), num_train, num_test, seed, n_jobs,
-        gbt_seeds))  # fmt: skip
+        run.dataset, represent(run, "meta"), s.num_train, s.num_test, s.seed, s.n_jobs,
+        s.gbt_seeds))  # fmt: skip
     adapted = stage("DCI+MIG (adapted codes)", lambda: disentanglement_metrics(
-        run.dataset, represent(run, "adapted", seed=seed), num_train, num_test, seed, n_jobs,
+        run.dataset, represent(run, "adapted", seed=s.seed), s.num_train, s.num_test, s.seed,
+        s.n_jobs,
     ) if adapted_too else None)  # fmt: skip
     frechet = stage(
-        "Frechet distance", lambda: frechet_block(run, num_fd, seed, inception_weights, fd_steps)
+        "Frechet distance",
+        lambda: frechet_block(run, s.num_fd, s.seed, inception_weights, s.fd_steps),
     )
-    elbo = stage("ELBO", lambda: heldout_neg_elbo(run, num_elbo, seed))
+    elbo = stage("ELBO", lambda: heldout_neg_elbo(run, s.num_elbo, s.seed))
     bar.close()
     wall["total"] = time.perf_counter() - total_start
 
@@ -409,10 +380,10 @@ def evaluate(
         "elbo": elbo,
         "details": details,
         "sample_counts": {
-            "dci_train": num_train,
-            "dci_test": num_test,
-            "mig": num_train,
-            "frechet_per_side": num_fd if frechet.get("name") else 0,
+            "dci_train": s.num_train,
+            "dci_test": s.num_test,
+            "mig": s.num_train,
+            "frechet_per_side": s.num_fd if frechet.get("name") else 0,
             "elbo": elbo["num_images"],
         },
         "wall_time_s": wall,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from lvae.config import PROFILES
+from lvae.config import profile as get_profile
 
 #: Every selectable name, in the order the paper presents them.
 TABLES = ("table1", "table2", "table5", "fig2", "fig3", "fig4")
@@ -160,6 +160,4 @@ def experiments(only: str | Iterable[str] | None = None, seeds: int = 1) -> list
 
 def default_seeds(profile: str) -> int:
     """The profile's number of seeds per configuration (``PROFILES[...].seeds``)."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
-    return PROFILES[profile].seeds
+    return get_profile(profile).seeds

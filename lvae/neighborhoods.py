@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from lvae.config import LIKELIHOODS
 from lvae.pool import ImagePool
 
 EncodeMeans = Callable[[Tensor], Tensor]
@@ -72,8 +73,8 @@ class SyntheticNeighborhood(Neighborhood):
 
     def __init__(self, k: int, noise: str = "bernoulli", sigma: float = 0.05) -> None:
         super().__init__(k)
-        if noise not in ("bernoulli", "gaussian"):
-            raise ValueError(f"noise must be 'bernoulli' or 'gaussian', got {noise!r}")
+        if noise not in LIKELIHOODS:
+            raise ValueError(f"noise must be one of {LIKELIHOODS}, got {noise!r}")
         if not sigma > 0:
             raise ValueError(f"sigma must be > 0, got {sigma!r}")
         self.noise, self.sigma = noise, sigma

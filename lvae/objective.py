@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lvae.config import LIKELIHOODS, REDUCTIONS
 from lvae.model import Architecture, Params, decode, encode
 
 if TYPE_CHECKING:  # resolved lazily at run time (module __getattr__ below)
@@ -64,9 +65,6 @@ __all__ = [
     "local_vae_loss_reference", "neg_elbo", "neg_elbo_parts", "neg_elbo_terms",
     "reparameterize", "scaled_neg_elbo", "vanilla_vae_loss",
 ]
-
-LIKELIHOODS = ("bernoulli", "gaussian")
-REDUCTIONS = ("pixel_mean", "sum")
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,17 @@ id too (``-d<hash>``), so a real-data run never shares a folder with its twin-da
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
-import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lvae.config import DATASETS, NEIGHBORHOODS, PROFILES, TrainConfig, _is_int
+from lvae.config import ConfigError, EvalSettings, TrainConfig
+from lvae.config import profile as get_profile
 from lvae.grid import Experiment
 
 #: The label of a run whose training settings are not its profile's.
@@ -49,7 +51,7 @@ class ExperimentSetup:
     config: TrainConfig
     run_dir: Path
     run_id: str
-    eval_kwargs: dict[str, Any]  # lvae.evaluation.evaluate's keyword arguments
+    evaluation: EvalSettings  # what lvae.evaluation.evaluate computes for this run
     threads: int | None  # torch threads for this process; not part of the run's identity
     #: the settings in which the run differs from its profile (then labelled ``custom``)
     custom: tuple[str, ...] = ()
@@ -59,29 +61,32 @@ class ParameterError(ValueError):
     """A notebook parameter with a wrong type or value; the message names it."""
 
 
-def _fail(name: str, value: Any, allowed: str) -> None:
-    raise ParameterError(f"experiment parameter {name!r} must be {allowed}, got {value!r} "
-                         f"({type(value).__name__})")
+#: Notebook parameters that :class:`~lvae.config.EvalSettings` knows by another name.
+_EVAL_PARAMETERS = {"num_train": "eval_train", "num_test": "eval_test", "num_fd": "eval_fd",
+                    "seed": "eval_seed"}
 
 
-def _number(name: str, v: Any, minimum: float = 0.0) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        _fail(name, v, f"a finite number >= {minimum:g}")
-    if v < minimum:
-        _fail(name, v, f"a number >= {minimum:g}")
-    return float(v)
+@contextmanager
+def _as_parameters(renamed: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Restate a :class:`~lvae.config.ConfigError` as the notebook parameter it came from.
 
-
-def _int_or_none(name: str, v: Any, minimum: int = 1) -> int | None:
-    if v is not None and not (_is_int(v) and v >= minimum):
-        _fail(name, v, f"None or an int >= {minimum}")
-    return v
-
-
-def _choice(name: str, v: Any, allowed: tuple[str, ...]) -> str:
-    if v not in allowed:
-        _fail(name, v, f"one of {list(allowed)}")
-    return v
+    A parameter whose notebook default is None (the profile's value) says so in what it
+    allows; a setting that is no parameter (``pool_size`` against ``k``) is a combination
+    of parameters the config rejected, and is named as such.
+    """
+    try:
+        yield
+    except ConfigError as e:
+        name = (renamed or {}).get(e.name, e.name)
+        defaults = {n: p.default for n, p in
+                    inspect.signature(experiment_config).parameters.items()}
+        if name not in defaults:
+            raise ParameterError(f"experiment parameters rejected: {e}") from None
+        allowed = e.allowed
+        if defaults[name] is None and not allowed.startswith("None"):
+            allowed = f"None or {allowed}"
+        raise ParameterError(f"experiment parameter {name!r} must be {allowed}, got "
+                             f"{e.value!r} ({type(e.value).__name__})") from None
 
 
 def settings_hash(config: Mapping[str, Any] | TrainConfig) -> str:
@@ -180,12 +185,6 @@ def check_data_path(dataset: str, data_path: str) -> str:
     return path
 
 
-def _bool_or_none(name: str, v: Any) -> bool | None:
-    if v is not None and not isinstance(v, bool):
-        _fail(name, v, "None, True or False")
-    return v
-
-
 def experiment_config(
     dataset: str = "shapes3d",
     alpha: float = 1.0,
@@ -214,50 +213,21 @@ def experiment_config(
     """Validate the notebook's parameters; ``None`` settings take the profile's values
     (``steps``, ``resolution``, ``lr``, the ``eval_*`` sizes) or ``TrainConfig``'s.
 
+    Each value is checked once, by what uses it: :class:`~lvae.config.TrainConfig` for the
+    training settings, :class:`~lvae.config.EvalSettings` for the evaluation's; their
+    errors are restated here in the notebook's parameter names (:class:`ParameterError`).
+
     The run folder is ``<out_dir>/<profile>/<run_id>`` with the id of
     :attr:`lvae.grid.Experiment.run_id`, the same folder ``python -m lvae reproduce`` uses;
     a run whose training settings differ from the profile's is ``custom`` (module
     docstring). Nothing is written: a bad ``data_path`` fails here, not after a run
     folder exists.
     """
-    _choice("profile", profile, tuple(PROFILES))
-    prof = PROFILES[profile]
-    _choice("dataset", dataset, DATASETS)
-    _choice("neighborhood", neighborhood, NEIGHBORHOODS)
-    alpha = _number("alpha", alpha)
-    beta = _number("beta", beta)
-    if not (_is_int(seed) and seed >= 0):
-        _fail("seed", seed, "an int >= 0")
-    for name, v in (("k", k), ("batch_size", batch_size)):
-        if not (_is_int(v) and v >= 1):
-            _fail(name, v, "an int >= 1")
-    steps = _int_or_none("steps", steps)
-    if resolution is not None and resolution not in (32, 64):
-        _fail("resolution", resolution, "None (profile default), 32 or 64")
-    for name, v in (("eval_train", eval_train), ("eval_test", eval_test),
-                    ("eval_fd", eval_fd)):
-        _int_or_none(name, v)
-    if not (_is_int(eval_seed) and eval_seed >= 0):
-        _fail("eval_seed", eval_seed, "an int >= 0")
-    if reduction is not None:
-        _choice("reduction", reduction, ("pixel_mean", "sum"))
+    with _as_parameters():
+        prof = get_profile(profile)
     if not isinstance(out_dir, (str, Path)) or not str(out_dir):
-        _fail("out_dir", out_dir, "a folder path")
-    if lr is not None:
-        lr = _number("lr", lr)
-        if lr <= 0:
-            _fail("lr", lr, "None (the profile's) or a number > 0")
-    first_order = _bool_or_none("first_order", first_order)
-    if likelihood is not None:
-        _choice("likelihood", likelihood, ("bernoulli", "gaussian"))
-    latent_refresh = _int_or_none("latent_refresh", latent_refresh)
-    checkpoint_every = _int_or_none("checkpoint_every", checkpoint_every)
-    if data_path is not None and (not isinstance(data_path, str) or not data_path):
-        _fail("data_path", data_path, "None or a path string")
-    threads = _int_or_none("threads", threads)
-    if data_path is not None:
-        data_path = check_data_path(dataset, data_path)
-
+        raise ParameterError(f"experiment parameter 'out_dir' must be a folder path, got "
+                             f"{out_dir!r} ({type(out_dir).__name__})")
     # what the grid's run of this experiment at this profile trains ...
     base: dict[str, Any] = {
         "dataset": dataset, "alpha": alpha, "beta": beta, "neighborhood": neighborhood,
@@ -269,11 +239,19 @@ def experiment_config(
     settings = {"k": k, "batch_size": batch_size, "steps": steps, "resolution": resolution,
                 "lr": lr, "first_order": first_order, "likelihood": likelihood,
                 "latent_refresh": latent_refresh, "checkpoint_every": checkpoint_every}
-    try:
+    sizes = {"num_train": eval_train, "num_test": eval_test, "num_fd": eval_fd}
+    with _as_parameters():
         standard = TrainConfig(**base)
         config = standard.replace(**{n: v for n, v in settings.items() if v is not None})
-    except ValueError as e:  # a combination only the config can judge (e.g. pool_size vs k)
-        raise ParameterError(f"experiment parameters rejected: {e}") from None
+        # checked as the config checks them, but kept out of config.json: threads change
+        # speed, not results, and config.json is compared to decide whether a run is done
+        standard.replace(threads=threads)
+    with _as_parameters(_EVAL_PARAMETERS):
+        evaluation = prof.evaluation(seed=eval_seed,
+                                     **{n: v for n, v in sizes.items() if v is not None})
+    if data_path is not None:  # its type is checked; now the files themselves
+        real = check_data_path(dataset, data_path)
+        standard, config = standard.replace(data_path=real), config.replace(data_path=real)
     changed = tuple(n for n in sorted(settings) if getattr(config, n) != getattr(standard, n))
     if changed:
         config = config.replace(profile=CUSTOM)
@@ -282,10 +260,7 @@ def experiment_config(
         config=config,
         run_dir=Path(out_dir) / config.profile / exp.run_id,
         run_id=exp.run_id,
-        eval_kwargs={"num_train": eval_train or prof.eval_train,
-                     "num_test": eval_test or prof.eval_test,
-                     "num_fd": eval_fd or prof.eval_fd, "seed": eval_seed,
-                     **prof.eval_overrides()},
+        evaluation=evaluation,
         threads=threads,
         custom=changed,
     )

@@ -440,8 +440,7 @@ def done_status(setup: ExperimentSetup) -> str | None:
     if ev is None or ev.get("status") != "completed" or result.get("status") != "completed":
         return None
     # an evaluation with other sample counts (the profile changed) is redone
-    # (n_jobs changes how the fits are scheduled, not what they compute)
-    asked = {k: v for k, v in setup.eval_kwargs.items() if k != "n_jobs"}
+    asked = setup.evaluation.identity()
     done = ev.get("params", {})
     if not isinstance(done, dict) or any(done.get(k, v) != v for k, v in asked.items()):
         return None

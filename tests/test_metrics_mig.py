@@ -42,8 +42,14 @@ def test_discretize_uses_20_equal_width_bins():
     assert counts.max() - counts.min() <= 2  # equal widths on a uniform grid
 
 
+def mig_of(represent, num_train: int) -> dict:
+    """MIG as lvae.evaluation computes it: the training codes' draw, then mig_from_codes."""
+    codes, factors = sample_codes(IdentityData(), represent, num_train, np.random.RandomState(0))
+    return mig.mig_from_codes(codes, factors)
+
+
 def test_copied_factors_give_the_hand_computed_mig():
-    out = mig.compute_mig(IdentityData(), copy_code, np.random.RandomState(0), num_train=2000)
+    out = mig_of(copy_code, 2000)
     # 20 bins over each code's range separate its <= 20 integer values, so code j carries
     # all of H(v_j); the runner-up is the chance MI of two independent factors' samples.
     _, factors = sample_codes(IdentityData(), copy_code, 2000, np.random.RandomState(0))
@@ -55,7 +61,7 @@ def test_copied_factors_give_the_hand_computed_mig():
         gaps.append((h - runner_up) / h)
     assert out["mig"] == pytest.approx(np.mean(gaps), abs=1e-12)
     assert 0.99 < out["mig"] < 1.0
-    assert set(out["per_factor"]) == {"a", "b", "c", "d"}
+    assert len(out["per_factor"]) == len(IdentityData.factor_names)
 
 
 def test_duplicated_code_gives_zero():
@@ -63,7 +69,7 @@ def test_duplicated_code_gives_zero():
         x = copy_code(images)
         return np.hstack([x, x])
 
-    out = mig.compute_mig(IdentityData(), duplicated, np.random.RandomState(0), num_train=1000)
+    out = mig_of(duplicated, 1000)
     assert out["mig"] == 0.0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import papermill as pm
 import pytest
 
-from lvae.config import PROFILES
+from lvae.config import PROFILES, EvalSettings
 from lvae.params import ParameterError, experiment_config
 from lvae.reproduce import EXPERIMENT_NOTEBOOK
 
@@ -20,19 +20,19 @@ def test_defaults_take_the_profile_budget(tmp_path: Path):
     assert (s.config.steps, s.config.resolution, s.config.pool_size) == \
         (q.steps, q.resolution, q.pool_size)
     assert s.config.profile == "quick"
-    assert s.eval_kwargs == {"num_train": q.eval_train, "num_test": q.eval_test,
-                             "num_fd": q.eval_fd, "seed": 0, "num_elbo": q.eval_elbo,
-                             "fd_steps": q.fd_steps, "n_jobs": q.eval_jobs,
-                             "gbt_seeds": q.gbt_seeds}
+    assert s.evaluation == EvalSettings(num_train=q.eval_train, num_test=q.eval_test,
+                                        num_fd=q.eval_fd, seed=0, num_elbo=q.eval_elbo,
+                                        fd_steps=q.fd_steps, n_jobs=q.eval_jobs,
+                                        gbt_seeds=q.gbt_seeds)
     assert s.run_dir == tmp_path / "quick" / "shapes3d-a1e-01-b1-synthetic-s0"
     s2 = experiment_config(profile="quick", steps=7, resolution=64, eval_fd=11, alpha=1)
-    assert (s2.config.steps, s2.config.resolution, s2.eval_kwargs["num_fd"]) == (7, 64, 11)
+    assert (s2.config.steps, s2.config.resolution, s2.evaluation.num_fd) == (7, 64, 11)
     assert isinstance(s2.config.alpha, float)
 
 
 @pytest.mark.parametrize("name, value, words", [
-    ("alpha", -1, "'alpha' must be a number >= 0"),
-    ("alpha", "1e-3", "'alpha' must be a finite number"),
+    ("alpha", -1, "'alpha' must be a finite number >= 0"),
+    ("alpha", "1e-3", "'alpha' must be a finite number >= 0"),
     ("alpha", float("nan"), "'alpha'"),
     ("beta", None, "'beta'"),
     ("dataset", "mnist", "'dataset' must be one of"),
@@ -59,8 +59,8 @@ def test_combination_errors_come_from_the_config():
 
 
 @pytest.mark.parametrize("value, words", [
-    (-1, "'alpha' must be a number >= 0, got -1"),
-    ("abc", "'alpha' must be a finite number >= 0, got 'abc'"),
+    (-1, "'alpha' must be a finite number >= 0 (0 = vanilla), got -1"),
+    ("abc", "'alpha' must be a finite number >= 0 (0 = vanilla), got 'abc'"),
 ])
 def test_real_notebook_fails_fast_naming_the_parameter(tmp_path: Path, value, words):
     out = tmp_path / "bad.ipynb"

@@ -40,7 +40,7 @@ def make_done(out: Path, e: Experiment = FIG4, profile: str = "smoke",
     (d / "result.json").write_text(json.dumps({"status": status}))
     (d / "experiment.ipynb").write_text(whole_notebook())
     if status == "completed":
-        params = {k: v for k, v in setup.eval_kwargs.items() if k != "n_jobs"}
+        params = setup.evaluation.identity()
         (d / "eval.json").write_text(json.dumps({"status": "completed", "params": params}))
     assert rp.run_is_done(setup)
     return d

@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from lvae.config import DATASETS, RESOLUTIONS
 from lvae.data.base import GroundTruthData, ImageDataset, to_tensor
 from lvae.data.cars3d import Cars3D, Cars3DFiles, Cars3DTwin
 from lvae.data.carsnorb import CarsNORB
 from lvae.data.shapes3d import Shapes3D, Shapes3DFile, Shapes3DTwin
 from lvae.data.smallnorb import SmallNORB, SmallNORBFiles, SmallNORBTwin
 
-NAMES = ("shapes3d", "cars3d", "smallnorb", "carsnorb")
-RESOLUTIONS = (64, 32)
+NAMES = DATASETS  # the dataset names a config may use
 
 __all__ = [
     "NAMES", "RESOLUTIONS", "Cars3D", "Cars3DFiles", "Cars3DTwin", "CarsNORB",

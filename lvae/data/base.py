@@ -13,12 +13,16 @@ tensors in ``[0, 1]`` that the model consumes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-NOISE_MODELS = ("bernoulli", "gaussian")
+from lvae.config import LIKELIHOODS
+
+#: A dataset's ``noise_model`` is one of the decoder's likelihoods.
+NOISE_MODELS = LIKELIHOODS
 
 
 class DataFileError(ValueError):
@@ -60,6 +64,11 @@ class GroundTruthData(ImageDataset):
     #: SmallNORB the instance, which the library treats as observation noise) are drawn
     #: after them. ``None``: every factor is latent, drawn in factor order.
     latent_factor_indices: tuple[int, ...] | None = None
+    #: What DCI scores on this dataset: ``eval.json`` key -> the factors scored (None:
+    #: every factor), all keys from one set of classifier fits
+    #: (:func:`lvae.evaluation.dci_groups`). Datasets whose paper table scores a subset
+    #: say so here (3D Shapes with and without colour; SmallNORB without its instance).
+    dci_subsets: ClassVar[Mapping[str, tuple[str, ...] | None]] = {"dci": None}
 
     @property
     def num_factors(self) -> int:

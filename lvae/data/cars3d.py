@@ -15,6 +15,7 @@ from functools import cache
 
 import numpy as np
 
+from lvae.config import RESOLUTIONS
 from lvae.data.base import DataFileError, GroundTruthData
 from lvae.data.cache import ImageCache
 from lvae.data.car_models import car_mesh, random_car
@@ -25,7 +26,6 @@ from lvae.data.resize import resize_batch
 NUM_OBJECTS = 183
 ELEVATION_DEGREES = np.array([10.0, 17.5, 25.0, 32.5])  # twin's camera; real: unlabelled
 AZIMUTH_DEGREES = np.arange(24) * 15.0
-RESOLUTIONS = (64, 32)
 NATIVE = 128  # the real renders' size; the twin draws at this size too, then resizes
 
 

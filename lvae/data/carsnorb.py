@@ -8,7 +8,7 @@ and :meth:`CarsNORB.part_of` give.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,11 @@ class GreyAsRGB(GroundTruthData):
     @property
     def factor_values(self) -> tuple[np.ndarray, ...]:
         return self.inner.factor_values
+
+    @property  # type: ignore[override]
+    def dci_subsets(self) -> Mapping[str, tuple[str, ...] | None]:
+        """The inner dataset's: SmallNORB in RGB is scored on the same factors."""
+        return self.inner.dci_subsets
 
     def sample_factors(self, num: int, random_state: np.random.RandomState) -> np.ndarray:
         """The inner dataset's draws, so CarsNORB's metrics sample SmallNORB's stream."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import colorsys
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 
+from lvae.config import RESOLUTIONS
 from lvae.data import shapes3d_render as render
 from lvae.data.base import DataFileError, GroundTruthData
 from lvae.data.download import download_command
@@ -27,7 +29,6 @@ SCALES = np.linspace(0.75, 1.25, 8)
 SHAPES = np.arange(4, dtype=np.float64)  # 0 cube, 1 cylinder, 2 sphere, 3 capsule
 ORIENTATIONS = np.linspace(-30.0, 30.0, 15)
 FACTOR_VALUES = (HUES, HUES, HUES, SCALES, SHAPES, ORIENTATIONS)
-RESOLUTIONS = (64, 32)
 
 
 def grid_labels() -> np.ndarray:
@@ -62,6 +63,9 @@ class Shapes3D(GroundTruthData):
     factor_names = FACTOR_NAMES
     factor_sizes = FACTOR_SIZES
     noise_model = "bernoulli"
+    #: Table 1 reports DCI "w/ color" (all six factors) and "w/o color" (these three)
+    dci_subsets: ClassVar[Mapping[str, tuple[str, ...] | None]] = {
+        "dci_color": None, "dci_nocolor": ("scale", "shape", "orientation")}
 
     def __init__(self, resolution: int = 64) -> None:
         if resolution not in RESOLUTIONS:

@@ -15,12 +15,14 @@ import gzip
 import os
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image
 
+from lvae.config import RESOLUTIONS
 from lvae.data.base import DataFileError, GroundTruthData
 from lvae.data.cache import ImageCache
 from lvae.data.download import download_command
@@ -28,7 +30,6 @@ from lvae.data.mesh import Mesh, View, draw, shadow_mask
 from lvae.data.norb_toys import toy
 from lvae.data.resize import resize_batch
 
-RESOLUTIONS = (64, 32)
 NATIVE = 96
 ELEVATION_DEGREES = 30.0 + 5.0 * np.arange(9)
 AZIMUTH_DEGREES = 20.0 * np.arange(18)
@@ -67,6 +68,10 @@ class SmallNORB(GroundTruthData):
     factor_names = ("category", "instance", "elevation", "azimuth", "lighting")
     latent_factor_indices = (0, 2, 3, 4)
     noise_model = "bernoulli"
+    #: disentanglement_lib's four factors (its ``latent_factor_indices``): the instance
+    #: is a nuisance, drawn but not predicted; the paper counts four factors
+    dci_subsets: ClassVar[Mapping[str, tuple[str, ...] | None]] = {
+        "dci": ("category", "elevation", "azimuth", "lighting")}
 
     def __init__(self, resolution: int = 64, n_instances: int = 10) -> None:
         if resolution not in RESOLUTIONS:

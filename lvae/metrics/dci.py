@@ -43,18 +43,8 @@ import scipy.stats
 from joblib import Parallel, delayed
 from sklearn.ensemble import GradientBoostingClassifier
 
-from lvae.data.base import GroundTruthData
-from lvae.metrics.sampling import DLIB_SAMPLING_BATCH, RepresentationFunction, sample_codes
-
 FitMode = Literal["parallel", "sequential_shared_rng"]
 FIT_MODES: tuple[str, ...] = ("parallel", "sequential_shared_rng")
-
-#: Table 1's two conditions for 3D Shapes. ``None`` means every factor of the dataset.
-SHAPES3D_SUBSETS: dict[str, tuple[str, ...] | None] = {
-    "with_color": None,
-    "without_color": ("scale", "shape", "orientation"),
-}
-
 
 # --------------------------------------------------------------------------- pure maths
 
@@ -220,11 +210,6 @@ def scores_on_factors(fit: ImportanceFit, columns: Sequence[int]) -> dict[str, f
 
 # --------------------------------------------------------------------------- end to end
 
-#: SmallNORB's factors as disentanglement_lib uses them (``latent_factor_indices`` 0, 2, 3,
-#: 4): "instance" is a nuisance, drawn but not predicted; the paper counts four factors.
-SMALLNORB_FACTORS: tuple[str, ...] = ("category", "elevation", "azimuth", "lighting")
-
-
 def dci_from_codes(
     codes_train: np.ndarray,
     factors_train: np.ndarray,
@@ -282,82 +267,3 @@ def dci_from_codes(
         "fit_cpu_seconds": dict(zip(fitted_names, fit.cpu_seconds.tolist(), strict=True)),
     }
 
-
-def compute_dci(
-    data: GroundTruthData,
-    represent: RepresentationFunction,
-    random_state: np.random.RandomState,
-    num_train: int = 10_000,
-    num_test: int = 5_000,
-    factor_subsets: Mapping[str, Sequence[str | int] | None] | None = None,
-    *,
-    mode: FitMode = "parallel",
-    seed: int = 0,
-    n_jobs: int | None = -1,
-    batch_size: int = DLIB_SAMPLING_BATCH,
-) -> dict:
-    """DCI of a representation on ``data``, for one or more factor subsets, from one fit.
-
-    Args:
-        data: the ground-truth dataset points are drawn from.
-        represent: ``uint8 images (n, H, W, C) -> codes (n, d)`` (the encoder means).
-        random_state: draws the train points, then the test points.
-        num_train, num_test: 10,000 and 5,000 in disentanglement_lib / Locatello et al.
-        factor_subsets: ``{name: factor names or indices, or None for all}``; default
-            ``{"all": None}``. Use :data:`SHAPES3D_SUBSETS` for Table 1.
-        mode, seed, n_jobs: how the per-factor classifiers are fit (module docstring).
-        batch_size: sampling batch, part of the random stream (16 as disentanglement_lib).
-
-    Returns:
-        :func:`dci_from_codes`'s dict plus ``"sample_seconds"``.
-    """
-    names = list(data.factor_names)
-    for v in (factor_subsets or {}).values():
-        resolve_factors(v, names)  # fail on a typo before encoding 15,000 images
-    start = time.perf_counter()
-    codes_train, y_train = sample_codes(data, represent, num_train, random_state, batch_size)
-    codes_test, y_test = sample_codes(data, represent, num_test, random_state, batch_size)
-    sample_seconds = time.perf_counter() - start
-    out = dci_from_codes(
-        codes_train, y_train, codes_test, y_test, names, factor_subsets,
-        mode=mode, seed=seed, n_jobs=n_jobs,
-    )  # fmt: skip
-    out["sample_seconds"] = sample_seconds
-    return out
-
-
-def dci_per_part(
-    data: GroundTruthData,
-    represent: RepresentationFunction,
-    random_state: np.random.RandomState,
-    num_train: int = 10_000,
-    num_test: int = 5_000,
-    part_subsets: Mapping[str, Mapping[str, Sequence[str | int] | None]] | None = None,
-    **kwargs,
-) -> dict[str, dict]:
-    """DCI on each sub-dataset of a concatenated dataset (Table 2, CarsNORB).
-
-    ``data.parts`` maps a part name to a :class:`GroundTruthData` whose images are in the
-    concatenated dataset's format (same shape and channels), so the one encoder applies;
-    each part's own factors are the labels. ``part_subsets`` gives a part its
-    ``factor_subsets`` (default: all its factors; pass ``{"smallnorb": {"all":
-    SMALLNORB_FACTORS}}`` for disentanglement_lib's four NORB factors). Parts are evaluated
-    in ``data.parts`` order, sharing ``random_state`` one after the other. Extra keyword
-    arguments go to :func:`compute_dci`.
-    """
-    parts: Mapping[str, GroundTruthData] | None = getattr(data, "parts", None)
-    if not parts:
-        raise ValueError(f"{getattr(data, 'name', data)!r} has no .parts to evaluate per part")
-    part_subsets = part_subsets or {}
-    return {
-        name: compute_dci(
-            part,
-            represent,
-            random_state,
-            num_train,
-            num_test,
-            factor_subsets=part_subsets.get(name),
-            **kwargs,
-        )
-        for name, part in parts.items()
-    }

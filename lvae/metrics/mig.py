@@ -23,9 +23,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import mutual_info_score
 
-from lvae.data.base import GroundTruthData
-from lvae.metrics.sampling import DLIB_SAMPLING_BATCH, RepresentationFunction, sample_codes
-
 NUM_BINS = 20
 
 
@@ -75,25 +72,3 @@ def mig_from_codes(
         "entropy": entropy,
     }
 
-
-def compute_mig(
-    data: GroundTruthData,
-    represent: RepresentationFunction,
-    random_state: np.random.RandomState,
-    num_train: int = 10_000,
-    num_bins: int = NUM_BINS,
-    batch_size: int = DLIB_SAMPLING_BATCH,
-) -> dict[str, object]:
-    """MIG of ``represent`` on ``num_train`` points of ``data`` (see the module docstring).
-
-    Returns :func:`mig_from_codes`'s dict plus ``"per_factor"`` keyed by factor name,
-    ``"num_train"`` and ``"num_bins"``.
-    """
-    codes, factors = sample_codes(data, represent, num_train, random_state, batch_size)
-    out = mig_from_codes(codes, factors, num_bins)
-    out["per_factor"] = dict(
-        zip(data.factor_names, np.asarray(out["per_factor"]).tolist(), strict=True)
-    )
-    out["num_train"] = num_train
-    out["num_bins"] = num_bins
-    return out
