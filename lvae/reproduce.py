@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import random
@@ -158,12 +159,44 @@ def _kernel_failure(exc: BaseException) -> bool:
 KERNEL_ENV_DROP = ("MALLOC_TRIM_THRESHOLD_",)
 
 
+@functools.cache
+def kernel_manager_class() -> type:
+    """The kernel manager :func:`execute` starts notebooks with: CurveZMQ keys when possible.
+
+    Why: ipykernel 7.4 logs "Kernel is running over TCP without encryption" at every kernel
+    start that has no Curve keys, and the grid starts one kernel per run, so the line cut
+    through the progress bar once per run. jupyter_client 8.10's ``KernelManager`` has a
+    ``transport_encryption`` trait ("disabled" by default); at "auto" the manager provisions
+    a Curve key pair when the kernelspec declares ``supported_encryption: ["curve"]`` (the
+    spec ``ipykernel install`` writes does) and hands it to the kernel in the connection
+    file. Without CurveZMQ in pyzmq, "auto" would be refused, so the policy stays
+    "disabled" there: the warning comes back, the run is unaffected. Built on first use so
+    that importing this module does not import jupyter_client.
+    """
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager  # nbclient's default manager
+    from traitlets import default
+
+    if "transport_encryption" not in AsyncKernelManager.class_trait_names():
+        return AsyncKernelManager  # a jupyter_client before 8.10: nothing to switch on
+
+    class CurveKernelManager(AsyncKernelManager):
+        """nbclient's AsyncKernelManager with ``transport_encryption = "auto"``."""
+
+        @default("transport_encryption")
+        def _transport_encryption_default(self) -> str:
+            return "auto" if zmq.has("curve") else "disabled"
+
+    return CurveKernelManager
+
+
 def execute(task: Task) -> Outcome:
     """Run one notebook with papermill: temp file, then ``os.replace`` onto ``task.output``.
 
     Returns ``failed`` (never raises) for an error in the notebook; retries a dead or
     unstartable kernel ``task.retries`` times. The partial notebook of a failure is moved
-    to ``task.output`` too, so the summary can point at the cell that failed.
+    to ``task.output`` too, so the summary can point at the cell that failed. Kernels get
+    CurveZMQ keys (:func:`kernel_manager_class`), so none warns about unencrypted TCP.
     """
     import papermill as pm
 
@@ -182,7 +215,8 @@ def execute(task: Task) -> Outcome:
         try:
             pm.execute_notebook(task.notebook, str(tmp), parameters=task.parameters,
                                 cwd=task.cwd, progress_bar=False, kernel_name="python3",
-                                execution_timeout=task.timeout_s)
+                                execution_timeout=task.timeout_s,
+                                kernel_manager_class=kernel_manager_class())
             hide_injected_parameters(tmp)
         except Exception as exc:  # the notebook's error, the kernel's, or a failed write
             if _kernel_failure(exc) and attempt <= task.retries:

