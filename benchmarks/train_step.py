@@ -163,7 +163,7 @@ def beside() -> str:
 
 
 def part_step(dataset: str, alpha: float, neighborhood: str, steps: int, warmup: int,
-              use_cprofile: bool, warm: bool) -> None:
+              use_cprofile: bool, prime: bool) -> None:
     """Time ``steps`` calls of lvae.training.train_step after ``warmup`` untimed ones."""
     from lvae import training
     from lvae.config import PROFILES, TrainConfig
@@ -179,7 +179,7 @@ def part_step(dataset: str, alpha: float, neighborhood: str, steps: int, warmup:
         data = training.build_dataset(config)
     arch, loss = training.architecture(config, data), training.loss_spec(config)
     pool_idx, _ = split_pool(len(data), config.pool_size, config.heldout_size, config.seed)
-    if warm:  # what an earlier run of the grid left in the cache
+    if prime:  # what an earlier run of the grid left in the cache
         ImagePool(training.build_dataset(config), pool_idx)
     with once.phase("render the pool (ImagePool)"):
         pool = ImagePool(data, pool_idx)
@@ -369,8 +369,8 @@ def notebook_in_process(out_dir: Path, threads: int) -> Phases:
     return ph
 
 
-def part_notebook(threads: int, with_papermill: bool, warm: bool) -> None:
-    if warm:  # an untimed run first: the cache as the grid's later runs find it
+def part_notebook(threads: int, with_papermill: bool, prime: bool) -> None:
+    if prime:  # an untimed run first: the caches as the grid's later runs find them
         with tempfile.TemporaryDirectory() as tmp:
             notebook_in_process(Path(tmp), threads)
     bare, imports, tops = cold_imports()
@@ -415,17 +415,26 @@ def _fit_seconds(details: Any, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def part_eval(threads: int, dataset: str, alpha: float, warm: bool) -> None:
-    """One quick-profile evaluation of a 1-step run: its phases and GBT fit seconds."""
+def part_eval(threads: int, dataset: str, alpha: float, prime: bool) -> None:
+    """One quick-profile evaluation of a 1-step run: its phases and GBT fit seconds.
+
+    ``prime`` renders the pool into the cache first (the other caches, such as the FID
+    statistics of the real images, are filled by the timed pass itself).
+    """
     import lvae.evaluation as ev
     from lvae.params import experiment_config
-    from lvae.training import train
+    from lvae.pool import ImagePool, split_pool
+    from lvae.training import build_dataset, train
 
     torch.set_num_threads(threads)
     nbhd = "latent_knn" if dataset == "carsnorb" else "synthetic"
     with tempfile.TemporaryDirectory() as tmp:
         setup = experiment_config(dataset=dataset, alpha=alpha, neighborhood=nbhd,
                                   profile="quick", steps=1, out_dir=tmp, threads=threads)
+        if prime:
+            data = build_dataset(setup.config)
+            c = setup.config
+            ImagePool(data, split_pool(len(data), c.pool_size, c.heldout_size, c.seed)[0])
         ph = Phases()
         wrap_pipeline(ph)
         try:
@@ -463,10 +472,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="default: 1 (shapes3d, synthetic) or 0.01 (carsnorb, latent_knn)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", default="warm", choices=["off", "cold", "warm", "user"],
-                   help="render cache (lvae.data.render_cache): off (every image drawn, as "
-                        "before it existed), cold (an empty temporary folder), warm (a "
-                        "temporary folder filled by an untimed first pass: every run of a grid "
-                        "after the first), user (the user's own cache folder, as it is)")
+                   help="lvae's caches in a temporary $LVAE_CACHE: warm (filled by an untimed "
+                        "first pass: every run of a grid after the first), off (the same, but "
+                        "the render cache switched off: every twin image drawn, as before it "
+                        "existed), cold (empty); user: the user's own caches as they are")
     p.add_argument("--no-papermill", action="store_true")
     p.add_argument("--cprofile", action="store_true", help="step part: cProfile the steps")
     a = p.parse_args(argv)
@@ -475,16 +484,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}; render cache {a.cache}; {beside()}")
     with tempfile.TemporaryDirectory() as cache:
         if a.cache != "user":
-            os.environ["LVAE_CACHE_DIR"] = "off" if a.cache == "off" else cache
-        warm = a.cache == "warm"
+            os.environ["LVAE_CACHE"] = cache
+            os.environ["LVAE_RENDER_CACHE"] = "off" if a.cache == "off" else "on"
+        prime = a.cache in ("off", "warm")
         for part in a.parts:
             if part == "step":
-                part_step(a.dataset, alpha, nbhd, a.steps, a.warmup, a.cprofile, warm)
+                part_step(a.dataset, alpha, nbhd, a.steps, a.warmup, a.cprofile, prime)
             elif part == "notebook":
-                part_notebook(a.threads, not a.no_papermill, warm)
+                part_notebook(a.threads, not a.no_papermill, prime)
             else:
-                part_eval(a.threads, a.dataset, alpha, warm)
-
+                part_eval(a.threads, a.dataset, alpha, prime)
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,9 @@ computes what the paper's Tables 1, 2 and 5 report, plus what the fidelity notes
 * **DCI's own noise**: with ``gbt_seeds > 1`` the meta codes' DCI is fit again on the *same*
   codes with GBT seeds ``seed + 1, ...`` (``dci_gbt``: every value; ``gbt_sd``: their sample
   standard deviation), so a reader can set the spread due to the classifiers' tie-breaking
-  beside the spread over training seeds (:func:`lvae.results.noise_sources`).
+  beside the spread over training seeds (:func:`lvae.results.noise_sources`). A budget may
+  fit some datasets with fewer seeds (``EvalSettings.gbt_seeds_by_dataset``: quick fits
+  CarsNORB once, since no page shows its refits and each is a 183-class GBT).
 * **MIG** on the same training codes (disentanglement_lib draws them with the same seed).
 * **A Frechet distance** between real images and localized generations, named: "FID" where
   the run's profile asks for it (``Profile.frechet_metric``; Inception weights from the
@@ -407,7 +409,7 @@ def evaluate(
 
     meta = stage("DCI+MIG (meta codes)", lambda: disentanglement_metrics(
         run.dataset, represent(run, "meta"), s.num_train, s.num_test, s.seed, s.n_jobs,
-        s.gbt_seeds))  # fmt: skip
+        s.gbt_seeds_for(run.config.dataset)))  # fmt: skip
     adapted = stage("DCI+MIG (adapted codes)", lambda: disentanglement_metrics(
         run.dataset, represent(run, "adapted", seed=s.seed), s.num_train, s.num_test, s.seed,
         s.n_jobs,

@@ -23,7 +23,8 @@ def test_defaults_take_the_profile_budget(tmp_path: Path):
     assert s.evaluation == EvalSettings(num_train=q.eval_train, num_test=q.eval_test,
                                         num_fd=q.eval_fd, seed=0, num_elbo=q.eval_elbo,
                                         fd_steps=q.fd_steps, n_jobs=q.eval_jobs,
-                                        gbt_seeds=q.gbt_seeds)
+                                        gbt_seeds=q.gbt_seeds,
+                                        gbt_seeds_by_dataset=q.gbt_seeds_by_dataset)
     assert s.run_dir == tmp_path / "quick" / "shapes3d-a1e-01-b1-synthetic-s0"
     s2 = experiment_config(profile="quick", steps=7, resolution=64, eval_fd=11, alpha=1)
     assert (s2.config.steps, s2.config.resolution, s2.evaluation.num_fd) == (7, 64, 11)

@@ -1,4 +1,4 @@
-"""The render cache (lvae.data.render_cache): a twin's pool and DCI draws kept on disk.
+"""The render cache (lvae.data.render_cache): a twin's pool kept on disk.
 
 Every check compares against images drawn afresh by a dataset object that never saw the
 cache, so a cache that returned wrong, stale or partial images would fail here.
@@ -21,7 +21,6 @@ from lvae.data.cars3d import Cars3DTwin
 from lvae.data.carsnorb import CarsNORB
 from lvae.data.shapes3d import Shapes3DTwin
 from lvae.data.smallnorb import SmallNORBTwin
-from lvae.metrics.sampling import sample_factors_and_images
 from lvae.pool import ImagePool, split_pool
 from lvae.training import train
 
@@ -29,9 +28,9 @@ from lvae.training import train
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh cache folder for this test (never the user's cache home)."""
-    folder = tmp_path / "render-cache"
-    monkeypatch.setenv(rc.CACHE_ENV, str(folder))
-    return folder
+    monkeypatch.setenv(rc.CACHE_ENV, str(tmp_path / "lvae-cache"))
+    monkeypatch.delenv(rc.SWITCH_ENV, raising=False)
+    return tmp_path / "lvae-cache" / "renders"
 
 
 def small_carsnorb() -> CarsNORB:
@@ -135,33 +134,32 @@ def test_only_procedural_twins_are_cached(cache: Path, blobs):
 
 
 def test_cache_folder_follows_the_environment(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv(rc.SWITCH_ENV, raising=False)
     monkeypatch.setenv(rc.CACHE_ENV, str(tmp_path / "here"))
-    assert rc.cache_dir() == tmp_path / "here"
-    for off in ("", "off", "0"):
-        monkeypatch.setenv(rc.CACHE_ENV, off)
-        assert rc.cache_dir() is None
+    assert rc.cache_dir() == tmp_path / "here" / "renders"
     monkeypatch.delenv(rc.CACHE_ENV)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert rc.cache_dir() == tmp_path / "xdg" / "lvae" / "renders"
-    monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert rc.cache_dir() == tmp_path / "home" / ".cache" / "lvae" / "renders"
+    for off in ("off", "0", "OFF"):
+        monkeypatch.setenv(rc.SWITCH_ENV, off)
+        assert rc.cache_dir() is None
 
 
-def test_switched_off_or_opted_out_nothing_is_written(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv(rc.CACHE_ENV, "off")
+def test_switched_off_or_opted_out_nothing_is_written(cache: Path, monkeypatch):
     idx = np.arange(30)
+    ImagePool(Shapes3DTwin(32), idx, disk_cache=False)
+    assert not cache.exists()
+    monkeypatch.setenv(rc.SWITCH_ENV, "off")
     assert ImagePool(Shapes3DTwin(32), idx).uint8(idx).tobytes() == \
         Shapes3DTwin(32).images(idx).tobytes()
-    monkeypatch.setenv(rc.CACHE_ENV, str(tmp_path / "c"))
-    ImagePool(Shapes3DTwin(32), idx, disk_cache=False)
-    assert not (tmp_path / "c").exists()
+    assert not cache.exists()
 
 
 def test_an_unwritable_cache_costs_a_warning_not_the_run(tmp_path: Path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")
     monkeypatch.setenv(rc.CACHE_ENV, str(blocker / "cache"))
+    monkeypatch.delenv(rc.SWITCH_ENV, raising=False)
     idx = np.arange(30)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -170,28 +168,8 @@ def test_an_unwritable_cache_costs_a_warning_not_the_run(tmp_path: Path, monkeyp
     assert any("render cache" in str(w.message) for w in caught)
 
 
-def test_a_cached_draw_is_the_draw_and_leaves_the_generator_where_it_would(cache: Path):
-    """cached_draw replays sample_factors_and_images: same factors and images, and the
-    RandomState continues with the same numbers, cold (writing) and warm (reading)."""
-    def reference():
-        rs = np.random.RandomState(0)
-        f, x = sample_factors_and_images(small_carsnorb().parts["smallnorb"], 37, rs)
-        return f, x, rs.randint(10**9, size=5)
-
-    f0, x0, after0 = reference()
-    for round_ in ("cold", "warm"):
-        part = small_carsnorb().parts["smallnorb"]
-        if round_ == "warm":
-            forbid_drawing(part)
-        rs = np.random.RandomState(0)
-        f, x = rc.cached_draw(part, 37, rs, sample_factors_and_images)
-        assert f.tobytes() == f0.tobytes() and x.tobytes() == x0.tobytes(), round_
-        assert rs.randint(10**9, size=5).tolist() == after0.tolist(), round_
-    # another generator state is another entry
-    rs = np.random.RandomState(1)
-    f1, _ = rc.cached_draw(small_carsnorb().parts["smallnorb"], 37, rs,
-                           sample_factors_and_images)
-    assert f1.tobytes() != f0.tobytes() and len(list(cache.glob("draw-*.npz"))) == 2
+def _no_drawing(*_a, **_k):
+    raise AssertionError("drew an image although the cache holds it")
 
 
 def _log(run_dir: Path) -> list[dict]:
@@ -204,12 +182,14 @@ def test_a_run_logs_the_same_with_and_without_the_cache(tmp_path: Path, monkeypa
     config = TrainConfig(dataset="shapes3d", resolution=32, pool_size=40, heldout_size=10,
                          steps=3, batch_size=4, k=2, alpha=1.0, log_every=1, seed=1)
     runs = {}
-    for name, env in (("off", "off"), ("cold", str(tmp_path / "c")),
-                      ("warm", str(tmp_path / "c"))):
-        monkeypatch.setenv(rc.CACHE_ENV, env)
+    monkeypatch.setenv(rc.CACHE_ENV, str(tmp_path / "c"))
+    for name, switch in (("off", "off"), ("cold", "on"), ("warm", "on")):
+        monkeypatch.setenv(rc.SWITCH_ENV, switch)
+        if name == "warm":  # the warm run must read: drawing a twin image now fails
+            monkeypatch.setattr(Shapes3DTwin, "images", _no_drawing)
         train(config, tmp_path / name, progress=False)
         runs[name] = tmp_path / name
-    assert list((tmp_path / "c").glob("pool-*.npz"))  # the cold run wrote, the warm one read
+    assert list((tmp_path / "c" / "renders").glob("pool-*.npz"))
     assert _log(runs["off"]) == _log(runs["cold"]) == _log(runs["warm"])
     params = [torch.load(r / "checkpoint.pt", weights_only=False)["model"] for r in runs.values()]
     for other in params[1:]:

@@ -5,8 +5,7 @@ run of ``experiment.ipynb`` builds its dataset three times (``train``, then ``lo
 ``evaluate`` and in the picture cell), and every run of a grid draws the same images again:
 the quick profile's CarsNORB pool of 4,000 images takes 8-15 s to render at 32x32 on one
 core, three times per run, while the pool depends only on the dataset, the resolution and
-the seed. The same holds for the images DCI scores (the same ``RandomState(seed)`` draws
-for every run of a dataset).
+the seed.
 
 What is kept: one compressed ``.npz`` file per set of images, named by the hash of a key
 that holds everything the images depend on: the twin's class and options (resolution, how
@@ -24,10 +23,10 @@ Images are a deterministic function of their index, so a run reads bit for bit t
 it would have drawn: its log is the same with or without the cache.
 
 Only the procedural twins are cached: their images depend on lvae's code alone. Real
-files (and test datasets) are read as before. Where: ``$LVAE_CACHE_DIR`` if set (empty or
-``off``: no disk cache), else ``$XDG_CACHE_HOME/lvae/renders``, else
-``~/.cache/lvae/renders``. The entries are small (a 4,000-image pool at 32x32 is about
-0.4 MB compressed); deleting the folder is always safe.
+files (and test datasets) are read as before. Where: ``$LVAE_CACHE/renders``, by default
+``~/.cache/lvae/renders`` (the folder lvae's other caches use: the FD-factors networks, the
+FID statistics); ``LVAE_RENDER_CACHE=off`` switches it off. The entries are small (a
+4,000-image pool at 32x32 is about 0.4 MB compressed); deleting the folder is always safe.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ import hashlib
 import io
 import json
 import os
-import sys
 import warnings
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -47,17 +45,18 @@ import numpy as np
 
 #: Bump when the file layout changes (the renderers are covered by renderer_version).
 FORMAT = 1
-CACHE_ENV = "LVAE_CACHE_DIR"
-_OFF = ("", "0", "off", "none", "false")
+#: The root of lvae's caches (shared with lvae.metrics.factor_net); entries go to renders/.
+CACHE_ENV = "LVAE_CACHE"
+#: ``off`` (or 0, false, no): draw every image, keep nothing on disk.
+SWITCH_ENV = "LVAE_RENDER_CACHE"
 
 
 def cache_dir() -> Path | None:
-    """The folder entries live in, or None when the disk cache is switched off."""
-    env = os.environ.get(CACHE_ENV)
-    if env is not None:
-        return None if env.strip().lower() in _OFF else Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lvae" / "renders"
+    """The folder entries live in, or None when the render cache is switched off."""
+    if os.environ.get(SWITCH_ENV, "").strip().lower() in ("off", "0", "false", "no"):
+        return None
+    root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "lvae")
+    return Path(root).expanduser() / "renders"
 
 
 @cache
@@ -163,8 +162,8 @@ def save_entry(kind: str, key: Mapping[str, Any], arrays: Mapping[str, np.ndarra
         atomic_write_bytes(path, buf.getvalue())
     except OSError as e:
         warnings.warn(f"could not write the render cache entry {path} ({e}); images are "
-                      f"drawn again next time (set {CACHE_ENV} to a writable folder, or to "
-                      "'off')", RuntimeWarning, stacklevel=2)
+                      f"drawn again next time (set {CACHE_ENV} to a writable folder, or "
+                      f"{SWITCH_ENV}=off)", RuntimeWarning, stacklevel=2)
         return None
     return path
 
@@ -197,48 +196,3 @@ def cached_images(dataset: Any, indices: np.ndarray,
     images = render(indices)
     save_entry(kind, key, {"indices": indices, "images": images}, folder)
     return images
-
-
-def cached_draw(dataset: Any, num: int, random_state: np.random.RandomState,
-                draw: Callable[[Any, int, np.random.RandomState], tuple[np.ndarray, np.ndarray]],
-                kind: str = "draw", folder: Path | None = None,
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """``draw(dataset, num, random_state)`` -> (factors, images), from the cache if there.
-
-    The key holds the generator's whole state before the draw and the source of ``draw``'s
-    module, and the entry holds its state after: on a hit ``random_state`` is set to that
-    state, so the draws that follow are the ones that would have followed.
-    """
-    ident = twin_identity(dataset)
-    folder = folder if folder is not None else cache_dir()
-    if ident is None or folder is None:
-        return draw(dataset, num, random_state)
-    name, keys, pos, has_gauss, gauss = random_state.get_state(legacy=True)
-    state_hash = hashlib.sha256(
-        np.ascontiguousarray(keys, dtype="<u4").tobytes()
-        + repr((name, int(pos), int(has_gauss), float(gauss))).encode()).hexdigest()
-    source = getattr(sys.modules.get(draw.__module__), "__file__", None)
-    if source is None:  # no source to key on: the draw's code could change unseen
-        return draw(dataset, num, random_state)
-    code = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
-    key = {"format": FORMAT, "renderer": renderer_version(), "dataset": ident, "num": int(num),
-           "draw": f"{draw.__module__}.{draw.__qualname__}@{code}", "state_sha256": state_hash}
-    shape = (int(num), *dataset.observation_shape)
-    hit = load_entry(kind, key, {"factors": (np.dtype(np.int64), None),
-                                 "images": (np.dtype(np.uint8), shape),
-                                 "state_keys": (np.dtype(np.uint32), (624,)),
-                                 "state_rest": (np.dtype(np.float64), (3,))}, folder)
-    if hit is not None and len(hit["factors"]) == num:
-        rest = hit["state_rest"]
-        random_state.set_state(("MT19937", hit["state_keys"], int(rest[0]), int(rest[1]),
-                                float(rest[2])))
-        return hit["factors"], hit["images"]
-    factors, images = draw(dataset, num, random_state)
-    _, keys, pos, has_gauss, gauss = random_state.get_state(legacy=True)
-    factors = np.asarray(factors)
-    if factors.dtype == np.int64 and images.dtype == np.uint8 and images.shape == shape:
-        save_entry(kind, key, {"factors": factors, "images": images,
-                               "state_keys": np.asarray(keys, dtype=np.uint32),
-                               "state_rest": np.array([pos, has_gauss, gauss], np.float64)},
-                   folder)
-    return factors, images
