@@ -12,7 +12,8 @@ Data flows through the package in this order::
     lvae.metrics        DCI, MIG, Frechet distances
     lvae.evaluation     one JSON of metrics per trained run
     lvae.study          the reference study: long runs, milestones, shipped evidence
-    lvae.results, lvae.claims, lvae.figures, ...   the report layer (never imported above)
+    lvae.results, lvae.claims, lvae.figures, lvae.book, ...
+                        the report layer (never imported above)
 """
 
 __version__ = "0.1.0"

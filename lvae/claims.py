@@ -43,7 +43,7 @@ from scipy import stats
 
 from lvae import paper
 from lvae.config import PROFILES
-from lvae.results import _matches, _resolve_metric
+from lvae.results import resolve_metric, select
 
 SUPPORTS, CONTRADICTS, UNDECIDED = "supports", "contradicts", "cannot decide"
 NOT_TESTED = "not tested at this budget"
@@ -154,18 +154,17 @@ def _row(table: str, label: str) -> dict:
 
 def _select(df: pd.DataFrame, table: str, label: str, profile: str | None,
             source: str) -> pd.DataFrame:
-    if df.empty:
-        return df
-    g = df[_matches(df, _row(table, label)) & (df["source"] == source)]
-    return g if profile is None else g[g["profile"] == profile]
+    """The runs of a paper row (:func:`lvae.results.select`) of one profile and source."""
+    return select(df, **paper.configuration(_row(table, label)), source=source,
+                  profile=profile)
 
 
 def values(df: pd.DataFrame, table: str, label: str, metric: str,
            profile: str | None = None, source: str = "build") -> list[float]:
     """The metric over the completed runs (one per seed) of a paper row's configuration."""
     g = _select(df, table, label, profile, source)
-    col = _resolve_metric(metric, df.columns)
-    if col is None or g.empty:
+    col = resolve_metric(metric, df.columns)
+    if col is None:
         return []
     ok = g[g["status"] == "completed"][col].astype(float)
     return [v for v in ok.tolist() if math.isfinite(v)]
@@ -207,8 +206,8 @@ def divergence(df: pd.DataFrame, table: str, label: str, profile: str | None = N
     still, so that cannot decide. Some did: cannot decide. No runs: cannot decide.
     """
     g = _select(df, table, label, profile, source)
-    g = g[g["status"].isin(["completed", "diverged"])] if len(g) else g
-    n, k = len(g), int((g["status"] == "diverged").sum()) if len(g) else 0
+    g = g[g["status"].isin(["completed", "diverged"])]
+    n, k = len(g), int((g["status"] == "diverged").sum())
     if n == 0:
         return UNDECIDED, "no runs"
     text = f"{k} of {n} runs diverged"
@@ -335,7 +334,7 @@ def _judge(df: pd.DataFrame, key: str, profile: str | None, source: str) -> Judg
         text = _difference(d, 1 if key == "fid" else 3)
         ours = _means(d, 1 if key == "fid" else 3)
         if key == "fid":  # say which Frechet distance: FD-factors is not the paper's FID
-            col = _resolve_metric(metric, df.columns) or "fid"
+            col = resolve_metric(metric, df.columns) or "fid"
             measure = col.split(".")[-1]
             if measure.lower() != "fid":
                 ours = f"{measure}, not FID: {ours}"
@@ -397,7 +396,8 @@ def judge_all(df: pd.DataFrame, profile: str | None = None, source: str = "build
         rows.append({"key": c.key, "table": c.table, "claim": c.text,
                      "paper": c.paper_text, "ours": j.ours, "verdict": j.verdict,
                      "detail": j.detail, "line": j.line})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["key", "table", "claim", "paper", "ours", "verdict",
+                                       "detail", "line"])
 
 
 def glue_claims(df: pd.DataFrame, table: str, profile: str | None = None,
@@ -413,5 +413,4 @@ def glue_claims(df: pd.DataFrame, table: str, profile: str | None = None,
         glue(f"claim_{r.key}_ours", r.ours, display=False)
         glue(f"claim_{r.key}_verdict", r.line, display=False)
     shown = judged.rename(columns={"detail": "what it rests on"})
-    return shown[["claim", "paper", "ours", "verdict", "what it rests on"]] if len(shown) \
-        else shown
+    return shown[["claim", "paper", "ours", "verdict", "what it rests on"]]

@@ -36,8 +36,9 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from lvae.figures import find_run, image_grid, to_hwc
+from lvae.figures import image_grid, to_hwc
 from lvae.grid import TABLE1_ALPHAS
+from lvae.results import find_run, select
 
 #: A frame: PNG bytes, a PIL image, or a matplotlib figure (rendered at its own dpi).
 FrameLike = bytes | Image.Image | Figure
@@ -349,28 +350,25 @@ class AlphaFrames:
         """One line: which alphas have a model, which diverged, which were not run."""
         return "; ".join(f"α = {lab}: {self.states[lab]}" for lab in self.labels)
 
+    def found(self) -> str:
+        """``"3 of 7"``: how many alphas have a model drawn (the page's "Which models" box)."""
+        return f"{len(self.samples)} of {len(self.labels)}"
+
 
 def seed_state(df: Any, alpha: float, dataset: str = "shapes3d", beta: float = 1.0,
                neighborhood: str | None = "synthetic", seed: int = 0) -> tuple[str, str | None]:
     """``(state, run_dir)`` of one configuration's ``seed`` run in a collect frame.
 
     ``state`` is ``completed`` (with the folder of a build run that kept its checkpoint,
-    found by :func:`lvae.figures.find_run`), ``diverged``, ``no checkpoint`` or
-    ``not run`` (missing, failed or still incomplete). Only ``build`` runs count, as in
-    ``find_run``: an imported run belongs to another profile.
+    found by :func:`lvae.results.find_run`), ``diverged``, ``no checkpoint`` or
+    ``not run`` (missing, failed or still incomplete). Only ``build`` runs count: an
+    imported run belongs to another profile.
     """
     d = find_run(df, dataset=dataset, alpha=alpha, beta=beta, neighborhood=neighborhood,
                  seed=seed, sources=("build",))
     if d is not None:
         return "completed", d
-    if df is None or len(df) == 0:
-        return "not run", None
-    sel = ((df["dataset"] == dataset) & np.isclose(df["alpha"].astype(float), alpha)
-           & np.isclose(df["beta"].astype(float), beta) & (df["seed"] == seed)
-           & (df["source"] == "build"))  # imported runs are other profiles' results
-    if neighborhood is not None and alpha > 0:
-        sel &= df["neighborhood"] == neighborhood
-    st = set(df[sel]["status"])
+    st = set(select(df, dataset, alpha, beta, neighborhood, seed=seed, source="build")["status"])
     if "diverged" in st:
         return "diverged", None
     return ("no checkpoint" if "completed" in st else "not run"), None
@@ -468,24 +466,6 @@ def collect_frames(df: Any, alphas: Sequence[float] = TABLE1_ALPHAS, dataset: st
             kind[lab] = filled.get(lab) or png_bytes(placeholder_frame(
                 size, state, f"α = {lab}", _STATE_DETAIL.get(state, "")))
     return out
-
-
-def page_facts(profile: str, frames: AlphaFrames) -> dict[str, str]:
-    """What the page's "Which models" box states, as strings to glue: the profile's budget
-    against the paper's, and which alphas have a model (the numbers are typed nowhere)."""
-    from lvae.config import PROFILES
-
-    prof = PROFILES[profile]
-    drawn = [lab for lab in frames.labels if lab in frames.samples]
-    return {
-        "profile": profile,
-        "steps": f"{prof.steps:,}",
-        "budget": f"{100 * prof.steps / 300_000:.3g}%",
-        "resolution": f"{prof.resolution}x{prof.resolution}",
-        "note": prof.note,
-        "found": f"{len(drawn)} of {len(frames.labels)}",
-        "summary": frames.summary(),
-    }
 
 
 def overview_figure(frames: AlphaFrames, reference: int = 0, cell: float = 0.55) -> Figure:

@@ -1,54 +1,31 @@
-"""Plot helpers shared by the book's notebooks, and where the book's executed pages live.
+"""The book's pictures: plot helpers shared by the notebooks, each one call in a cell.
 
 Figures: :func:`image_grid` (any grid of images, the building block of figs. 2-4),
 :func:`conditional_grid` (fig. 3: a reference column, then generations sharing z per
-column), :func:`loss_curves` (``log.jsonl`` of runs), :func:`alpha_sweep` (a metric against
-alpha, the paper's curve beside ours). They take tensors or arrays and return the
-matplotlib ``Figure``, so a notebook cell is one call and the page shows the figure.
+column), :func:`figure2_panels` with :func:`side_by_side` (fig. 2 for any configurations),
+:func:`traversal_grid` and :func:`traversal_change` (fig. 4), :func:`loss_curves`
+(``log.jsonl`` of runs), :func:`alpha_sweep` and :func:`table_sweep` (a metric against
+alpha, the paper's curve beside ours), :func:`frechet_sweep` (the paper's FID and our
+Frechet distance, each on its own axis), :func:`paper_bars` (a table's rows as bars),
+:func:`noise_bars`, :func:`milestone_curves` and :func:`milestone_pictures` (the study).
+They take tensors, arrays or result frames and return the matplotlib ``Figure``, so a
+notebook cell is one call and the page shows the figure. :func:`comparison_table` and
+:func:`codes_table` lay a result frame out as a page's table.
 
-The book: Jupyter Book 1.x renders notebooks *as they are* under
-``execute_notebooks: "off"``, so every page must already be executed. The committed
-notebooks stay clean (no outputs, ``tests/test_notebooks_clean.py``); executed copies are
-build products written into a *staged book source* inside the run folder of a profile
-(``root`` = ``<out>/<profile>`` for ``python -m lvae reproduce``)::
-
-    <root>/book/                    staged source: _config.yml, _toc.yml, book/ (copied)
-    <root>/book/notebooks/*.ipynb   executed copies (papermill), same names as the repo's
-    <root>/book/_build/html/        the built book
-
-so the toc's ``notebooks/teach_vae`` resolves to the executed copy, and two builds into
-different folders never touch each other or the working tree. ``lvae.reproduce`` writes
-every page to :func:`executed_path` and then calls :func:`build_book`, which stages the
-configuration and markdown pages and runs ``jupyter-book build`` (it can also execute
-teaching pages still missing). ``jupyter-book build .`` at the repository root works too,
-but shows the committed notebooks without outputs: a preview of the prose only.
+What the pictures are drawn from is chosen elsewhere: the runs by :mod:`lvae.results`
+(:func:`~lvae.results.find_run`), the book's staging and build by :mod:`lvae.book`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import shutil
-import subprocess
-import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BOOK_DIRNAME = "book"  # staged book source under a run folder: <out_dir>/book
-TEACHING_NOTEBOOKS = (
-    "notebooks/teach_vae.ipynb",
-    "notebooks/teach_maml.ipynb",
-    "notebooks/teach_local_vae.ipynb",
-    "notebooks/teach_neighborhoods.ipynb",
-    "notebooks/teach_lle.ipynb",
-)
-BOOK_FILES = ("_config.yml", "_toc.yml")  # copied next to book/ into the staged source
 
 # --------------------------------------------------------------------------------------
 # Images
@@ -186,6 +163,46 @@ def traversal_grid(images: Any, values: Sequence[float], title: str | None = Non
                       col_labels=[f"{v:+.1f}" for v in values], title=title, cell=cell)
 
 
+def figure2_panels(df: Any, configs: Mapping[str, Mapping[str, Any]], n: int = 25,
+                   ref_seed: int = 1, code_seed: int = 0,
+                   loader: Callable[[str], Any] | None = None,
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fig. 2 for each configuration: ``(adapted, meta)`` panels for :func:`side_by_side`.
+
+    ``configs`` maps a panel title to the configuration's :func:`lvae.results.find_run`
+    arguments (``{"alpha": 1.0}``, ``{"alpha": 1.0, "neighborhood": "input_l2"}``). For
+    each, ``n`` training images of the run's pool (positions from ``RandomState(ref_seed)``)
+    are the references: one inner step on each one's neighbourhood, then one shared prior
+    code per reference (``code_seed``) through the adapted decoder; ``meta`` decodes the
+    same codes with the meta-decoder alone. A configuration without a model to draw from
+    is its state (``"diverged"``, ``"no run"``), which :func:`side_by_side` writes in its
+    place; a drawn one's title names its run (:func:`lvae.results.run_caption`).
+    ``loader`` maps a run folder to a :class:`lvae.training.Run` (default ``load_run``).
+    """
+    import torch
+
+    from lvae.generation import localized_samples, meta_samples
+    from lvae.results import find_run, run_caption, run_state
+    from lvae.training import load_run
+
+    z = torch.randn(n, 10, generator=torch.Generator().manual_seed(code_seed))
+    adapted: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    for title, config in configs.items():
+        d = find_run(df, **config)
+        if d is None:
+            adapted[title] = meta[title] = run_state(df, **config)
+            continue
+        run = (loader or load_run)(d)
+        pos = np.random.RandomState(ref_seed).randint(len(run.pool), size=n)
+        codes = z[:, : run.arch.latent_dim]
+        grid = localized_samples(run, run.pool.tensor(pos), codes, neighbor_positions=pos)
+        name = f"{title}\n({run_caption(d)})"
+        adapted[name] = grid[torch.arange(n), torch.arange(n)]  # reference i with code i
+        meta[name] = meta_samples(run, codes)
+    return adapted, meta
+
+
 # --------------------------------------------------------------------------------------
 # Curves
 # --------------------------------------------------------------------------------------
@@ -245,14 +262,14 @@ def alpha_sweep(ours: Mapping[str, Any], paper: Mapping[str, Any] | None = None,
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 2.9), squeeze=False)
     for ax, m in zip(axes[0], metrics, strict=True):
         df = pd.DataFrame(ours[m])
-        ok = df[np.isfinite(df["mean"].astype(float))] if len(df) else df
+        ok = df[np.isfinite(df["mean"].astype(float))]
         if len(ok):
             x = _alpha_positions(ok["alpha"], zero_at)
             yerr = None
             if "lo" in ok and "hi" in ok and ok["lo"].notna().any():
                 yerr = np.vstack([ok["mean"] - ok["lo"], ok["hi"] - ok["mean"]]).clip(0)
             ax.errorbar(x, ok["mean"], yerr=yerr, marker="o", ms=4, capsize=3, label="ours")
-        bad = df[~np.isfinite(df["mean"].astype(float))] if len(df) else df
+        bad = df[~np.isfinite(df["mean"].astype(float))]
         for a in bad.get("alpha", []):
             ax.plot(_alpha_positions([a], zero_at), [0], "rx", ms=8, clip_on=False,
                     label="ours: diverged")
@@ -279,6 +296,107 @@ def alpha_sweep(ours: Mapping[str, Any], paper: Mapping[str, Any] | None = None,
         axes[0, 0].legend(handles, labels, fontsize=7, loc="best")
     if title:
         fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def table_sweep(cmp: Any, metrics: Mapping[str, str], table: str = "table1",
+                ylabel: str = "score", title: str | None = None) -> Figure:
+    """:func:`alpha_sweep` of a :func:`lvae.results.paper_vs_ours` frame: ours and the
+    paper's Local VAE rows over alpha, one panel per metric (column -> panel title)."""
+    from lvae.results import paper_curve, sweep_frame
+
+    return alpha_sweep({name: sweep_frame(cmp, m, table) for m, name in metrics.items()},
+                       {name: paper_curve(m, table) for m, name in metrics.items()},
+                       ylabel=ylabel, title=title)
+
+
+def frechet_sweep(cmp: Any, measure: str, table: str = "table1") -> Figure:
+    """The paper's FID and our Frechet distance (``measure``, e.g. "FD-factors") against
+    alpha, each on its own axis: they are computed in different feature spaces on very
+    different numbers of images, so only their trends can be compared, not their values.
+    Ours is the mean over seeds with its 95% t-interval (:func:`lvae.results.sweep_frame`).
+    """
+    from lvae.results import paper_curve, sweep_frame
+
+    fd = sweep_frame(cmp, "fid", table)
+    pc = sorted(paper_curve("fid", table).items())
+    pos = sorted({a for a, _ in pc if a > 0} | {a for a in fd["alpha"] if a > 0})
+    zero = min(pos) / 10
+    fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
+    axes[0].plot(_alpha_positions([a for a, _ in pc], zero), [v for _, v in pc], "s--",
+                 color="gray")
+    err = np.vstack([fd["mean"] - fd["lo"], fd["hi"] - fd["mean"]]).clip(0)
+    axes[1].errorbar(_alpha_positions(list(fd["alpha"]), zero), list(fd["mean"]), yerr=err,
+                     fmt="o-", color="C0", capsize=3)
+    for ax, name in zip(axes, ("paper: FID (Inception-v3)", f"ours: {measure}"), strict=True):
+        ax.set_xscale("log")
+        ax.set_xticks([zero, *pos], ["0\n(vanilla)"] + [f"{a:g}" for a in pos], fontsize=7)
+        ax.minorticks_off()
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(r"$\alpha$")
+        ax.grid(alpha=0.3)
+        ax.ticklabel_format(axis="y", useOffset=False)
+    fig.tight_layout()
+    return fig
+
+
+def paper_bars(cmp: Any, metrics: Mapping[str, str], table: str, ticks: Sequence[str],
+               ylabel: str = "score", source: str = "build") -> Figure:
+    """A table's rows as bars, the paper's (hatched) beside ours, one panel per metric.
+
+    ``cmp`` is a :func:`lvae.results.paper_vs_ours` frame, of which the runs of ``source``
+    are drawn; ``metrics`` maps its columns to panel titles and ``ticks`` names the paper's
+    rows in order. Our bar is the mean over seeds with its 95% t-interval (none for one
+    seed); a row with no completed run says "diverged" or "—" at its foot.
+    """
+    from lvae.paper import table as paper_table
+
+    rows = paper_table(table)["rows"]
+    labels = [r["label"] for r in rows]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(10 / 3 * len(metrics), 2.8),
+                             sharey=True, squeeze=False)
+    x = np.arange(len(labels))
+    for ax, (m, name) in zip(axes[0], metrics.items(), strict=True):
+        c = cmp[(cmp["metric"] == m) & (cmp["source"] == source)].set_index("row")
+        c = c.reindex(labels).fillna({"n": 0, "n_diverged": 0})  # rows never run: no runs
+        ax.bar(x - 0.2, [r["values"].get(m, np.nan) for r in rows], 0.4, color="lightgray",
+               hatch="//", edgecolor="gray", label="paper")
+        ours = c["ours_mean"].where(c["n"] > 0).astype(float).to_numpy()
+        half = c["ours_ci95"].where(c["n"] > 1).astype(float).to_numpy()
+        ax.bar(x + 0.2, np.nan_to_num(ours), 0.4, yerr=np.nan_to_num(half), capsize=3,
+               color="C0", label="ours")
+        for xi, v, diverged in zip(x, ours, c["n_diverged"], strict=True):
+            if np.isnan(v):
+                ax.text(xi + 0.2, 0.02, "diverged" if diverged else "—", rotation=90,
+                        ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(x, list(ticks), fontsize=8)
+        ax.set_title(name, fontsize=10)
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def traversal_change(sweeps: Mapping[str, Any]) -> Figure:
+    """How much each latent dimension changes the picture: per row of a traversal
+    (:func:`lvae.generation.traversal`, ``(latent, n, C, H, W)``), the mean absolute pixel
+    change between the two ends of its sweep, one line per named sweep (None: left out,
+    a configuration without a model). A dimension the model does not use changes nothing.
+    """
+    import torch
+
+    fig, ax = plt.subplots(figsize=(6, 2.4))
+    for name, t in sweeps.items():
+        if t is None:
+            continue
+        t = torch.as_tensor(t)
+        change = (t[:, -1] - t[:, 0]).abs().mean((1, 2, 3))
+        ax.plot(np.arange(1, t.shape[0] + 1), change.numpy(), "o-", label=name)
+    ax.set_xlabel("latent dimension $i$")
+    ax.set_ylabel("mean |Δ pixel|")
+    if ax.lines:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -363,60 +481,40 @@ def codes_table(cc: Any, names: Mapping[str, str], digits: int = 3) -> Any:
         [{"selector": "td, th", "props": "font-size: 0.8em; padding: 2px 4px;"}])
 
 
-def find_run(df: Any, dataset: str = "shapes3d", alpha: float = 1.0, beta: float = 1.0,
-             neighborhood: str | None = "synthetic", seed: int | None = None,
-             sources: Sequence[str] = ("imported", "build")) -> str | None:
-    """The folder of a finished run of this configuration with a model to draw from, or
-    None.
+def comparison_tables(cmp: Any, profile: str,
+                      parts: Mapping[str, Sequence[str]] | None = None) -> None:
+    """Show a :func:`lvae.results.paper_vs_ours` frame on a page: for each profile and
+    source in it, one :func:`comparison_table` per part (title -> the paper's headers it
+    shows; None: every header in one table), each under a line naming the part, the
+    profile (``profile`` where the frame has no runs) and the source."""
+    from IPython.display import Markdown, display
 
-    Shipped runs (``imported``, with their final parameters in ``model.pt``: the reference
-    study's trained models) come first, the longest budget first, so the figures show what
-    trained models do; then the build's own runs (with a checkpoint), lowest seed first.
-    ``sources`` picks and orders the kinds (``("build",)``: this build's models only).
-    ``df`` is a :func:`lvae.results.collect` frame; :func:`run_caption` says which it is.
-    """
-    if df is None or len(df) == 0:
-        return None
-    sel = ((df["dataset"] == dataset) & np.isclose(df["alpha"].astype(float), alpha)
-           & np.isclose(df["beta"].astype(float), beta) & (df["status"] == "completed"))
-    if neighborhood is not None and alpha > 0:
-        sel &= df["neighborhood"] == neighborhood
-    if seed is not None:
-        sel &= df["seed"] == seed
-    hits = df[sel]
-    hits = hits.assign(_steps=hits["steps"].astype(float) if "steps" in hits else 0.0)
-    weights = {"imported": "model.pt", "build": "checkpoint.pt"}
-    for source in sources:
-        frame = hits[hits["source"] == source].sort_values(["_steps", "seed"],
-                                                           ascending=[False, True])
-        for d in frame["run_dir"]:
-            if (Path(d) / weights[source]).exists():
-                return str(d)
-    return None
+    from lvae.paper import table as paper_table
+
+    groups = parts or {"": paper_table(str(cmp["table"].iloc[0]))["headers"]}
+    for prof, source in cmp[["profile", "source"]].drop_duplicates().itertuples(index=False):
+        for title, headers in groups.items():
+            head = f"**{title}**, profile" if title else "profile"
+            display(Markdown(f"{head} `{prof or profile}` ({source or 'no runs'})"))
+            display(comparison_table(cmp, headers, prof, source))
 
 
-def run_caption(run_dir: str | Path) -> str:
-    """Where a figure's model comes from: ``"study, 20,000 steps, seed 0"``."""
-    import json
+def noise_table(ns: Any, names: Mapping[str, str]) -> Any:
+    """The numbers behind :func:`noise_bars`: per configuration and score (``names`` maps a
+    :func:`lvae.results.noise_sources` metric to a short label), the standard deviation
+    over training seeds and over GBT seeds on the same codes, and which is larger."""
+    import pandas as pd
 
-    cfg = json.loads((Path(run_dir) / "config.json").read_text())
-    return f"{cfg.get('profile', '?')}, {int(cfg.get('steps', 0)):,} steps, seed {cfg.get('seed')}"
-
-
-def run_state(df: Any, dataset: str = "shapes3d", alpha: float = 1.0, beta: float = 1.0,
-              neighborhood: str | None = "synthetic") -> str:
-    """``"completed"``, ``"diverged"`` (every run of the configuration diverged) or
-    ``"no run"``: what a figure panel shows when it has no model to draw from."""
-    if df is None or len(df) == 0:
-        return "no run"
-    sel = ((df["dataset"] == dataset) & np.isclose(df["alpha"].astype(float), alpha)
-           & np.isclose(df["beta"].astype(float), beta))
-    if neighborhood is not None and alpha > 0:
-        sel &= df["neighborhood"] == neighborhood
-    st = set(df[sel]["status"])
-    if "completed" in st:
-        return "completed"
-    return "diverged" if st == {"diverged"} else "no run"
+    view = pd.DataFrame({
+        "configuration": [config_label(r) for r in ns.to_dict("records")],
+        "score": ns["metric"].map(names),
+        "SD over seeds": ns["sd_seeds"],
+        "seeds": ns["n_seeds"],
+        "SD over GBT seeds": ns["sd_gbt"],
+        "larger": ns["dominant"],
+    })
+    return view.style.hide(axis="index").format(
+        {"SD over seeds": "{:.4f}", "SD over GBT seeds": "{:.1e}"}, na_rep="—")
 
 
 def comparison_table(cmp: Any, headers: Sequence[str], profile: str | None = None,
@@ -487,135 +585,6 @@ def _common_prefix(names: list[str]) -> str:
             break
         common.append(group[0])
     return " ".join(common) + " " if common else ""
-
-
-def sweep_frame(cmp: Any, metric: str, table: str = "table1", source: str = "build") -> Any:
-    """Ours per alpha for a table's Local VAE rows (beta = 1), the input of
-    :func:`alpha_sweep`: columns ``alpha``, ``mean``, ``lo``, ``hi`` (95% interval).
-    Configurations never run are left out; diverged ones have a NaN mean."""
-    import pandas as pd
-
-    from lvae.paper import table as paper_table
-
-    alpha_of = {r["label"]: r["alpha"] for r in paper_table(table)["rows"]
-                if r["beta"] == 1.0 and r["neighborhood"] != "input_l2"}
-    c = cmp[(cmp["metric"] == metric) & cmp["row"].isin(alpha_of) & (cmp["source"] == source)]
-    c = c[(c["n"] > 0) | (c["n_diverged"] > 0)]
-    half = c["ours_ci95"].fillna(0)
-    return pd.DataFrame({"alpha": c["row"].map(alpha_of), "mean": c["ours_mean"],
-                         "lo": c["ours_mean"] - half, "hi": c["ours_mean"] + half})
-
-
-def paper_curve(metric: str, table: str = "table1") -> dict[float, float]:
-    """The paper's numbers for a metric over alpha (Local VAE rows, beta = 1)."""
-    from lvae.paper import table as paper_table
-
-    return {r["alpha"]: r["values"][metric] for r in paper_table(table)["rows"]
-            if r["beta"] == 1.0 and metric in r["values"] and r["neighborhood"] != "input_l2"}
-
-
-# --------------------------------------------------------------------------------------
-# The book: executed copies and the build
-# --------------------------------------------------------------------------------------
-
-
-def book_source(out_dir: str | Path) -> Path:
-    """The staged book source of a run folder (``<out_dir>/book``)."""
-    return Path(out_dir).resolve() / BOOK_DIRNAME
-
-
-def executed_path(out_dir: str | Path, notebook: str | Path) -> Path:
-    """Where the executed copy of a repository notebook goes (``<out_dir>/book/notebooks``).
-
-    ``notebook`` is the repository path (``notebooks/results_table1.ipynb``); the copy keeps
-    its relative path, which is what ``_toc.yml`` names.
-    """
-    rel = Path(notebook)
-    if rel.is_absolute():
-        rel = rel.relative_to(REPO_ROOT)
-    return book_source(out_dir) / rel
-
-
-def execute_notebook(notebook: str | Path, out_dir: str | Path,
-                     parameters: Mapping[str, Any] | None = None,
-                     timeout_s: int = 1800) -> Path:
-    """Run one repository notebook with papermill into its executed copy; returns its path.
-
-    The kernel runs with the repository root as working directory, so notebooks can use
-    repository-relative paths whatever the staging folder is.
-    """
-    import papermill
-
-    src = REPO_ROOT / notebook
-    dst = executed_path(out_dir, notebook)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(src), str(dst), parameters=dict(parameters or {}),
-                               kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False,
-                               execution_timeout=timeout_s)
-    return dst
-
-
-def stage_book(out_dir: str | Path) -> Path:
-    """Copy the book's configuration and markdown pages into ``<out_dir>/book``.
-
-    Executed notebooks already there are kept; the markdown pages are refreshed from the
-    working tree every time, so prose edits show up without re-running anything.
-    MathJax 3 and its fonts come with the build (the ``sphinx-mathjax-offline`` extension
-    of ``_config.yml`` copies them to ``_build/html/_static/mathjax``): no CDN, no network.
-    """
-    src = book_source(out_dir)
-    src.mkdir(parents=True, exist_ok=True)
-    for name in BOOK_FILES:
-        shutil.copy2(REPO_ROOT / name, src / name)
-    shutil.copytree(REPO_ROOT / "book", src / "book", dirs_exist_ok=True)
-    return src
-
-
-def missing_pages(out_dir: str | Path) -> list[str]:
-    """Notebooks named in ``_toc.yml`` that have no executed copy yet."""
-    import re
-
-    toc = (REPO_ROOT / "_toc.yml").read_text()
-    files = re.findall(r"file:\s*(\S+)", toc)
-    missing = []
-    for f in files:
-        if f.startswith("notebooks/"):
-            p = executed_path(out_dir, f + ("" if f.endswith(".ipynb") else ".ipynb"))
-            if not p.exists():
-                missing.append(str(p.relative_to(book_source(out_dir))))
-    return missing
-
-
-def build_book(out_dir: str | Path, execute_teaching: bool = True, strict: bool = False,
-               quiet: bool = True) -> Path:
-    """Stage the book in ``<out_dir>/book``, execute missing teaching pages, build the HTML.
-
-    Call this after the result notebooks have been written to :func:`executed_path`
-    (``lvae.reproduce`` does). Raises if a page of the toc is still missing (a build
-    would silently show a blank page). The build's output goes to ``<out_dir>/book/build.log``.
-    Returns ``<out_dir>/book/_build/html``.
-    """
-    if execute_teaching:
-        for nb in TEACHING_NOTEBOOKS:
-            if not executed_path(out_dir, nb).exists():
-                execute_notebook(nb, out_dir)
-    src = stage_book(out_dir)
-    missing = missing_pages(out_dir)
-    if missing:
-        raise FileNotFoundError(f"no executed copy of {missing} under {src}: run them first "
-                                "(lvae.figures.execute_notebook or python -m lvae reproduce)")
-    exe = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(src), "--path-output",
-           str(src)]
-    if strict:
-        cmd += ["-W", "-n", "--keep-going"]
-    proc = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
-    if quiet:  # kept for checks: tests assert the build raised no warnings
-        (src / "build.log").write_text((proc.stdout or "") + (proc.stderr or ""))
-    if proc.returncode != 0:
-        tail = (proc.stdout or "")[-4000:] + (proc.stderr or "")[-4000:]
-        raise RuntimeError(f"jupyter-book build failed ({proc.returncode}):\n{tail}")
-    return src / "_build" / "html"
 
 
 def quiet_progress() -> None:

@@ -98,6 +98,17 @@ TABLES: dict[str, dict[str, Any]] = {
 }
 
 
+#: The keys of a paper row that name its configuration: what :func:`lvae.results.select`
+#: takes to find our runs of the row.
+CONFIG_KEYS = ("dataset", "alpha", "beta", "neighborhood")
+
+
+def configuration(row: dict[str, Any]) -> dict[str, Any]:
+    """A paper row's configuration (:data:`CONFIG_KEYS`): ``select(df, **configuration(row))``
+    gives our runs of the row."""
+    return {k: row[k] for k in CONFIG_KEYS}
+
+
 def table(name: str) -> dict[str, Any]:
     """One of ``table1``, ``table2``, ``table5``: rows, metric keys, printed headers."""
     if name not in TABLES:

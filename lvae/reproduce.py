@@ -12,12 +12,12 @@
    option never costs a finished run. Each run being computed is locked
    (``fcntl.flock`` on ``<run>/.lock``, the lock :mod:`lvae.study` workers take too): a
    second invocation on the same folder leaves it alone and says so.
-2. Execute the book's pages into the staged book of :mod:`lvae.figures`,
+2. Execute the book's pages into the staged book of :mod:`lvae.book`,
    ``<out>/<profile>/book/notebooks/`` (the repository's layout, so ``_toc.yml`` needs no
    change): the teaching pages (once) and the result pages (:data:`RESULT_NOTEBOOKS`, every
    time) with ``profile`` and ``out_dir`` injected. The executed copies are build products;
    the committed notebooks stay without outputs.
-3. ``lvae.figures.build_book``: stage ``_config.yml``, ``_toc.yml`` and ``book/`` beside
+3. ``lvae.book.build_book``: stage ``_config.yml``, ``_toc.yml`` and ``book/`` beside
    them and run ``jupyter-book build``; the HTML is in ``<out>/<profile>/book/_build/html``.
 
 Every execution goes through one seam, :class:`Executor`. The grid runs on Dask
@@ -782,7 +782,7 @@ class _Heartbeat:
 
 def _executed_copy(root: Path, src: Path) -> Path:
     """Where a notebook's executed copy goes in the staged book of ``root``."""
-    from lvae.figures import executed_path
+    from lvae.book import executed_path
 
     src = src.resolve()
     if src.is_relative_to(REPO):
@@ -796,11 +796,11 @@ def book_tasks(profile: str, out: Path, results: Sequence[str | Path] = RESULT_N
 
     Result pages always run again (they read the runs, which may have changed), with
     ``profile`` and ``out_dir`` (the runs root given to :func:`lvae.results.collect`)
-    injected. Teaching pages (``lvae.figures.TEACHING_NOTEBOOKS``) run without parameters,
+    injected. Teaching pages (``lvae.book.TEACHING_NOTEBOOKS``) run without parameters,
     only when their executed copy is missing or older than the source (or with ``force``).
     Pages not yet written are skipped with a warning. Kernels run in the repository root.
     """
-    from lvae.figures import TEACHING_NOTEBOOKS
+    from lvae.book import TEACHING_NOTEBOOKS
 
     root = out / profile
     tasks = []
@@ -839,7 +839,7 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
     (:func:`make_executor`: ``jobs``, ``scheduler``,
     ``resources``; ``inline`` for this process); ``executor`` overrides that;
     ``grid``, ``notebook``, ``result_notebooks`` and ``teaching_notebooks`` (None: the
-    book's, ``lvae.figures.TEACHING_NOTEBOOKS``) replace the paper's (tests use stand-ins).
+    book's, ``lvae.book.TEACHING_NOTEBOOKS``) replace the paper's (tests use stand-ins).
 
     In this order, so that nothing is lost to a mistake: check every option (``ValueError``),
     check that the output folder can be written and reach the executor
@@ -936,9 +936,9 @@ def _grid(summary: Summary, executor: Executor, todo: Sequence[PlannedRun], prof
 def _book(summary: Summary, executor: Executor, profile: str, out: Path,
           results: Sequence[str | Path], teaching: Sequence[str | Path] | None,
           force: bool, progress: bool = False) -> None:
-    """Execute the book's pages through the executor, then ``lvae.figures.build_book``;
+    """Execute the book's pages through the executor, then ``lvae.book.build_book``;
     a bar counts the pages and then the build (its last step), naming each phase."""
-    from lvae import figures
+    from lvae import book
 
     held = lock_file(out / profile / BOOK_LOCK)
     if isinstance(held, str):  # two builds into one staged book would mix their pages
@@ -959,9 +959,9 @@ def _book(summary: Summary, executor: Executor, profile: str, out: Path,
             return
         bar.set_postfix_str("jupyter-book build (HTML)", refresh=True)
         try:
-            summary.book_html = Path(figures.build_book(out / profile, execute_teaching=False))
+            summary.book_html = Path(book.build_book(out / profile))
         except (FileNotFoundError, RuntimeError) as e:  # a page missing, or the build failed
-            summary.failed.append(("book", str(figures.book_source(out / profile)),
+            summary.failed.append(("book", str(book.book_source(out / profile)),
                                    str(e).strip().splitlines()[0][:500]))
         bar.update(1)
         bar.set_postfix_str("built" if summary.book_html else "build failed", refresh=True)

@@ -16,10 +16,16 @@ Two kinds of run folders are collected, each row labelled with its ``profile`` a
 Runs of different profiles or sources are never averaged together: a 300-step CPU run and
 a 300k-step GPU run answer different questions, and the book shows them side by side.
 
-The API used by the book's result pages (keep it stable): :func:`collect`,
-:func:`summarize`, :func:`noise_sources`, :func:`codes_comparison`,
-:func:`paper_vs_ours`, :func:`wide`,
-:func:`load_log`, :func:`import_run`, :func:`page_frames`, :func:`provenance`.
+"The runs of a configuration" has one definition, :func:`select`: the tables
+(:func:`paper_vs_ours`), the claims (:mod:`lvae.claims`) and the figures (:func:`find_run`,
+:func:`run_state`, :mod:`lvae.explore`) all pick their runs with it.
+
+The API used by the book's result pages (keep it stable): :func:`open_page` (the setup every
+result page shares), :func:`collect`, :func:`summarize`, :func:`noise_sources`,
+:func:`codes_comparison`, :func:`paper_vs_ours`, :func:`wide`, :func:`sweep_frame`,
+:func:`paper_curve`, :func:`select`, :func:`find_run`, :func:`run_state`,
+:func:`run_caption`, :func:`training_logs`, :func:`load_log`, :func:`import_run`,
+:func:`page_frames`, :func:`provenance`.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +45,8 @@ import pandas as pd
 from scipy import stats
 
 from lvae import paper
-from lvae.config import TrainConfig
+from lvae.config import Profile, TrainConfig
+from lvae.config import profile as get_profile
 from lvae.grid import Experiment, experiments
 from lvae.store import atomic_write_bytes
 
@@ -178,19 +186,70 @@ def page_frames(out_dir: str | Path, profile: str, imported: str | Path | None =
     return build, both
 
 
+def of_table(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """The rows of a :func:`collect` frame whose run serves ``table`` (its ``tables``)."""
+    return df[df["tables"].fillna("").str.split(",").map(lambda names: table in names)
+              .astype(bool)]
+
+
+@dataclass(frozen=True)
+class Page:
+    """What every result page starts from (:func:`open_page`)."""
+
+    profile: Profile  # the budget whose runs the page shows
+    build: pd.DataFrame  # this build's runs of the profile (:func:`collect`)
+    runs: pd.DataFrame  # those and every committed run of any profile (:func:`page_frames`)
+    provenance: dict[str, str]  # the admonition's facts (:func:`provenance`), glued too
+    root: Path  # the profile's folder of the build, ``<out_dir>/<profile>``
+
+    def csv(self, name: str) -> Path:
+        """Where the page writes a table as CSV: ``<out_dir>/<profile>/tables/<name>``."""
+        folder = self.root / "tables"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
+
+def open_page(out_dir: str | Path, profile: str, glue_prefix: str, *,
+              table: str | None = None, dataset: str | None = None,
+              imported: str | Path | None = IMPORTED_DIR) -> Page:
+    """The setup every result page shares, as one call in its first cell.
+
+    Pages are executed side by side by the book's runner and show no progress, so the
+    tqdm bars are off and torch keeps to one thread. The provenance describes this build's
+    runs of ``table`` (or of ``dataset``; all of them without either), and each of its
+    facts is glued as ``<glue_prefix>_<key>`` (MyST-NB glue) for the page's admonition.
+    """
+    import warnings
+
+    import torch
+    from myst_nb import glue
+
+    from lvae.figures import quiet_progress
+
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    quiet_progress()
+    torch.set_num_threads(1)
+    build, runs = page_frames(out_dir, profile, imported)
+    shown = build if table is None else of_table(build, table)
+    if dataset is not None:
+        shown = shown[shown["dataset"] == dataset]
+    facts = provenance(shown, profile)
+    for key, value in facts.items():
+        glue(f"{glue_prefix}_{key}", value, display=False)
+    return Page(get_profile(profile), build, runs, facts, Path(out_dir).resolve() / profile)
+
+
 def provenance(rows: pd.DataFrame, profile: str) -> dict[str, str]:
     """Where a page's numbers come from, as text for its admonition: the profile and its
     budget against the paper's 300,000 steps, the number of finished (completed or
     diverged) runs and their summed training wall time, the commits they ran at, and the
     library versions one of them recorded."""
-    from lvae.config import profile as get_profile
-
     prof = get_profile(profile)
-    done = rows[rows["status"].isin(["completed", "diverged"])] if len(rows) else rows
-    wall = float(done["wall_time_s"].fillna(0).sum()) if len(done) else 0.0
-    commits = ", ".join(sorted({str(c) for c in done["commit"].dropna()})) if len(done) else ""
+    done = rows[rows["status"].isin(["completed", "diverged"])]
+    wall = float(done["wall_time_s"].fillna(0).sum())
+    commits = ", ".join(sorted({str(c) for c in done["commit"].dropna()}))
     vers: dict[str, Any] = {}
-    for d in done["run_dir"] if len(done) else []:
+    for d in done["run_dir"]:
         m = ((_read_json(Path(d) / "result.json") or {}).get("provenance", {})
              .get("machine", {}))
         vers = {k: m[k] for k in ("torch", "numpy", "sklearn", "python") if k in m}
@@ -304,9 +363,9 @@ def noise_sources(df: pd.DataFrame, metrics: Iterable[str] | None = None) -> pd.
 def codes_comparison(df: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
     """The same DCI scores on the meta-encoder's codes and on the adapted encoder's codes.
 
-    Which encoder gives the DCI codes is a choice the paper does not state
-    (the paper does not say which encoder gave its codes, and the two differ); the headline tables use the meta-encoder's means,
-    and this frame shows the other. ``metrics`` are headline columns (e.g.
+    Which encoder gives the DCI codes is a choice the paper does not state, and the two
+    differ; the headline tables use the meta-encoder's means, and this frame shows the
+    other. ``metrics`` are headline columns (e.g.
     ``dci_nocolor.disentanglement``); the adapted value of each is ``adapted.<metric>``. One
     row per configuration with alpha > 0 and metric: ``meta``/``adapted`` mean with their
     95% t half-widths (``meta_ci95``, ``adapted_ci95``), and ``diff`` = adapted - meta with
@@ -317,8 +376,8 @@ def codes_comparison(df: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
     cols = [*CONFIG_KEYS, "metric", "meta", "meta_ci95", "adapted", "adapted_ci95", "diff",
             "diff_lo", "diff_hi", "n"]
     out = []
-    pos = df[(df["status"] == "completed") & (df["alpha"].astype(float) > 0)] if len(df) else df
-    for key, g in (pos.groupby(list(CONFIG_KEYS), sort=True, dropna=False) if len(pos) else []):
+    pos = df[(df["status"] == "completed") & (df["alpha"].astype(float) > 0)]
+    for key, g in pos.groupby(list(CONFIG_KEYS), sort=True, dropna=False):
         for m in metrics:
             am = f"adapted.{m}"
             if m not in g or am not in g:
@@ -345,7 +404,9 @@ METRIC_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _resolve_metric(metric: str, columns: Iterable[str]) -> str | None:
+def resolve_metric(metric: str, columns: Iterable[str]) -> str | None:
+    """The column of a :func:`collect` frame that holds the paper's ``metric`` (an alias
+    of :data:`METRIC_ALIASES`, or a unique column ending in ``.<metric>``), None if none."""
     cols = list(columns)
     for c in (metric, *METRIC_ALIASES.get(metric, ())):
         if c in cols:
@@ -365,14 +426,6 @@ def format_cell(mean: float, half: float, n: int, n_runs: int, n_diverged: int,
     return f"{cell} (n={n}{extra})"
 
 
-def _matches(df: pd.DataFrame, row: dict[str, Any]) -> pd.Series:
-    return ((df["dataset"] == row["dataset"]) & np.isclose(df["alpha"].astype(float),
-                                                           row["alpha"], rtol=1e-9, atol=0)
-            & np.isclose(df["beta"].astype(float), row["beta"], rtol=1e-9, atol=0)
-            & ((df["neighborhood"] == row["neighborhood"]) | (row["alpha"] == 0))
-            & (df["reduction"] == _DEFAULT_REDUCTION))
-
-
 def paper_vs_ours(df: pd.DataFrame, table: str, csv: str | Path | None = None) -> pd.DataFrame:
     """The paper's table beside ours: one row per (paper row, metric, profile, source).
 
@@ -383,27 +436,25 @@ def paper_vs_ours(df: pd.DataFrame, table: str, csv: str | Path | None = None) -
     when every run of the configuration diverged, ``—`` when none exists), ``ours_mean``,
     ``ours_ci95``, ``n``, ``n_diverged``, ``difference`` (ours_mean - paper) and
     ``measure`` (the eval.json column used, e.g. "FD-factors" standing in for FID).
-    At alpha = 0 the neighbourhood is unused, so a vanilla row matches a vanilla run
-    whatever its neighbourhood field says. ``csv`` also writes the frame there (atomically).
+    A paper row's runs are :func:`select`'s (so a vanilla row matches a vanilla run whatever
+    its neighbourhood field says). ``csv`` also writes the frame there (atomically).
     """
     spec = paper.table(table)
-    groups = (df[["profile", "source"]].drop_duplicates().itertuples(index=False)
-              if not df.empty else [])
-    groups = sorted(set(groups)) or [("", "")]
+    groups = sorted(set(df[["profile", "source"]].itertuples(index=False))) or [("", "")]
+    col_of = {m: resolve_metric(m, df.columns) for m in spec["metrics"]}
     out = []
     for prow in spec["rows"]:
-        sel = _matches(df, prow) if not df.empty else pd.Series(dtype=bool)
+        rows = select(df, **paper.configuration(prow))
         for metric, header in zip(spec["metrics"], spec["headers"], strict=True):
             p = prow["values"].get(metric, math.nan)
             p_text = prow.get("status") if prow.get("status") == "diverged" else f"{p:.3f}"
+            col = col_of[metric]
             for prof, source in groups:
-                g = df[sel & (df["profile"] == prof) & (df["source"] == source)] \
-                    if not df.empty else df
-                col = _resolve_metric(metric, df.columns)
-                ok = g[g["status"] == "completed"] if len(g) else g
-                vals = ok[col].astype(float).tolist() if col is not None and len(ok) else []
+                g = rows[(rows["profile"] == prof) & (rows["source"] == source)]
+                ok = g[g["status"] == "completed"]
+                vals = ok[col].astype(float).tolist() if col is not None else []
                 mean, half, n = t_interval(vals)
-                n_div = int((g["status"] == "diverged").sum()) if len(g) else 0
+                n_div = int((g["status"] == "diverged").sum())
                 out.append({
                     "table": table, "row": prow["label"], "metric": metric, "header": header,
                     "paper": p, "paper_text": p_text, "profile": prof, "source": source,
@@ -436,6 +487,135 @@ def wide(comparison: pd.DataFrame, profile: str | None = None,
     t = t.rename(columns={"paper_text": "paper"}).swaplevel(axis=1)
     cols = pd.MultiIndex.from_product([headers, ["paper", "ours"]])
     return t.reindex(index=rows, columns=cols)
+
+
+def frechet_measure(cmp: pd.DataFrame) -> str:
+    """Which Frechet distance stood in for the paper's FID in a :func:`paper_vs_ours` frame
+    ("FD-factors", "FID"; several comma-separated; "none" without runs), for the page's
+    text and axis labels: the two are on different scales and must never share a name."""
+    used = cmp.loc[cmp["metric"] == "fid", "measure"].dropna()
+    return ", ".join(sorted({str(m).removeprefix("frechet.") for m in used})) or "none"
+
+
+def sweep_frame(cmp: pd.DataFrame, metric: str, table: str = "table1",
+                source: str = "build") -> pd.DataFrame:
+    """Ours per alpha for a table's Local VAE rows (beta = 1), the input of
+    :func:`lvae.figures.alpha_sweep`: columns ``alpha``, ``mean``, ``lo``, ``hi`` (95%
+    interval) from a :func:`paper_vs_ours` frame. Configurations never run are left out;
+    diverged ones have a NaN mean."""
+    alpha_of = {r["label"]: r["alpha"] for r in paper.table(table)["rows"]
+                if r["beta"] == 1.0 and r["neighborhood"] != "input_l2"}
+    c = cmp[(cmp["metric"] == metric) & cmp["row"].isin(alpha_of) & (cmp["source"] == source)]
+    c = c[(c["n"] > 0) | (c["n_diverged"] > 0)]
+    half = c["ours_ci95"].fillna(0)
+    return pd.DataFrame({"alpha": c["row"].map(alpha_of), "mean": c["ours_mean"],
+                         "lo": c["ours_mean"] - half, "hi": c["ours_mean"] + half})
+
+
+def paper_curve(metric: str, table: str = "table1") -> dict[float, float]:
+    """The paper's numbers for a metric over alpha (Local VAE rows, beta = 1)."""
+    return {r["alpha"]: r["values"][metric] for r in paper.table(table)["rows"]
+            if r["beta"] == 1.0 and metric in r["values"] and r["neighborhood"] != "input_l2"}
+
+
+# --------------------------------------------------------------------------------------
+# The runs of one configuration
+# --------------------------------------------------------------------------------------
+
+
+def select(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float = 1.0,
+           beta: float = 1.0, neighborhood: str | None = "synthetic", *,
+           reduction: str = _DEFAULT_REDUCTION, seed: int | None = None,
+           source: str | None = None, profile: str | None = None) -> pd.DataFrame:
+    """The runs of one configuration in a :func:`collect` frame, whatever their status.
+
+    The one definition of "these runs" that every table, claim and figure uses. alpha and
+    beta match to a relative 1e-9 (they are written as JSON numbers, so they round-trip
+    exactly; the tolerance only absorbs a value computed elsewhere). At alpha = 0 the
+    neighbourhood is unused, so a vanilla run matches whatever its neighbourhood field says;
+    ``neighborhood=None`` matches any. A run with another loss scale (``reduction``) is
+    another configuration: its alpha means something else. ``seed``, ``source`` and
+    ``profile`` narrow the selection (None: any).
+    """
+    if df is None or len(df) == 0:  # no runs: still every column a caller may read
+        have = [] if df is None else list(df.columns)
+        return pd.DataFrame(columns=list(dict.fromkeys([*RUN_COLUMNS, *have])))
+    sel = ((df["dataset"] == dataset)
+           & np.isclose(df["alpha"].astype(float), alpha, rtol=1e-9, atol=0)
+           & np.isclose(df["beta"].astype(float), beta, rtol=1e-9, atol=0)
+           & (df["reduction"] == reduction))
+    if neighborhood is not None and alpha != 0:
+        sel &= df["neighborhood"] == neighborhood
+    for column, value in (("seed", seed), ("source", source), ("profile", profile)):
+        if value is not None:
+            sel &= df[column] == value
+    return df[sel]
+
+
+#: The file a run's model is drawn from, per source: shipped runs keep their final
+#: parameters (``lvae.study.ship``), the build's runs their training checkpoint.
+MODEL_FILES = {"imported": "model.pt", "build": "checkpoint.pt"}
+
+
+def find_run(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float = 1.0,
+             beta: float = 1.0, neighborhood: str | None = "synthetic",
+             seed: int | None = None,
+             sources: Sequence[str] = ("imported", "build")) -> str | None:
+    """The folder of a completed run of this configuration (:func:`select`) with a model to
+    draw from, or None.
+
+    Shipped runs (``imported``, with their final parameters in ``model.pt``: the reference
+    study's trained models) come first, the longest budget first, so the figures show what
+    trained models do; then the build's own runs (with a checkpoint), lowest seed first.
+    ``sources`` picks and orders the kinds (``("build",)``: this build's models only);
+    :func:`run_caption` says which run a figure drew.
+    """
+    hits = select(df, dataset, alpha, beta, neighborhood, seed=seed)
+    hits = hits[hits["status"] == "completed"]
+    hits = hits.assign(_steps=hits["steps"].astype(float))
+    for source in sources:
+        frame = hits[hits["source"] == source].sort_values(["_steps", "seed"],
+                                                           ascending=[False, True])
+        for d in frame["run_dir"]:
+            if (Path(d) / MODEL_FILES[source]).exists():
+                return str(d)
+    return None
+
+
+def run_state(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float = 1.0,
+              beta: float = 1.0, neighborhood: str | None = "synthetic") -> str:
+    """``"completed"``, ``"diverged"`` (every run of the configuration diverged) or
+    ``"no run"``: what a figure panel shows when it has no model to draw from."""
+    st = set(select(df, dataset, alpha, beta, neighborhood)["status"])
+    if "completed" in st:
+        return "completed"
+    return "diverged" if st == {"diverged"} else "no run"
+
+
+def run_caption(run_dir: str | Path) -> str:
+    """Where a figure's model comes from: ``"study, 20,000 steps, seed 0"``."""
+    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    return f"{cfg.get('profile', '?')}, {int(cfg.get('steps', 0)):,} steps, seed {cfg.get('seed')}"
+
+
+def training_logs(df: pd.DataFrame, table: str, dataset: str = "shapes3d",
+                  seed: int = 0) -> dict[str, pd.DataFrame]:
+    """The ``log.jsonl`` of each run of ``table`` on ``dataset`` with this ``seed``, by a
+    short label (``α=0.001``, ``β=4``, ``(diverged)`` where it did): the input of
+    :func:`lvae.figures.loss_curves`, in the frame's order."""
+    runs = of_table(df, table)
+    runs = runs[(runs["dataset"] == dataset) & (runs["seed"] == seed)]
+    logs = {}
+    for r in runs.to_dict("records"):
+        name = f"α={r['alpha']:g}" if r["beta"] == 1 else f"β={r['beta']:g}"
+        logs[name + (" (diverged)" if r["status"] == "diverged" else "")] = load_log(
+            r["run_dir"])
+    return logs
+
+
+# --------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------
 
 
 def load_log(run_dir: str | Path) -> pd.DataFrame:

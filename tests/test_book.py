@@ -16,7 +16,7 @@ import nbformat
 import pytest
 import yaml
 
-from lvae.figures import TEACHING_NOTEBOOKS, book_source, executed_path
+from lvae.book import TEACHING_NOTEBOOKS, book_source, executed_path
 from lvae.reproduce import RESULT_NOTEBOOKS
 
 pytestmark = [pytest.mark.book, pytest.mark.timeout(1500)]  # the first test builds the book

@@ -118,7 +118,7 @@ def test_bad_frames_and_defaults_are_refused() -> None:
 def runs_frame(rows: list[dict]) -> pd.DataFrame:
     """A :func:`lvae.results.collect`-like frame with only the columns find_run reads."""
     base = dict(dataset="shapes3d", beta=1.0, neighborhood="synthetic", seed=0,
-                source="build", run_dir="")
+                reduction="pixel_mean", steps=2, source="build", run_dir="")
     return pd.DataFrame([{**base, **r} for r in rows])
 
 

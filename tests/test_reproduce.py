@@ -128,14 +128,13 @@ def test_a_failed_run_is_recorded_and_the_rest_go_on(tmp_path: Path, fake: Path)
 
 
 def test_book_goes_on_after_divergence(tmp_path: Path, fake: Path, monkeypatch):
-    from lvae import figures
+    from lvae import book
 
     out = tmp_path / "runs"
     results_nb = notebook(tmp_path / "results_fake.ipynb", 'profile = "quick"\nout_dir = "x"',
                           FAKE_RESULTS)
     built = []
-    monkeypatch.setattr(figures, "build_book",
-                        lambda root, execute_teaching: built.append(root) or root / "html")
+    monkeypatch.setattr(book, "build_book", lambda root: built.append(root) or root / "html")
     missing = "notebooks/results_not_written_yet.ipynb"
     with pytest.warns(UserWarning, match="results_not_written_yet"):
         s = rp.reproduce("smoke", out, grid=GRID, notebook=fake, progress=False,
@@ -151,10 +150,10 @@ def test_book_goes_on_after_divergence(tmp_path: Path, fake: Path, monkeypatch):
         pytest.skip("no _config.yml yet: the book build itself is skipped")
     assert built == [out / "smoke"] and s.book_html == out / "smoke" / "html"
 
-    def broken(root, execute_teaching):
+    def broken(root):
         raise FileNotFoundError("no executed copy of ['notebooks/results_table2.ipynb']")
 
-    monkeypatch.setattr(figures, "build_book", broken)
+    monkeypatch.setattr(book, "build_book", broken)
     s2 = rp.reproduce("smoke", out, grid=GRID, notebook=fake, progress=False,
                       result_notebooks=[results_nb], teaching_notebooks=())
     assert s2.skipped and [f[0] for f in s2.failed] == ["book"]

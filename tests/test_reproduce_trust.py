@@ -352,7 +352,7 @@ def test_heartbeat_reads_the_newest_step_of_each_running_run(tmp_path: Path):
 
 
 def test_progress_names_the_book_phases(tmp_path: Path, monkeypatch):
-    from lvae import figures
+    from lvae import book
 
     if not (rp.REPO / "_config.yml").is_file():
         pytest.skip("no _config.yml: the book build is skipped")
@@ -372,7 +372,7 @@ def test_progress_names_the_book_phases(tmp_path: Path, monkeypatch):
             pass
 
     monkeypatch.setattr(rp, "tqdm", Bar)
-    monkeypatch.setattr(figures, "build_book", lambda root, execute_teaching: root / "html")
+    monkeypatch.setattr(book, "build_book", lambda root: root / "html")
     s = rp.reproduce("smoke", tmp_path, grid=[FIG4], executor=FakeExecutor(), progress=True,
                      result_notebooks=[], teaching_notebooks=())
     assert s.book_html == tmp_path / "smoke" / "html"

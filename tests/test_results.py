@@ -14,13 +14,22 @@ from lvae.params import experiment_config
 from lvae.results import (
     codes_comparison,
     collect,
+    find_run,
+    frechet_measure,
     import_run,
     load_log,
+    of_table,
     page_frames,
+    paper_curve,
     paper_vs_ours,
     provenance,
+    run_caption,
+    run_state,
+    select,
     summarize,
+    sweep_frame,
     t_interval,
+    training_logs,
     wide,
 )
 
@@ -267,3 +276,66 @@ def test_real_data_runs_are_not_pooled_with_twin_runs(store):
         "shapes3d-a1e+00-b1-synthetic")
     s = summarize(df, ["dci_nocolor.disentanglement"])
     assert s[s.config_id == ids[twin.name]].n.item() == 3  # the twin's 3 seeds only
+
+
+# --------------------------------------------------------------------------- one selector
+
+
+def test_one_selector_for_tables_claims_and_figures(store):
+    """select is the one definition of a configuration's runs: a vanilla row matches
+    whatever the neighbourhood field says, another loss scale is another configuration,
+    and find_run / run_state / the tables all see the same runs."""
+    out, imported = store
+    df = collect(out, imported=imported)
+    a1 = select(df, alpha=1.0)
+    assert sorted(zip(a1.source, a1.seed, strict=True)) == [
+        ("build", 0), ("build", 1), ("build", 2), ("imported", 0)]
+    assert len(select(df, alpha=1.0, source="build", seed=2)) == 1
+    assert len(select(df, alpha=1.0, profile="cpu")) == 1
+    assert select(df, alpha=1.0, neighborhood="input_l2").empty
+    assert len(select(df, alpha=1.0, neighborhood=None)) == 4
+    vanilla = df[(df.alpha == 0.0) & (df.beta == 1.0)].index
+    odd = df.assign(neighborhood=df.neighborhood.where(~df.index.isin(vanilla), "input_l2"))
+    assert len(select(odd, alpha=0.0)) == 1  # alpha = 0: the neighbourhood is unused
+    summed = df.assign(reduction="sum")
+    assert select(summed, alpha=1.0).empty and len(select(summed, alpha=1.0, reduction="sum"))
+    assert select(None).empty and list(select(df.iloc[:0], alpha=1.0).columns) == list(df.columns)
+    # the table's cell is the selector's runs
+    cell = paper_vs_ours(df, "table1")
+    cell = cell[(cell.row == "alpha = 1") & (cell.metric == "fid") & (cell.source == "build")]
+    assert cell.n.item() == len(select(df, alpha=1.0, source="build"))
+
+
+def test_find_run_prefers_shipped_models_then_the_longest_build_run(store):
+    out, imported = store
+    df = collect(out, imported=imported)
+    # no model.pt in the imported run: the build's lowest seed with a checkpoint
+    assert Path(find_run(df, alpha=1.0)).name == "shapes3d-a1e+00-b1-synthetic-s0"
+    shipped = Path(select(df, alpha=1.0, source="imported").run_dir.item())
+    (shipped / "model.pt").write_bytes(b"weights")
+    assert find_run(df, alpha=1.0) == str(shipped)
+    assert Path(find_run(df, alpha=1.0, sources=("build",))).parent.name == "smoke"
+    assert find_run(df, alpha=1.0, seed=2, sources=("build",)).endswith("-s2")
+    longer = df.assign(steps=df.steps.where(df.seed != 1, 10**6))
+    assert find_run(longer, alpha=1.0, sources=("build",)).endswith("-s1")
+    assert find_run(df, alpha=100.0) is None and find_run(None) is None
+    assert (run_state(df, alpha=100.0), run_state(df, alpha=1.0),
+            run_state(df, alpha=1e-3)) == ("diverged", "completed", "no run")
+    assert run_caption(shipped) == "cpu, 20,000 steps, seed 0"
+
+
+def test_page_lookups(store):
+    out, _ = store
+    build = collect(out, imported=None)
+    assert len(of_table(build, "table5")) == 4 and len(of_table(build, "table1")) == 6
+    assert of_table(build.iloc[:0], "table1").empty
+    logs = training_logs(build, "table1")
+    assert list(logs) == ["α=0", "β=4", "α=1", "α=100 (diverged)"]
+    assert logs["α=1"].loss.tolist() == [3.0, 2.0]
+    cmp = paper_vs_ours(build, "table1")
+    assert frechet_measure(cmp) == "FD-factors"
+    assert frechet_measure(paper_vs_ours(collect(out / "none", imported=None), "table1")) == "none"
+    sweep = sweep_frame(cmp, "dci_nocolor.disentanglement")
+    assert sweep.set_index("alpha")["mean"].to_dict() == pytest.approx(
+        {0.0: 0.1, 1.0: 0.633333, 100.0: math.nan}, nan_ok=True, abs=1e-6)
+    assert paper_curve("dci_nocolor.disentanglement")[1.0] == 0.977

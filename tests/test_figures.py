@@ -1,0 +1,130 @@
+"""The result pages' plots: each one call, drawing what the pages drew by hand before.
+
+Figures are checked for what they show (panels, lines, bars, labels), not for pixels, on
+hand-made result frames and one tiny trained run.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lvae import figures
+from lvae.config import TrainConfig
+from lvae.generation import localized_samples, meta_samples
+from lvae.results import paper_vs_ours
+from lvae.training import load_run, train
+
+matplotlib.use("Agg")
+
+D = "dci_nocolor.disentanglement"
+
+
+def runs(rows: list[tuple]) -> pd.DataFrame:
+    """A :func:`lvae.results.collect`-like frame: (alpha, neighbourhood, seed, status, D,
+    FD-factors) per run of 3D Shapes at beta = 1."""
+    out = []
+    for alpha, nbhd, seed, status, d, fd in rows:
+        out.append({"dataset": "shapes3d", "alpha": alpha, "beta": 1.0, "neighborhood": nbhd,
+                    "reduction": "pixel_mean", "seed": seed, "profile": "smoke",
+                    "source": "build", "status": status, "steps": 6, "run_dir": "",
+                    D: d, "dci_nocolor.completeness": d / 2,
+                    "dci_nocolor.informativeness": 0.5, "FD-factors": fd})
+    return pd.DataFrame(out)
+
+
+@pytest.fixture
+def cmp() -> pd.DataFrame:
+    df = runs([(0.0, "synthetic", 0, "completed", 0.1, 90.0),
+               (0.0, "synthetic", 1, "completed", 0.2, 95.0),
+               (1.0, "synthetic", 0, "completed", 0.6, 40.0),
+               (1.0, "synthetic", 1, "completed", 0.8, 42.0),
+               (100.0, "synthetic", 0, "diverged", math.nan, math.nan)])
+    return paper_vs_ours(df, "table1")
+
+
+def test_table_sweep_draws_ours_beside_the_papers_curve(cmp: pd.DataFrame) -> None:
+    fig = figures.table_sweep(cmp, {D: "disentanglement"}, title="DCI without colour")
+    [ax] = fig.axes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sorted(labels) == ["ours", "ours: diverged", "paper"]
+    assert ax.get_title() == "disentanglement" and fig._suptitle.get_text() == "DCI without colour"
+
+
+def test_frechet_sweep_keeps_the_two_distances_apart(cmp: pd.DataFrame) -> None:
+    fig = figures.frechet_sweep(cmp, "FD-factors")
+    paper_ax, ours_ax = fig.axes
+    assert paper_ax.get_title() == "paper: FID (Inception-v3)"
+    assert ours_ax.get_title() == "ours: FD-factors"
+    assert list(paper_ax.lines[0].get_ydata())[:2] == [134.786, 107.636]
+    data_line = ours_ax.containers[0].lines[0]  # the errorbar's means, without its bars
+    ours_y = [y for y in data_line.get_ydata() if np.isfinite(y)]
+    assert sorted(ours_y) == pytest.approx([41.0, 92.5])  # the means over seeds
+
+
+def test_paper_bars_mark_rows_without_runs() -> None:
+    df = runs([(1.0, "synthetic", 0, "completed", 0.6, 40.0),
+               (1.0, "synthetic", 1, "completed", 0.8, 41.0)])
+    fig = figures.paper_bars(paper_vs_ours(df, "table5"), {D: "disentanglement"}, "table5",
+                             ticks=("sampling", "ℓ2 input", "vanilla"), ylabel="DCI")
+    [ax] = fig.axes
+    heights = [round(b.get_height(), 3) for b in ax.patches]
+    assert heights == [0.977, 0.676, 0.150, 0.7, 0.0, 0.0]  # paper's 3, then ours
+    assert [t.get_text() for t in ax.texts] == ["—", "—"]  # no l2 nor vanilla run
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["sampling", "ℓ2 input", "vanilla"]
+    # only other sources' runs (a build without runs beside shipped ones): no bar of ours
+    shipped = paper_vs_ours(df.assign(source="imported"), "table5")
+    [ax] = figures.paper_bars(shipped, {D: "D"}, "table5", ticks=("s", "l", "v")).axes
+    assert [t.get_text() for t in ax.texts] == ["—", "—", "—"]
+
+
+def test_traversal_change_leaves_out_missing_sweeps() -> None:
+    t = torch.zeros(3, 5, 1, 2, 2)
+    t[1, -1] = 1.0  # only z_2 changes the picture
+    fig = figures.traversal_change({"α = 1 adapted": t, "α = 0": None})
+    [ax] = fig.axes
+    [line] = ax.lines
+    assert list(line.get_ydata()) == [0.0, 1.0, 0.0] and line.get_label() == "α = 1 adapted"
+    assert not figures.traversal_change({}).axes[0].lines
+
+
+def test_noise_table_and_comparison_tables(cmp: pd.DataFrame, capsys) -> None:
+    ns = pd.DataFrame([{"alpha": 1.0, "beta": 1.0, "neighborhood": "synthetic",
+                        "metric": D, "sd_seeds": 0.1, "n_seeds": 2, "sd_gbt": 0.001,
+                        "dominant": "training seeds"}])
+    view = figures.noise_table(ns, {D: "D w/o colour"}).data
+    assert view.iloc[0].tolist() == ["α=1", "D w/o colour", 0.1, 2, 0.001, "training seeds"]
+    figures.comparison_tables(cmp, "smoke", {"FID": ("FID",)})
+    shown = capsys.readouterr().out
+    assert shown.count("Markdown") == 1 and shown.count("Styler") == 1
+
+
+def test_figure2_panels_draw_each_configuration_or_say_why_not(tmp_path: Path, blobs,
+                                                             one_torch_thread) -> None:
+    cfg = TrainConfig(dataset="shapes3d", resolution=32, steps=2, batch_size=4, k=3,
+                      pool_size=100, heldout_size=20, alpha=1.0, seed=0, profile="smoke")
+    train(cfg, tmp_path / "a1", dataset=blobs, progress=False)
+    df = runs([(1.0, "synthetic", 0, "completed", 0.6, 40.0),
+               (100.0, "synthetic", 0, "diverged", math.nan, math.nan)])
+    df.loc[0, "run_dir"] = str(tmp_path / "a1")
+    adapted, meta = figures.figure2_panels(
+        df, {"α = 1": {"alpha": 1.0}, "α = 1e2": {"alpha": 100.0}, "α = 0": {"alpha": 0.0}},
+        n=4, loader=lambda d: load_run(d, dataset=blobs))
+    name = "α = 1\n(smoke, 2 steps, seed 0)"
+    assert list(adapted) == list(meta) == [name, "α = 1e2", "α = 0"]
+    assert (adapted["α = 1e2"], adapted["α = 0"]) == ("diverged", "no run")
+    # what the Table 1 page's loop drew: reference i decoded with code i, adapted to it
+    run = load_run(tmp_path / "a1", dataset=blobs)
+    pos = np.random.RandomState(1).randint(len(run.pool), size=4)
+    z = torch.randn(4, 10, generator=torch.Generator().manual_seed(0))
+    grid = localized_samples(run, run.pool.tensor(pos), z)
+    assert torch.equal(adapted[name], grid[torch.arange(4), torch.arange(4)])
+    assert torch.equal(meta[name], meta_samples(run, z))
+    fig = figures.side_by_side(adapted)
+    assert len(fig.subfigs) == 3
