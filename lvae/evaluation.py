@@ -100,11 +100,11 @@ def eval_params(run: Any, settings: EvalSettings, frechet_metric: str | None) ->
 # --------------------------------------------------------------------------- metric blocks
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
         return x.tolist()
     if isinstance(x, np.generic):
@@ -445,6 +445,6 @@ def evaluate(
         "config": run.config.to_dict(),
         "provenance": {"commit": git_revision(), "machine": machine_info(), "evaluated": now()},
     }
-    record = _jsonable(record)
+    record = jsonable(record)
     atomic_write_json(out_path, record)
     return record

@@ -150,11 +150,12 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
 
     ``dci_sizes`` overrides :data:`MILESTONE_DCI` (tests use tiny samples).
     """
-    sizes = dict(MILESTONE_DCI if dci_sizes is None else dci_sizes)
     from lvae.data.base import to_tensor
-    from lvae.evaluation import _jsonable, disentanglement_metrics
+    from lvae.evaluation import disentanglement_metrics, jsonable
     from lvae.generation import localized_samples, represent
     from lvae.training import load_run
+
+    sizes = dict(MILESTONE_DCI if dci_sizes is None else dci_sizes)
 
     path = milestone_path(rdir, step)
     old = _read_json(path)
@@ -182,7 +183,7 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
         "evaluated": now(),
         "commit": git_revision(),
     }
-    record = _jsonable(record)
+    record = jsonable(record)
     atomic_write_json(path, record)
     return record
 
