@@ -403,18 +403,6 @@ def part_notebook(threads: int, with_papermill: bool, prime: bool) -> None:
 # --------------------------------------------------------------------------- quick evaluation
 
 
-def _fit_seconds(details: Any, prefix: str = "") -> dict[str, float]:
-    """Every ``fit_seconds`` entry in eval.json's details, by codes/part/factor."""
-    out: dict[str, float] = {}
-    if isinstance(details, dict):
-        for k, v in details.items():
-            if k == "fit_seconds" and isinstance(v, dict):
-                out.update({f"{prefix}{f}": float(s) for f, s in v.items()})
-            else:
-                out.update(_fit_seconds(v, f"{prefix}{k}/"))
-    return out
-
-
 def part_eval(threads: int, dataset: str, alpha: float, prime: bool) -> None:
     """One quick-profile evaluation of a 1-step run: its phases and GBT fit seconds.
 
@@ -437,6 +425,17 @@ def part_eval(threads: int, dataset: str, alpha: float, prime: bool) -> None:
             ImagePool(data, split_pool(len(data), c.pool_size, c.heldout_size, c.seed)[0])
         ph = Phases()
         wrap_pipeline(ph)
+        fits: list[dict[str, float]] = []  # each DCI fit's CPU seconds per factor
+        timed_fit = ev.dci_from_codes
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            out = timed_fit(*args, **kwargs)
+            names, y = list(args[4]), np.asarray(args[1])
+            fits.append({f"{f} ({len(np.unique(y[:, names.index(f)]))} classes)": s
+                         for f, s in out.get("fit_cpu_seconds", {}).items()})
+            return out
+
+        ev.dci_from_codes = recorded
         try:
             with ph.phase("train 1 step (pool, set-up)"):
                 train(setup.config, setup.run_dir, progress=False)
@@ -446,16 +445,18 @@ def part_eval(threads: int, dataset: str, alpha: float, prime: bool) -> None:
                 else:  # the keyword form of evaluate
                     rec = ev.evaluate(setup.run_dir, **setup.eval_kwargs, progress=False)
         finally:
+            ev.dci_from_codes = timed_fit
             ph.restore()
     used = rec.get("params", {})
-    shown = {k: used.get(k) for k in ("num_train", "num_test", "gbt_seeds", "dataset_gbt_seeds",
-                                      "frechet_metric") if k in used}
+    shown = {k: used.get(k) for k in ("num_train", "num_test", "gbt_seeds",
+                                      "gbt_seeds_by_dataset", "frechet_metric") if k in used}
     print(ph.table(f"\n== quick evaluation of a {dataset} alpha {alpha:g} run (1 training "
                    f"step), {threads} thread(s); eval.json params {shown}", None))
-    fits = _fit_seconds(rec.get("details", {}))
-    refits = len(rec.get("dci_gbt", {}).get("seeds", [0])) - 1
-    print(f"-- GBT fit CPU seconds per factor, headline fits (refits of the meta codes: "
-          f"{refits}, not itemised): " + ", ".join(f"{k} {v:.1f}" for k, v in fits.items()))
+    adapted = len(rec["details"].get("adapted", {})) if rec.get("adapted") else 0
+    codes = ["meta"] * (len(fits) - adapted) + ["adapted"] * adapted  # the order of the fits
+    for i, f in enumerate(fits):
+        print(f"-- DCI fit {i + 1} ({codes[i]} codes): {sum(f.values()):.1f} CPU s; "
+              + ", ".join(f"{k} {v:.1f}" for k, v in f.items()))
 
 
 # --------------------------------------------------------------------------- main
