@@ -38,6 +38,15 @@ class BlobData(GroundTruthData):
         return self._imgs[np.asarray(indices, dtype=np.int64)]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Every cache lvae writes (renders, FID statistics, FD-factors nets) goes to a folder
+    of this test session, never the user's ~/.cache; tests that need their own set it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LVAE_CACHE", str(tmp_path_factory.mktemp("lvae-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(2)
