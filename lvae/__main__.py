@@ -80,8 +80,12 @@ def _study(args: argparse.Namespace) -> int:
     if args.action == "ship":
         for sr in study.STUDY:
             rdir = study.run_dir(args.out, sr)
-            if (rdir / "config.json").is_file() and study.milestones(rdir):
-                print(f"shipped {study.ship(rdir)}")
+            if not ((rdir / "config.json").is_file() and study.milestones(rdir)):
+                continue
+            if study.shipped_current(rdir):
+                print(f"up to date: {sr.name}")
+                continue
+            print(f"shipped {study.ship(rdir)}")
         return 0
     rows = study.progress(args.out)
     cpu = sum(r["cpu_hours"] for r in rows)

@@ -631,10 +631,12 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
             if sub.empty:
                 continue
             stats_ = sub.groupby("step")[col].agg(["mean", "min", "max", "count"])
-            training = (sub["state"] == "training").any() if "state" in sub else False
+            training = (sub[sub["state"] == "training"]["seed"].nunique()
+                        if "state" in sub and "seed" in sub else 0)
             n = sub["seed"].nunique() if "seed" in sub else 1
+            still = f", {training} training" if training else ""
             ax.plot(stats_.index, stats_["mean"], color=colors[g], marker="o", ms=3,
-                    ls="--" if training else "-", label=f"{g} (n={n})")
+                    ls="--" if training else "-", label=f"{g} (n={n}{still})")
             if n > 1:
                 ax.fill_between(stats_.index, stats_["min"], stats_["max"],
                                 color=colors[g], alpha=0.18, lw=0)

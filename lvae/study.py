@@ -414,6 +414,21 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
     return dest
 
 
+def shipped_current(rdir: str | Path, dest_root: str | Path | None = None) -> bool:
+    """Whether a finished run is already shipped as it is now (same result and evaluation),
+    so shipping again would only rewrite the same evidence."""
+    from lvae.results import IMPORTED_DIR
+
+    rdir = Path(rdir)
+    cfg = _read_json(rdir / "config.json") or {}
+    dest = Path(IMPORTED_DIR if dest_root is None else dest_root) / str(
+        cfg.get("profile", "custom")) / rdir.name
+    if not is_done(rdir):
+        return False
+    return all((dest / n).is_file() and (dest / n).read_bytes() == (rdir / n).read_bytes()
+               for n in ("result.json", "eval.json", "log.jsonl"))
+
+
 def _last_log(rdir: Path) -> dict[str, Any]:
     path = rdir / "log.jsonl"
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []

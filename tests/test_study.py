@@ -125,6 +125,8 @@ def test_ship_keeps_the_evidence_and_a_loadable_model(finished: Path, tmp_path: 
     full = load_run(finished).model.state_dict()
     for k in full:  # float16 parameters: half precision of the trained ones
         assert torch.allclose(shipped[k], full[k], rtol=1e-3, atol=1e-4), k
+    assert study.shipped_current(finished, tmp_path / "results")
+    assert not study.shipped_current(finished, tmp_path / "elsewhere")
     pics = study.shipped_pictures(dest)
     assert sorted(pics) == [2, 6]
     assert pics[6]["localized"].shape == (study.PICTURE_REFS, study.PICTURE_CODES, 32, 32, 3)
