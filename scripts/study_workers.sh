@@ -28,9 +28,14 @@ if [[ ! -d "$OUT/code/lvae" ]]; then
 fi
 [[ "$(git -C "$OUT/code" rev-parse HEAD)" == "$COMMIT" ]] || {
     echo "error: $OUT/code is not at $COMMIT (delete it and run again)" >&2; exit 2; }
+# Run from $OUT: `python -m` puts the working directory first on sys.path, so started from
+# the repository the workers would import its (moving) lvae instead of the pinned copy.
+cd "$OUT"
 for i in $(seq 1 "$N"); do
     PYTHONPATH="$OUT/code" nohup nice -n 5 "$PY" -m lvae study work --out "$OUT" \
         >> "$OUT/worker$i.log" 2>&1 &
     sleep 2
 done
+PYTHONPATH="$OUT/code" "$PY" -c "import lvae, sys; sys.exit(not lvae.__file__.startswith('$OUT/code/'))" \
+    || { echo "error: workers would not import the pinned code in $OUT/code" >&2; exit 2; }
 echo "started $N worker(s) at ${COMMIT:0:12} on $OUT; progress: $PY -m lvae study status --out $OUT"
