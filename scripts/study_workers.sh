@@ -31,11 +31,11 @@ fi
 # Run from $OUT: `python -m` puts the working directory first on sys.path, so started from
 # the repository the workers would import its (moving) lvae instead of the pinned copy.
 cd "$OUT"
+PYTHONPATH="$OUT/code" "$PY" -c "import lvae, sys; sys.exit(not lvae.__file__.startswith('$OUT/code/'))" \
+    || { echo "error: workers would not import the pinned code in $OUT/code" >&2; exit 2; }
 for i in $(seq 1 "$N"); do
     PYTHONPATH="$OUT/code" nohup nice -n 5 "$PY" -m lvae study work --out "$OUT" \
         >> "$OUT/worker$i.log" 2>&1 &
     sleep 2
 done
-PYTHONPATH="$OUT/code" "$PY" -c "import lvae, sys; sys.exit(not lvae.__file__.startswith('$OUT/code/'))" \
-    || { echo "error: workers would not import the pinned code in $OUT/code" >&2; exit 2; }
 echo "started $N worker(s) at ${COMMIT:0:12} on $OUT; progress: $PY -m lvae study status --out $OUT"
