@@ -170,3 +170,23 @@ def test_pilot_table_by_hand():
     assert t.loc[("disentanglement", "vanilla, lr 1e-4")].tolist() == [0.005, 0.01]
     assert ("disentanglement", "β=16, lr 1e-3") not in t.index  # not a pilot arm
     assert study.pilot_table(pd.DataFrame(rows[:0], columns=list(rows[0]))).empty
+
+
+def test_a_worker_completes_its_runs_end_to_end(tmp_path: Path, monkeypatch, one_torch_thread):
+    """``work`` trains, evaluates every milestone and the final model, then stops: the
+    study's engine, on a study profile shrunk to seconds."""
+    import dataclasses
+
+    from lvae import config
+
+    tiny = dataclasses.replace(config.PROFILES["smoke"], name="study", steps=4, lr=1e-3,
+                               milestones=(2, 4), judges=True)
+    monkeypatch.setitem(config.PROFILES, "study", tiny)
+    monkeypatch.setattr(study, "STUDY", (study.StudyRun(study._shapes(1.0, 0), "study", "t"),))
+    monkeypatch.setattr(study, "MILESTONE_DCI", SIZES)
+    lines: list[str] = []
+    assert study.work(tmp_path, log=lines.append) == 1
+    rdir = study.run_dir(tmp_path, study.STUDY[0])
+    assert study.is_done(rdir) and [m["step"] for m in study.milestones(rdir)] == [2, 4]
+    assert any("takes study/" in ln for ln in lines) and "no run left" in lines[-1]
+    assert study.work(tmp_path, log=lines.append) == 0  # nothing left: a restart is a no-op
