@@ -22,6 +22,9 @@ fi
 mkdir -p "$OUT"
 [[ -f "$OUT/COMMIT" ]] || git -C "$REPO" rev-parse HEAD > "$OUT/COMMIT"
 COMMIT=$(cat "$OUT/COMMIT")
+# A checkout left by an earlier machine or clone of the repository is not a worktree of
+# this one any more: make it again at the same commit.
+git -C "$OUT/code" rev-parse HEAD > /dev/null 2>&1 || rm -rf "$OUT/code"
 if [[ ! -d "$OUT/code/lvae" ]]; then
     git -C "$REPO" worktree prune
     git -C "$REPO" worktree add --detach "$OUT/code" "$COMMIT" > /dev/null
