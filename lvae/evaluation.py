@@ -38,7 +38,6 @@ so, without metrics.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -55,7 +54,7 @@ from lvae.metrics.inception import explicit_inception_weights, find_inception_we
 from lvae.metrics.mig import mig_from_codes
 from lvae.metrics.quality import fd_factors_result, fid_vs_dataset
 from lvae.metrics.sampling import RepresentationFunction, sample_codes
-from lvae.store import atomic_write_json, git_revision, now
+from lvae.store import atomic_write_json, git_revision, now, read_json_or_none
 from lvae.store import machine as machine_info
 
 EVAL_VERSION = 1  # bump when a metric's definition changes: old eval.json files recompute
@@ -330,13 +329,6 @@ def heldout_neg_elbo(run: Any, num: int, seed: int, batch: int = 250) -> dict[st
 # --------------------------------------------------------------------------- the pass
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
 def evaluate(
     run_dir: str | Path,
     settings: EvalSettings | None = None,
@@ -367,7 +359,7 @@ def evaluate(
     """
     run_dir = Path(run_dir)
     out_path = run_dir / "eval.json"
-    result = _read_json(run_dir / "result.json")
+    result = read_json_or_none(run_dir / "result.json")
     if result is None:
         raise RuntimeError(f"{run_dir} has no result.json: train the run before evaluating")
     status = result.get("status")
@@ -375,7 +367,7 @@ def evaluate(
         record = {
             "status": status,
             "message": result.get("message", f"run {status}: nothing to evaluate"),
-            "config": _read_json(run_dir / "config.json"),
+            "config": read_json_or_none(run_dir / "config.json"),
             "eval_version": EVAL_VERSION,
             "evaluated": now(),
         }
@@ -389,7 +381,7 @@ def evaluate(
     s = settings if settings is not None else EvalSettings()
     requested = frechet_metric or profile_frechet_metric(run.config.profile)
     params = eval_params(run, s, frechet_metric_name(run.dataset, inception_weights, requested))
-    old = _read_json(out_path)
+    old = read_json_or_none(out_path)
     if not force and isinstance(old, dict) and old.get("params") == params:
         return old
 

@@ -48,7 +48,7 @@ from lvae import paper
 from lvae.config import Profile, TrainConfig
 from lvae.config import profile as get_profile
 from lvae.grid import Experiment, experiments
-from lvae.store import atomic_write_bytes
+from lvae.store import atomic_write_bytes, read_json_or_none
 
 #: Where committed runs from elsewhere live, relative to the repository root.
 IMPORTED_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -73,13 +73,6 @@ CONFIG_KEYS = ("profile", "source", "config_id", "dataset", "alpha", "beta", "ne
 _EVAL_SKIP = frozenset({"config", "provenance", "details", "status", "message"})
 
 _DEFAULT_REDUCTION = TrainConfig.__dataclass_fields__["reduction"].default
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -112,14 +105,14 @@ def read_run(run_dir: str | Path, source: str = "build",
     """One run folder as a flat row (``None`` if it holds no config; a run that failed
     before training has its intended config in the runner's ``reproduce.json``)."""
     run_dir = Path(run_dir)
-    failure = _read_json(run_dir / "reproduce.json") or {}
-    cfg = _read_json(run_dir / "config.json") or failure.get("config")
+    failure = read_json_or_none(run_dir / "reproduce.json") or {}
+    cfg = read_json_or_none(run_dir / "config.json") or failure.get("config")
     if not isinstance(cfg, dict) or "dataset" not in cfg:
         return None
     exp = _experiment_of(cfg)
     tables = _tables_by_config() if tables is None else tables
-    result = _read_json(run_dir / "result.json") or {}
-    ev = _read_json(run_dir / "eval.json")
+    result = read_json_or_none(run_dir / "result.json") or {}
+    ev = read_json_or_none(run_dir / "eval.json")
     prov = result.get("provenance", {})
     status = result.get("status") or ("failed" if failure.get("status") == "failed"
                                       else "incomplete")
@@ -250,7 +243,7 @@ def provenance(rows: pd.DataFrame, profile: str) -> dict[str, str]:
     commits = ", ".join(sorted({str(c) for c in done["commit"].dropna()}))
     vers: dict[str, Any] = {}
     for d in done["run_dir"]:
-        m = ((_read_json(Path(d) / "result.json") or {}).get("provenance", {})
+        m = ((read_json_or_none(Path(d) / "result.json") or {}).get("provenance", {})
              .get("machine", {}))
         vers = {k: m[k] for k in ("torch", "numpy", "sklearn", "python") if k in m}
         if vers:
@@ -641,14 +634,14 @@ def import_run(run_dir: str | Path, dest_root: str | Path = IMPORTED_DIR,
     reader never sees the files of two imports mixed, nor a half-written one.
     """
     run_dir = Path(run_dir)
-    cfg = _read_json(run_dir / "config.json")
+    cfg = read_json_or_none(run_dir / "config.json")
     if not isinstance(cfg, dict):
         raise FileNotFoundError(f"{run_dir} is not a run folder (no readable config.json)")
-    result = _read_json(run_dir / "result.json")
+    result = read_json_or_none(run_dir / "result.json")
     if not isinstance(result, dict) or "status" not in result:
         raise FileNotFoundError(f"{run_dir} has no readable result.json: only finished runs "
                                 "are kept (train it to the end first)")
-    ev = _read_json(run_dir / "eval.json")
+    ev = read_json_or_none(run_dir / "eval.json")
     if not isinstance(ev, dict) or ev.get("status") != result["status"]:
         raise ValueError(f"{run_dir} has no readable eval.json for its {result['status']} "
                          "result: evaluate it first (lvae.evaluation.evaluate)")

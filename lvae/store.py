@@ -51,8 +51,13 @@ def atomic_torch_save(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+def read_json_or_none(path: str | Path) -> Any:
+    """A result file's content, or None when it is missing, unreadable or does not parse:
+    such a file is never trusted (the caller treats the result as absent)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):  # ValueError: JSON syntax and text decoding alike
+        return None
 
 
 def git_revision() -> str:

@@ -42,7 +42,7 @@ import torch
 from lvae.config import PROFILES
 from lvae.grid import Experiment
 from lvae.params import experiment_config
-from lvae.store import atomic_write_json, git_revision, now
+from lvae.store import atomic_write_json, git_revision, now, read_json_or_none
 
 #: DCI sample sizes at a milestone: smaller than the final evaluation's, one GBT seed.
 MILESTONE_DCI = {"num_train": 2000, "num_test": 1000}
@@ -131,14 +131,6 @@ def z_share(samples: np.ndarray) -> dict[str, float]:
             "within_row": within_row, "across_refs": across_refs}
 
 
-def _read_json(path: Path) -> Any:
-    """A result file's content, or None when it is missing or does not parse (never trusted)."""
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
 def milestone_path(rdir: str | Path, step: int) -> Path:
     return Path(rdir) / "milestones" / f"step_{step:06d}.json"
 
@@ -158,7 +150,7 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
     sizes = dict(MILESTONE_DCI if dci_sizes is None else dci_sizes)
 
     path = milestone_path(rdir, step)
-    old = _read_json(path)
+    old = read_json_or_none(path)
     if (not force and isinstance(old, dict) and old.get("version") == MILESTONE_VERSION
             and old.get("sample_counts", {}).get("num_train") == sizes["num_train"]):
         return old
@@ -191,7 +183,8 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
 def milestones(rdir: str | Path) -> list[dict[str, Any]]:
     """Every parsed milestone record of a run folder, by step."""
     folder = Path(rdir) / "milestones"
-    recs = [_read_json(p) for p in sorted(folder.glob("step_*.json"))] if folder.is_dir() else []
+    paths = sorted(folder.glob("step_*.json")) if folder.is_dir() else []
+    recs = [read_json_or_none(p) for p in paths]
     return [r for r in recs if isinstance(r, dict) and "step" in r]
 
 
@@ -220,8 +213,8 @@ def claimed(rdir: Path) -> Iterator[bool]:
 
 def is_done(rdir: Path) -> bool:
     """Trained, every milestone evaluated, and a parseable eval.json."""
-    result = _read_json(rdir / "result.json")
-    ev = _read_json(rdir / "eval.json")
+    result = read_json_or_none(rdir / "result.json")
+    ev = read_json_or_none(rdir / "eval.json")
     return isinstance(result, dict) and isinstance(ev, dict) and "status" in ev
 
 
@@ -280,8 +273,8 @@ def progress(out: str | Path) -> list[dict[str, Any]]:
     rows = []
     for sr in STUDY:
         rdir = run_dir(out, sr)
-        cfg = _read_json(rdir / "config.json") or {}
-        result = _read_json(rdir / "result.json")
+        cfg = read_json_or_none(rdir / "config.json") or {}
+        result = read_json_or_none(rdir / "result.json")
         last = _last_log(rdir)
         steps = cfg.get("steps", PROFILES[sr.profile].steps)
         step = last.get("step", 0)
@@ -376,8 +369,8 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
 
     rdir = Path(rdir)
     root = Path(IMPORTED_DIR if dest_root is None else dest_root)
-    result = _read_json(rdir / "result.json") or {}
-    cfg = _read_json(rdir / "config.json") or {}
+    result = read_json_or_none(rdir / "result.json") or {}
+    cfg = read_json_or_none(rdir / "config.json") or {}
     finished = is_done(rdir)
     extra: dict[str, bytes] = {}
     for rec in milestones(rdir):
@@ -420,7 +413,7 @@ def shipped_current(rdir: str | Path, dest_root: str | Path | None = None) -> bo
     from lvae.results import IMPORTED_DIR
 
     rdir = Path(rdir)
-    cfg = _read_json(rdir / "config.json") or {}
+    cfg = read_json_or_none(rdir / "config.json") or {}
     dest = Path(IMPORTED_DIR if dest_root is None else dest_root) / str(
         cfg.get("profile", "custom")) / rdir.name
     if not is_done(rdir):
@@ -578,7 +571,7 @@ def milestone_frame(root: str | Path | None = None) -> pd.DataFrame:
 
     rows = []
     for d, state in shipped_runs(root):
-        cfg = _read_json(d / "config.json")
+        cfg = read_json_or_none(d / "config.json")
         if not isinstance(cfg, dict):
             continue
         log = load_log(d)
@@ -602,10 +595,10 @@ def compute_hours(folder: str | Path) -> float:
     """Hours a shipped run cost: training CPU time (its wall time for a run still training)
     plus the wall time of its milestone and final evaluations (one thread each)."""
     folder = Path(folder)
-    prov = _read_json(folder / "provenance.json") or {}
+    prov = read_json_or_none(folder / "provenance.json") or {}
     seconds = float(prov.get("cpu_time_s") or prov.get("wall_time_s") or 0.0)
     seconds += sum(float(m.get("wall_time_s") or 0.0) for m in milestones(folder))
-    ev = _read_json(folder / "eval.json") or {}
+    ev = read_json_or_none(folder / "eval.json") or {}
     seconds += float((ev.get("wall_time_s") or {}).get("total") or 0.0)
     return round(seconds / 3600, 2)
 
@@ -621,7 +614,7 @@ def status_frame(root: str | Path | None = None) -> pd.DataFrame:
         done = root / sr.profile / sr.experiment.run_id
         part = root / PROGRESS_DIR / sr.profile / sr.experiment.run_id
         folder = done if (done / "result.json").is_file() else part
-        prov = _read_json(folder / "provenance.json")
+        prov = read_json_or_none(folder / "provenance.json")
         state = ("finished" if folder == done else "training" if prov else "planned")
         prov = prov or {}
         rows.append({"priority": i, "run": sr.name, "purpose": sr.purpose, "state": state,
