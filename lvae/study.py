@@ -131,6 +131,17 @@ def z_share(samples: np.ndarray) -> dict[str, float]:
             "within_row": within_row, "across_refs": across_refs}
 
 
+def _references_and_codes(run: Any, n_refs: int, n_codes: int, rs: np.random.RandomState
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n_refs`` held-out images (never trained on, in dataset order) and ``n_codes`` prior
+    codes, drawn in that order from ``rs``: the rows and columns of a Figure 3 grid."""
+    from lvae.data.base import to_tensor
+
+    idx = np.sort(run.heldout[rs.choice(len(run.heldout), n_refs, replace=False)])
+    z = rs.standard_normal((n_codes, run.arch.latent_dim)).astype(np.float32)
+    return to_tensor(run.dataset.images(idx)), torch.from_numpy(z)
+
+
 def milestone_path(rdir: str | Path, step: int) -> Path:
     return Path(rdir) / "milestones" / f"step_{step:06d}.json"
 
@@ -142,7 +153,6 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
 
     ``dci_sizes`` overrides :data:`MILESTONE_DCI` (tests use tiny samples).
     """
-    from lvae.data.base import to_tensor
     from lvae.evaluation import disentanglement_metrics, jsonable
     from lvae.generation import localized_samples, represent
     from lvae.training import load_run
@@ -158,11 +168,8 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
     run = load_run(rdir, snapshot=step, dataset=dataset)
     metrics = disentanglement_metrics(run.dataset, represent(run, "meta"), seed=seed,
                                       n_jobs=1, **sizes)
-    rs = np.random.RandomState(seed)
-    refs_idx = run.heldout[rs.choice(len(run.heldout), ZSHARE_REFS, replace=False)]
-    refs = to_tensor(run.dataset.images(np.sort(refs_idx)))
-    z = torch.from_numpy(rs.standard_normal((ZSHARE_CODES, run.arch.latent_dim))
-                         .astype(np.float32))
+    refs, z = _references_and_codes(run, ZSHARE_REFS, ZSHARE_CODES,
+                                    np.random.RandomState(seed))
     samples = localized_samples(run, refs, z, seed=seed).numpy()
     record = {
         "step": step,
@@ -306,16 +313,12 @@ def milestone_pictures(rdir: str | Path, step: int, seed: int = 0, dataset=None
     reconstructions under the meta-model and under the adapted model, the localized
     generations (row = reference, column = shared prior code z; Figure 3) and the
     meta-decoder alone on the same z."""
-    from lvae.data.base import to_tensor
     from lvae.generation import localized_samples, meta_samples, reconstructions
     from lvae.training import load_run
 
     run = load_run(rdir, snapshot=step, dataset=dataset)
-    rs = np.random.RandomState(seed + 1)
-    idx = np.sort(run.heldout[rs.choice(len(run.heldout), PICTURE_REFS, replace=False)])
-    refs = to_tensor(run.dataset.images(idx))
-    z = torch.from_numpy(rs.standard_normal((PICTURE_CODES, run.arch.latent_dim))
-                         .astype(np.float32))
+    refs, z = _references_and_codes(run, PICTURE_REFS, PICTURE_CODES,
+                                    np.random.RandomState(seed + 1))
 
     def u8(t: torch.Tensor) -> np.ndarray:
         a = (t.clamp(0, 1) * 255).round().to(torch.uint8)
@@ -364,22 +367,22 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
     labelled as unfinished, while it is never counted as a result. Shipping the finished
     run removes that copy.
     """
-    from lvae.results import IMPORTED_DIR, import_run, replace_folder
+    from lvae.results import import_run, replace_folder
     from lvae.training import SHIPPED_MODEL, snapshots
 
     rdir = Path(rdir)
-    root = Path(IMPORTED_DIR if dest_root is None else dest_root)
     result = read_json_or_none(rdir / "result.json") or {}
     cfg = read_json_or_none(rdir / "config.json") or {}
     finished = is_done(rdir)
+    snaps = sorted(snapshots(rdir))
     extra: dict[str, bytes] = {}
     for rec in milestones(rdir):
         extra[f"milestones/step_{rec['step']:06d}.json"] = (
             json.dumps(rec, indent=1, sort_keys=True) + "\n").encode()
     if result.get("status") == "completed":
         extra[SHIPPED_MODEL] = _model_bytes(rdir)
-    if result.get("status", "completed") == "completed" and snapshots(rdir):
-        pics = {f"{step}/{k}": v for step in sorted(snapshots(rdir))
+    if result.get("status") != "diverged" and snaps:  # completed, or still training
+        pics = {f"{step}/{k}": v for step in snaps
                 for k, v in milestone_pictures(rdir, step).items()}
         extra["pictures.npz"] = _npz_bytes(pics)
     prov = result.get("provenance", {})
@@ -396,7 +399,8 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
         "cpu_time_s": result.get("cpu_time_s"), "started": result.get("started"),
         "finished": result.get("finished"), "shipped": now(), "shipped_by": git_revision(),
     }, indent=1, sort_keys=True) + "\n").encode()
-    progress_copy = root / PROGRESS_DIR / str(cfg.get("profile", "custom")) / rdir.name
+    root = _results_root(dest_root)
+    progress_copy = _shipped_dir(root, rdir, cfg, progress=True)
     if not finished:
         files = {n: (rdir / n).read_bytes() for n in ("config.json", "log.jsonl")
                  if (rdir / n).is_file()}
@@ -407,17 +411,27 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
     return dest
 
 
+def _results_root(dest_root: str | Path | None) -> Path:
+    from lvae.results import IMPORTED_DIR
+
+    return Path(IMPORTED_DIR if dest_root is None else dest_root)
+
+
+def _shipped_dir(root: Path, rdir: Path, cfg: dict[str, Any], progress: bool = False) -> Path:
+    """Where :func:`ship` puts a run: ``<root>[/progress]/<profile>/<run_id>`` (the layout
+    :func:`lvae.results.import_run` writes and :func:`lvae.results.collect` reads)."""
+    return (root / PROGRESS_DIR if progress else root) / str(
+        cfg.get("profile", "custom")) / rdir.name
+
+
 def shipped_current(rdir: str | Path, dest_root: str | Path | None = None) -> bool:
     """Whether a finished run is already shipped as it is now (same result and evaluation),
     so shipping again would only rewrite the same evidence."""
-    from lvae.results import IMPORTED_DIR
-
     rdir = Path(rdir)
-    cfg = read_json_or_none(rdir / "config.json") or {}
-    dest = Path(IMPORTED_DIR if dest_root is None else dest_root) / str(
-        cfg.get("profile", "custom")) / rdir.name
     if not is_done(rdir):
         return False
+    dest = _shipped_dir(_results_root(dest_root), rdir,
+                        read_json_or_none(rdir / "config.json") or {})
     return all((dest / n).is_file() and (dest / n).read_bytes() == (rdir / n).read_bytes()
                for n in ("result.json", "eval.json", "log.jsonl"))
 
@@ -508,21 +522,20 @@ def replay(shipped: str | Path, steps: int = 200, rtol: float = 1e-3, dataset=No
 
 
 def _config_columns(cfg: dict[str, Any]) -> dict[str, Any]:
-    from lvae.grid import Experiment
+    from lvae.params import experiment_of
 
-    e = Experiment(cfg["dataset"], float(cfg["alpha"]), float(cfg["beta"]),
-                   cfg["neighborhood"], int(cfg["seed"]))
+    e = experiment_of(cfg)
     return {"config_id": e.config_id, "label": label(e, cfg.get("lr")), "alpha": e.alpha,
             "beta": e.beta, "neighborhood": e.neighborhood, "seed": e.seed,
             "lr": cfg.get("lr"), "profile": cfg.get("profile")}
 
 
 def label(e: Experiment, lr: float | None = None) -> str:
-    """``vanilla``, ``α=1``, ``β=16``, ``α=1 (input_l2)``, with ``, lr 1e-4`` when given."""
-    name = (f"β={e.beta:g}" if e.beta != 1 else "vanilla" if e.alpha == 0
-            else f"α={e.alpha:g}")
-    if e.alpha > 0 and e.neighborhood != "synthetic":
-        name += f" ({e.neighborhood})"
+    """The configuration as the book names it (:func:`lvae.figures.config_label`: ``vanilla``,
+    ``α=1``, ``β=16``, ``α=1 (input_l2)``), with ``, lr 1e-4`` when given."""
+    from lvae.figures import config_label
+
+    name = config_label({"alpha": e.alpha, "beta": e.beta, "neighborhood": e.neighborhood})
     return name + (f", lr {lr:.0e}".replace("e-0", "e-") if lr else "")
 
 

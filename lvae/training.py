@@ -182,8 +182,9 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
         gen.set_state(ck["torch_rng"].cpu() if device.type == "cpu" else ck["torch_rng"])
         start, wall_before = ck["step"], ck["wall_time_s"]
         cpu_before, commits = ck.get("cpu_time_s", 0.0), list(ck.get("commits", []))
-    if git_revision() not in commits:  # a run resumed across sessions may span commits
-        commits.append(git_revision())
+    commit = git_revision()
+    if commit not in commits:  # a run resumed across sessions may span commits
+        commits.append(commit)
     snap_at = {int(s) for s in snapshot_steps}
     if snap_at:
         snap_at.add(config.steps)
@@ -255,7 +256,7 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
         "effective_alpha": loss.effective_alpha(config.alpha, arch),
         "started": started,
         "finished": now(),
-        "provenance": {"commit": git_revision(), "commits": commits,
+        "provenance": {"commit": commit, "commits": commits,
                        "profile": config.profile,
                        "seed": config.seed, "machine": machine_info()},
     }
