@@ -568,7 +568,7 @@ def comparison_table(cmp: Any, headers: Sequence[str], profile: str | None = Non
         " (ours: mean ± 95% t half-width, n seeds)")
     return (out.style.set_caption(caption)
             .set_table_styles([{"selector": "td, th", "props": "font-size: 0.74em; "
-                                "padding: 2px 3px;"},
+                                "padding: 2px 2px;"},
                                {"selector": "th", "props": "white-space: nowrap;"},
                                {"selector": "caption", "props": "caption-side: top; "
                                 "font-size: 0.9em; text-align: left;"}]))
