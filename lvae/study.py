@@ -276,7 +276,8 @@ def work(out: str | Path, limit: int | None = None, log=print) -> int:
 
 
 def progress(out: str | Path) -> list[dict[str, Any]]:
-    """Where each run of the study stands: steps, seconds per step, CPU hours, milestones."""
+    """Where each run of the study stands: steps, seconds per step, CPU hours (training CPU
+    from the result or the last checkpoint, plus the evaluations' wall time), milestones."""
     rows = []
     for sr in STUDY:
         rdir = run_dir(out, sr)
@@ -286,6 +287,9 @@ def progress(out: str | Path) -> list[dict[str, Any]]:
         steps = cfg.get("steps", PROFILES[sr.profile].steps)
         step = last.get("step", 0)
         wall = last.get("wall_time_s", 0.0)
+        cpu = (result or {}).get("cpu_time_s")
+        if cpu is None and step:
+            cpu = _checkpoint_facts(rdir)["cpu_time_s"]
         rows.append({
             "run": sr.name,
             "purpose": sr.purpose,
@@ -294,7 +298,7 @@ def progress(out: str | Path) -> list[dict[str, Any]]:
             "step": step,
             "steps": steps,
             "sec_per_step": round(wall / step, 3) if step else None,
-            "cpu_hours": round((result or {}).get("cpu_time_s", wall) / 3600, 2),
+            "cpu_hours": _hours(cpu if cpu is not None else wall, rdir),
             "milestones": [m["step"] for m in milestones(rdir)],
         })
     return rows
@@ -388,9 +392,10 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
     prov = result.get("provenance", {})
     if not finished:
         last = _last_log(rdir)
-        prov = {"commits": _checkpoint_commits(rdir)}
+        facts = _checkpoint_facts(rdir)
+        prov = {"commits": facts["commits"]}
         result = {"status": "training", "steps_done": last.get("step", 0),
-                  "wall_time_s": last.get("wall_time_s")}
+                  "wall_time_s": last.get("wall_time_s"), "cpu_time_s": facts["cpu_time_s"]}
     extra["provenance.json"] = (json.dumps({
         "profile": cfg.get("profile"), "steps": cfg.get("steps"),
         "steps_done": result.get("steps_done"), "lr": cfg.get("lr"),
@@ -445,11 +450,14 @@ def _last_log(rdir: Path) -> dict[str, Any]:
         return {}
 
 
-def _checkpoint_commits(rdir: Path) -> list[str]:
+def _checkpoint_facts(rdir: Path) -> dict[str, Any]:
+    """The commits and CPU seconds a run still training has spent, from its last checkpoint
+    (the log holds only wall time, which counts the time a busy machine took from it)."""
     path = rdir / "checkpoint.pt"
     if not path.exists():
-        return []
-    return list(torch.load(path, map_location="cpu", weights_only=False).get("commits", []))
+        return {"commits": [], "cpu_time_s": None}
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    return {"commits": list(ck.get("commits", [])), "cpu_time_s": ck.get("cpu_time_s")}
 
 
 def shipped_pictures(shipped: str | Path) -> dict[int, dict[str, np.ndarray]]:
@@ -609,7 +617,13 @@ def compute_hours(folder: str | Path) -> float:
     plus the wall time of its milestone and final evaluations (one thread each)."""
     folder = Path(folder)
     prov = read_json_or_none(folder / "provenance.json") or {}
-    seconds = float(prov.get("cpu_time_s") or prov.get("wall_time_s") or 0.0)
+    return _hours(float(prov.get("cpu_time_s") or prov.get("wall_time_s") or 0.0), folder)
+
+
+def _hours(train_seconds: float, folder: Path) -> float:
+    """``train_seconds`` plus the wall time of the milestone and final evaluations kept in
+    ``folder`` (a worker's run folder or a shipped one: both keep them alike), in hours."""
+    seconds = train_seconds
     seconds += sum(float(m.get("wall_time_s") or 0.0) for m in milestones(folder))
     ev = read_json_or_none(folder / "eval.json") or {}
     seconds += float((ev.get("wall_time_s") or {}).get("total") or 0.0)

@@ -84,6 +84,25 @@ def test_a_killed_run_resumes_from_its_time_checkpoint(tmp_path: Path, one_torch
         load_run(tmp_path / "a", snapshot=5)
 
 
+def test_progress_counts_cpu_not_wall_for_a_run_still_training(tmp_path: Path,
+                                                                one_torch_thread):
+    rdir = study.run_dir(tmp_path, study.STUDY[1])  # alpha = 1, seed 0: TINY's settings
+
+    def die(step: int, _path: Path) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(alpha=1.0, steps=8, **TINY), rdir, progress=False,
+              snapshot_steps=(4,), on_snapshot=die, checkpoint_seconds=0.0)
+    log = rdir / "log.jsonl"  # a busy machine: ten hours of wall time for these steps
+    rows = [json.loads(ln) for ln in log.read_text().splitlines()]
+    log.write_text("".join(json.dumps({**r, "wall_time_s": 36_000.0}) + "\n" for r in rows))
+    cpu = torch.load(rdir / "checkpoint.pt", weights_only=False)["cpu_time_s"]
+    row = next(r for r in study.progress(tmp_path) if r["run"] == study.STUDY[1].name)
+    assert row["state"] == "training" and row["step"] == 4
+    assert row["cpu_hours"] == round(cpu / 3600, 2) < 1.0
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """A tiny alpha = 1 run: trained with two milestones, evaluated, shipped."""
