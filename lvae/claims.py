@@ -51,16 +51,28 @@ NOT_TESTED = "not tested at this budget"
 PAPER_STEPS = PROFILES["paper"].steps
 
 
-def budget_gate(df: pd.DataFrame, profile: str | None) -> str | None:
+@dataclass(frozen=True)
+class Gate:
+    """Why a budget cannot test the paper's claims: the budget in a few words (what a
+    verdict cell shows) and the reason (what the detail line adds)."""
+
+    budget: str  # e.g. "quick, 300 steps"
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.budget}: {self.why}"
+
+
+def budget_gate(df: pd.DataFrame, profile: str | None) -> Gate | None:
     """Why the runs of ``profile`` (of every profile in ``df`` when None) cannot test the
-    paper's claims, e.g. ``"quick, 300 steps: ..."``; None when their budget can."""
+    paper's claims; None when their budget can."""
     names = [profile] if profile is not None else sorted(set(df.get("profile", [])))
     for name in names:
         prof = PROFILES.get(str(name))
         if prof is None:
-            return f"profile {name!r} is not one of {sorted(PROFILES)}: budget unknown"
+            return Gate(f"profile {name!r}", f"not one of {sorted(PROFILES)}: budget unknown")
         if not prof.judges:
-            return f"{prof.name}, {prof.steps:,} steps: {prof.judges_why}"
+            return Gate(f"{prof.name}, {prof.steps:,} steps", prof.judges_why)
     return None
 
 
@@ -317,7 +329,7 @@ def judge(df: pd.DataFrame, key: str, profile: str | None = None,
     if gate is None:
         return j
     return Judgement(j.claim, NOT_TESTED, j.ours, f"{j.detail} (not evidence: {gate})",
-                     f"{gate.split(':')[0]}; the numbers demonstrate the pipeline")
+                     f"{gate.budget}; the numbers demonstrate the pipeline")
 
 
 def _judge(df: pd.DataFrame, key: str, profile: str | None, source: str) -> Judgement:

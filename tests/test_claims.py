@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from lvae import claims
+from lvae.config import PROFILES
 from lvae.results import noise_sources
 
 D = "dci_nocolor.disentanglement"
@@ -117,7 +118,8 @@ def test_no_verdict_from_a_budget_that_cannot_decide(df: pd.DataFrame):
     assert claims.budget_gate(df, "study") is None
     quick = df.assign(profile="quick")
     gate = claims.budget_gate(quick, None)
-    assert gate is not None and gate.startswith("quick, 300 steps: ")
+    assert gate is not None and gate.budget == "quick, 300 steps"
+    assert str(gate) == f"quick, 300 steps: {PROFILES['quick'].judges_why}"
     for key in [c.key for c in claims.CLAIMS]:
         j = claims.judge(quick, key, profile="quick")
         assert j.verdict == claims.NOT_TESTED, key
@@ -126,7 +128,7 @@ def test_no_verdict_from_a_budget_that_cannot_decide(df: pd.DataFrame):
     assert j.ours == "0.850 vs 0.150"  # the numbers are still shown
     assert set(claims.judge_all(quick, profile="quick").verdict) == {claims.NOT_TESTED}
     assert claims.judge(df.assign(profile="smoke"), "diverge").verdict == claims.NOT_TESTED
-    assert "budget unknown" in claims.budget_gate(df, "nope")
+    assert "budget unknown" in str(claims.budget_gate(df, "nope"))
 
 
 def test_noise_sources_sets_training_seeds_beside_gbt_seeds(df: pd.DataFrame):
