@@ -16,6 +16,15 @@ Formulations:
 Memory: the bytes autograd saves for the backward pass (exact and machine independent on
 CPU), plus the CUDA peak when run on a GPU.
 
+Work: the floating-point operations each formulation actually executes, counted with
+``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions, forward and every
+backward, 2 per multiply-add) over one step, and the achieved GFLOP/s at the median time.
+The stock counter's ``convolution_backward`` formula ignores ``groups`` for the weight
+gradient (it counts a grouped weight gradient B times over), so it is replaced here by one
+that charges each requested gradient the cost of the forward convolution of the same shapes
+(:func:`conv_backward_flops`). Elementwise ops are not counted. The FLOP ratio of lvae to
+vanilla is the floor a formulation running at vanilla's GFLOP/s would reach.
+
     python benchmarks/meta_step.py [--rounds 7] [--threads 2] [--res 64 32] [--skip loop vmap]
 """
 
@@ -28,6 +37,7 @@ from collections.abc import Callable
 
 import torch
 from torch.func import grad, vmap
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from lvae.batched import local_vae_loss
 from lvae.model import VAE, Architecture
@@ -107,6 +117,30 @@ def saved_bytes(fn: Callable) -> int:
     return total
 
 
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
+                        transposed, _output_padding, _groups, output_mask, out_shape=None,
+                        **_kwargs) -> int:
+    """FLOPs of ``aten.convolution_backward``: the forward convolution's, per gradient asked.
+
+    The input gradient is the adjoint convolution and the weight gradient the correlation of
+    input and output gradient; each does as many multiply-adds as the forward convolution.
+    ``w_shape`` holds ``in/groups`` (or ``out/groups``), so grouped calls count right.
+    """
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
+def count_flops(fn: Callable) -> float:
+    """Floating-point operations of one call of ``fn`` (see the module docstring)."""
+    mapping = {torch.ops.aten.convolution_backward: conv_backward_flops}
+    try:
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+            fn()
+    except Exception:  # e.g. a functorch transform the counter cannot follow
+        return float("nan")
+    return float(counter.get_total_flops())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
@@ -139,11 +173,14 @@ def main() -> None:
                 times[n].append(clock() - t)
         unit = statistics.median(times["vanilla"])
         print(f"\n{res}x{res}: vanilla step {unit * 1e3:.1f} ms (median)")
-        print(f"  {'formulation':<10} {'ratio':>7} {'min ratio':>9} {'saved MB':>9}")
+        print(f"  {'formulation':<10} {'ratio':>7} {'min ratio':>9} {'saved MB':>9} "
+              f"{'GFLOP':>8} {'GFLOP/s':>8}")
         for n, ts in times.items():
             mb = saved_bytes(fns[n]) / 2**20 if n != "vmap" else float("nan")
+            gflop = count_flops(fns[n]) / 1e9
             ratio = statistics.median(ts) / unit
-            print(f"  {n:<10} {ratio:7.2f} {min(ts) / min(times['vanilla']):9.2f} {mb:9.1f}")
+            print(f"  {n:<10} {ratio:7.2f} {min(ts) / min(times['vanilla']):9.2f} {mb:9.1f} "
+                  f"{gflop:8.2f} {gflop / statistics.median(ts):8.1f}")
         if device.type == "cuda":
             for n, f in fns.items():
                 torch.cuda.reset_peak_memory_stats()

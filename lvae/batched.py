@@ -127,8 +127,72 @@ def _backward_by_hand(layers: list[Layer], params: Params, rec: dict[str, tuple[
         if d.dim() != s_prev.dim():
             d = d.reshape(s_prev.shape)
         if prev.relu:
-            d = d * (s_prev > 0)
+            # The ReLU's derivative as one fused select, against the detached
+            # pre-activation: ``d * (s > 0)`` made a bool mask, a float copy of it and a
+            # product (three passes over the largest tensors of the step), and
+            # threshold_backward's own derivative w.r.t. ``s`` is an all-zero tensor.
+            d = torch.ops.aten.threshold_backward(d, s_prev.detach(), 0.0)
     return [grads[layer.name] for layer in layers]
+
+
+# Per-task (transposed) convolutions on maps at least this wide run as a loop over tasks
+# in the backward of the weight gradients; narrower ones as one grouped call. oneDNN's
+# grouped *transposed* convolution into wide maps (e.g. 16x16 -> 32x32, 32 channels a
+# group) runs at a third of the speed of the same work done task by task, while on the
+# small maps of the 32x32 tail the grouped call wins (benchmarks/meta_step.py).
+LOOP_MIN_SIDE = 32
+
+
+def _task_conv(x: Tensor, w: Tensor, tasks: int, transposed: bool, loop: bool) -> Tensor:
+    """``conv(x_b, w_b)`` (or transposed) for every task b, tasks folded into channels.
+
+    ``x`` is ``(K, B*C, H, W)``, ``w`` the grouped weight ``(B*..., ..., k, k)``. Both
+    branches compute the same numbers; ``loop`` picks B ordinary calls over one grouped one.
+    """
+    op = F.conv_transpose2d if transposed else F.conv2d
+    if not loop:
+        return op(x, w, None, STRIDE, PADDING, groups=tasks)
+    xs, ws = x.chunk(tasks, dim=1), w.chunk(tasks, dim=0)
+    return torch.cat([op(xb, wb, None, STRIDE, PADDING) for xb, wb in zip(xs, ws, strict=True)],
+                     dim=1)
+
+
+class _TaskWeightGrad(torch.autograd.Function):
+    """All tasks' weight gradients of one (transposed) conv layer, with a chosen backward.
+
+    Forward: one grouped weight-gradient convolution (see :func:`_grouped_weight_grad`).
+    Backward (the second-order part of the meta-gradient): the weight gradient is bilinear
+    in the layer's input ``a`` and output gradient ``d``, so its adjoints are a per-task
+    convolution and a per-task transposed convolution with the incoming gradient as
+    weights. Autograd's generic double backward always makes both grouped calls; here the
+    one into the wide map can run task by task instead (:data:`LOOP_MIN_SIDE`). The
+    backward is written in differentiable ops, so higher orders still work.
+    """
+
+    @staticmethod
+    def forward(ctx, a_f: Tensor, d_f: Tensor, w_shape: tuple[int, ...], transposed: bool,
+                tasks: int) -> Tensor:
+        ctx.save_for_backward(a_f, d_f)
+        ctx.transposed, ctx.tasks = transposed, tasks
+        weight = d_f.new_empty(w_shape)  # only its shape is read
+        return torch.ops.aten.convolution_backward(
+            d_f, a_f, weight, None, [STRIDE] * 2, [PADDING] * 2, [1, 1], transposed, [0, 0],
+            tasks, (False, True, False),
+        )[1]
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, ...]:
+        a_f, d_f = ctx.saved_tensors
+        tasks, transposed = ctx.tasks, ctx.transposed
+        # conv: a (wide) -> d (narrow); transposed conv: a (narrow) -> d (wide).
+        wide = a_f if not transposed else d_f
+        loop = wide.shape[-1] >= LOOP_MIN_SIDE
+        grad_a = grad_d = None
+        if ctx.needs_input_grad[0]:  # d/da <gW, g>: the layer's adjoint, weights g
+            grad_a = _task_conv(d_f, g, tasks, not transposed, loop and not transposed)
+        if ctx.needs_input_grad[1]:  # d/dd <gW, g>: the layer itself, weights g
+            grad_d = _task_conv(a_f, g, tasks, transposed, loop and transposed)
+        return grad_a, grad_d, None, None, None
 
 
 def _grouped_weight_grad(a: Tensor, d: Tensor, layer: Layer, params: Params, tasks: int) -> Tensor:
@@ -136,20 +200,15 @@ def _grouped_weight_grad(a: Tensor, d: Tensor, layer: Layer, params: Params, tas
 
     ``a`` and ``d`` are k-major ``(K*B, C, H, W)``; viewing them as ``(K, B*C, H, W)`` puts
     the task index in the channel axis, and ``groups=B`` keeps the tasks apart while the
-    convolution's batch sum runs over each task's K neighbours. ``convolution_backward`` is
-    differentiable, so the meta-gradient flows through it (second order).
+    convolution's batch sum runs over each task's K neighbours. Differentiable
+    (:class:`_TaskWeightGrad`), so the meta-gradient flows through it (second order).
     """
     k = a.shape[0] // tasks
     a_f = a.reshape(k, tasks * a.shape[1], *a.shape[2:])
     d_f = d.reshape(k, tasks * d.shape[1], *d.shape[2:])
     w = params[layer.name + ".weight"]
-    transposed = layer.kind == "deconv"
     shape = (tasks * w.shape[0], *w.shape[1:])
-    fake_w = d.new_empty(1).expand(shape)  # only its shape is read
-    return torch.ops.aten.convolution_backward(
-        d_f, a_f, fake_w, None, [STRIDE] * 2, [PADDING] * 2, [1, 1], transposed, [0, 0],
-        tasks, (False, True, False),
-    )[1]
+    return _TaskWeightGrad.apply(a_f, d_f, shape, layer.kind == "deconv", tasks)
 
 
 # Layers whose image-side channel count is at most this use im2col (unfold) + batched
