@@ -9,7 +9,8 @@ computes what the paper's Tables 1, 2 and 5 report, plus what the fidelity notes
   give different values). 3D Shapes: ``dci_color`` (all six factors) and
   ``dci_nocolor`` (scale, shape, orientation) from one set of fits; CarsNORB:
   ``dci_cars3d`` and ``dci_smallnorb`` per sub-dataset (Table 2); other datasets: ``dci``.
-  SmallNORB uses disentanglement_lib's four factors (instance is a nuisance).
+  SmallNORB uses disentanglement_lib's four factors (instance is a nuisance). Both
+  encoders encode the same points, drawn and rendered once (:func:`dci_draws`).
 * **DCI's own noise**: with ``gbt_seeds > 1`` the meta codes' DCI is fit again on the *same*
   codes with GBT seeds ``seed + 1, ...`` (``dci_gbt``: every value; ``gbt_sd``: their sample
   standard deviation), so a reader can set the spread due to the classifiers' tie-breaking
@@ -49,11 +50,12 @@ from tqdm.auto import tqdm
 
 from lvae.config import EvalSettings
 from lvae.data.base import GroundTruthData, ImageDataset, to_tensor
+from lvae.metrics import sampling
 from lvae.metrics.dci import dci_from_codes
 from lvae.metrics.inception import explicit_inception_weights, find_inception_weights
 from lvae.metrics.mig import mig_from_codes
 from lvae.metrics.quality import fd_factors_result, fid_vs_dataset
-from lvae.metrics.sampling import RepresentationFunction, sample_codes
+from lvae.metrics.sampling import RepresentationFunction
 from lvae.store import atomic_write_json, git_revision, now, read_json_or_none
 from lvae.store import machine as machine_info
 
@@ -111,6 +113,39 @@ def jsonable(x: Any) -> Any:
     return x
 
 
+#: One group's DCI points, as :func:`dci_draws` draws them: ``((factors, images) train,
+#: (factors, images) test)``, uint8 images ``(n, H, W, C)``.
+DciDraw = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def dci_draws(dataset: ImageDataset, num_train: int, num_test: int, seed: int
+              ) -> dict[str, DciDraw]:
+    """The DCI/MIG points of every :func:`dci_groups` group (keyed by its label), drawn
+    once: ``RandomState(seed)`` per group, the training points first, then the test points,
+    in disentanglement_lib's mini-batches (:func:`lvae.metrics.sampling.sample_codes`).
+
+    Why: the points do not depend on the representation, so an evaluation draws them once
+    and encodes them with the meta and the adapted encoder alike (:func:`evaluate`);
+    drawing them again for the adapted codes rendered every image a second time (about 3 s
+    of a quick CarsNORB evaluation, 1 s of a 3D Shapes one, on one core). The codes are
+    bit for bit the ones ``sample_codes`` gives (tested).
+    """
+    out: dict[str, DciDraw] = {}
+    for label, data, _ in dci_groups(dataset):
+        rs = np.random.RandomState(seed)
+        train = sampling.sample_factors_and_images(data, num_train, rs)
+        out[label] = (train, sampling.sample_factors_and_images(data, num_test, rs))
+    return out
+
+
+def _encode(represent: RepresentationFunction, drawn: tuple[np.ndarray, np.ndarray]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, int64 factors)`` of drawn points, encoded as ``sample_codes`` encodes them
+    (its default chunks of 256 images, which the adapted codes' seeds depend on)."""
+    factors, images = drawn
+    return sampling.represent_in_batches(represent, images), factors.astype(np.int64)
+
+
 def disentanglement_metrics(
     dataset: ImageDataset,
     represent: RepresentationFunction,
@@ -119,23 +154,31 @@ def disentanglement_metrics(
     seed: int,
     n_jobs: int | None = -1,
     gbt_seeds: int = 1,
+    draws: Mapping[str, DciDraw] | None = None,
 ) -> dict[str, Any]:
     """DCI per :func:`dci_groups` key and MIG per group, for one representation.
 
     ``gbt_seeds > 1`` refits DCI on the same codes with GBT seeds ``seed + 1, ...``:
     ``dci_gbt[key][score]`` lists every seed's value (the headline first) and
-    ``gbt_sd[key][score]`` their sample standard deviation (ddof 1).
+    ``gbt_sd[key][score]`` their sample standard deviation (ddof 1). ``draws``: the points
+    of :func:`dci_draws` for these ``num_train``, ``num_test`` and ``seed``, drawn once for
+    several representations; None draws them here.
     """
     if not isinstance(gbt_seeds, int) or isinstance(gbt_seeds, bool) or gbt_seeds < 1:
         raise ValueError(f"gbt_seeds must be an int >= 1 (1: no refits), got {gbt_seeds!r}")
+    if draws is None:
+        draws = dci_draws(dataset, num_train, num_test, seed)
     out: dict[str, Any] = {"details": {}}
     if gbt_seeds > 1:
         out["dci_gbt"] = {"seeds": [seed + r for r in range(gbt_seeds)]}
         out["gbt_sd"] = {}
     for label, data, subsets in dci_groups(dataset):
-        rs = np.random.RandomState(seed)
-        codes_tr, y_tr = sample_codes(data, represent, num_train, rs)
-        codes_te, y_te = sample_codes(data, represent, num_test, rs)
+        drawn_train, drawn_test = draws[label]
+        if len(drawn_train[0]) != num_train or len(drawn_test[0]) != num_test:
+            raise ValueError(f"draws[{label!r}] holds {len(drawn_train[0])} + "
+                             f"{len(drawn_test[0])} points, not {num_train} + {num_test}")
+        codes_tr, y_tr = _encode(represent, drawn_train)
+        codes_te, y_te = _encode(represent, drawn_test)
         dci = dci_from_codes(
             codes_tr, y_tr, codes_te, y_te, data.factor_names, subsets,
             mode=DCI_MODE, seed=seed, n_jobs=n_jobs,
@@ -399,13 +442,21 @@ def evaluate(
         bar.update()
         return value
 
+    draws: dict[str, DciDraw] = {}  # the DCI points, drawn by the first stage, reused
+
+    def drawn() -> dict[str, DciDraw]:
+        if not draws:
+            draws.update(dci_draws(run.dataset, s.num_train, s.num_test, s.seed))
+        return draws
+
     meta = stage("DCI+MIG (meta codes)", lambda: disentanglement_metrics(
         run.dataset, represent(run, "meta"), s.num_train, s.num_test, s.seed, s.n_jobs,
-        s.gbt_seeds_for(run.config.dataset)))  # fmt: skip
+        s.gbt_seeds_for(run.config.dataset), draws=drawn()))  # fmt: skip
     adapted = stage("DCI+MIG (adapted codes)", lambda: disentanglement_metrics(
         run.dataset, represent(run, "adapted", seed=s.seed), s.num_train, s.num_test, s.seed,
-        s.n_jobs,
+        s.n_jobs, draws=drawn(),
     ) if adapted_too else None)  # fmt: skip
+    draws.clear()
     frechet = stage(
         "Frechet distance",
         lambda: frechet_block(run, s.num_fd, s.seed, inception_weights, s.fd_steps, requested),

@@ -161,3 +161,37 @@ def test_gbt_refits_measure_dcis_own_noise_on_the_same_codes(blobs):
                                                     n_jobs=1)
     with pytest.raises(ValueError, match="gbt_seeds must be an int >= 1"):
         disentanglement_metrics(blobs, represent, 150, 80, seed=0, gbt_seeds=0)
+
+
+def test_one_draw_of_dci_points_serves_meta_and_adapted_codes(tmp_path, blobs, monkeypatch):
+    """The DCI points are drawn once per evaluation and encoded by both encoders: the codes
+    are bit for bit those of sample_codes (disentanglement_lib's draw and encode, the adapted
+    codes' chunk seeds included), and the images are rendered once, not once per encoder."""
+    import lvae.metrics.sampling as sampling
+    from lvae.evaluation import _encode, dci_draws
+    from lvae.generation import represent
+    from lvae.training import load_run
+
+    run_dir = tmp_path / "run"
+    train(tiny(steps=2), run_dir, dataset=blobs, progress=False)
+    run = load_run(run_dir, dataset=blobs)
+    draws = dci_draws(blobs, 300, 60, seed=5)
+    assert list(draws) == [label for label, _, _ in dci_groups(blobs)]
+    for mode in ("meta", "adapted"):
+        fn = represent(run, mode, seed=5)
+        rs = np.random.RandomState(5)
+        (train_set, test_set) = draws[""]
+        for drawn, n in ((train_set, 300), (test_set, 60)):
+            codes, factors = sampling.sample_codes(blobs, fn, n, rs)
+            ours_codes, ours_factors = _encode(fn, drawn)
+            np.testing.assert_array_equal(ours_codes, codes)
+            np.testing.assert_array_equal(ours_factors, factors)
+            assert ours_codes.dtype == codes.dtype and ours_factors.dtype == factors.dtype
+
+    calls = []
+    draw = sampling.sample_factors_and_images
+    monkeypatch.setattr(sampling, "sample_factors_and_images",
+                        lambda *a, **k: calls.append(a[1]) or draw(*a, **k))
+    ev = evaluate(run_dir, SMALL, dataset=blobs, progress=False)
+    assert ev["adapted"] is not None
+    assert calls == [SMALL.num_train, SMALL.num_test]  # one group, train then test, once
