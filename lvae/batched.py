@@ -28,6 +28,9 @@ for bit.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -53,6 +56,36 @@ from lvae.objective import (
     reparameterize,
     scaled_neg_elbo,
 )
+
+# Bytes below which glibc serves an allocation from its heap and keeps a freed block for
+# reuse (see _retain_freed_memory).
+MALLOC_RETAIN_BYTES = 1 << 30
+
+
+def _retain_freed_memory() -> bool:
+    """Make glibc keep freed large blocks instead of returning them to the kernel.
+
+    A meta-step allocates and frees dozens of 8-50 MB temporaries (a 64x64 step's feature
+    maps for 250 images are 33 MB each). glibc serves blocks above its mmap threshold
+    (dynamic, at most 32 MB) with a fresh ``mmap`` and unmaps them on free, and trims the
+    heap top above 128 KB, so each such tensor is page-faulted and zeroed by the kernel
+    again on every step: measured 7% (32x32) to 12% (64x64) of the second-order step's CPU
+    time, none of the vanilla step's. Raising both thresholds keeps the memory in the
+    process for the next step (its resident size stays at its peak). Process-wide, Linux
+    glibc only; ``LVAE_MALLOC_RETAIN=0`` leaves the allocator alone. Returns whether set.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("LVAE_MALLOC_RETAIN") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        return bool(libc.mallopt(m_mmap_threshold, MALLOC_RETAIN_BYTES)
+                    and libc.mallopt(m_trim_threshold, MALLOC_RETAIN_BYTES))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
+MALLOC_RETAINED = _retain_freed_memory()
 
 # --------------------------------------------------------------------------------------
 # Per-task inner gradients in compact form

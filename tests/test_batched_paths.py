@@ -10,6 +10,10 @@ reading of Algorithm 1) at both resolutions, second order, float64.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -59,3 +63,16 @@ def test_weight_grad_backward_branches_agree_with_each_other(monkeypatch):
         out = batched.local_vae_loss(params, arch, x, nb, ea, ei, 1.0, LossSpec()).loss
         grads.append(torch.autograd.grad(out, list(params.values())))
     assert _rel_err(grads[0], grads[1]) < 1e-12
+
+
+@pytest.mark.parametrize("setting,expected", [(None, sys.platform.startswith("linux")),
+                                              ("0", False)])
+def test_malloc_retention_is_set_on_import_unless_switched_off(setting, expected):
+    """Import-time allocator setting (lvae.batched._retain_freed_memory), its opt-out."""
+    env = {k: v for k, v in os.environ.items() if k != "LVAE_MALLOC_RETAIN"}
+    if setting is not None:
+        env["LVAE_MALLOC_RETAIN"] = setting
+    code = "import lvae.batched as b; print(b.MALLOC_RETAINED)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == str(expected)
