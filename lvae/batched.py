@@ -261,6 +261,54 @@ def _unfold(t: Tensor) -> Tensor:
     return F.unfold(t, KERNEL, padding=PADDING, stride=STRIDE)
 
 
+class _TaskOuterSum(torch.autograd.Function):
+    """``out[b] = sum_k left[k*B + b] @ right[k*B + b]^T``: per-task sums of per-image matmuls.
+
+    ``left`` ``(K*B, R, L)``, ``right`` ``(K*B, S, L)``, k-major. The backward is written out
+    so that both input gradients come out of a plain ``bmm`` already contiguous; autograd's
+    own backward of ``bmm(left, right.transpose(1, 2))`` returns the gradient of ``right``
+    as a transposed view, which the ``col2im`` behind an unfolded operand then copies with
+    a transposing copy (the slowest copy of the whole step).
+    """
+
+    @staticmethod
+    def forward(ctx, left: Tensor, right: Tensor, tasks: int) -> Tensor:
+        ctx.save_for_backward(left, right)
+        ctx.tasks = tasks
+        per_image = torch.bmm(left, right.transpose(1, 2))  # (K*B, R, S)
+        return per_image.view(-1, tasks, *per_image.shape[1:]).sum(0)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, ...]:
+        left, right = ctx.saved_tensors
+        per_image = g.repeat(left.shape[0] // ctx.tasks, 1, 1)  # (K*B, R, S), small
+        grad_left = torch.bmm(per_image, right) if ctx.needs_input_grad[0] else None
+        grad_right = (torch.bmm(per_image.transpose(1, 2), left)
+                      if ctx.needs_input_grad[1] else None)
+        return grad_left, grad_right, None
+
+
+class _TaskBiasGrad(torch.autograd.Function):
+    """Per-task bias gradients ``(B, C)``: the sum of ``d`` over each task's K images and
+    all pixels.
+
+    As ``d.view(K, B, C, -1).sum((0, 3))`` the backward broadcast cannot be viewed back as
+    ``(K*B, C, H, W)`` (K and B do not merge under a stride-0 axis), so autograd
+    materialised a full-size copy for every conv layer; here the broadcast is returned as a
+    stride-0 view of a small ``(K*B, C)`` tensor. Same numbers both ways.
+    """
+
+    @staticmethod
+    def forward(ctx, d: Tensor, tasks: int) -> Tensor:
+        ctx.shape, ctx.tasks = d.shape, tasks
+        return d.view(-1, tasks, d.shape[1], d.shape[2] * d.shape[3]).sum((0, 3))
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, ...]:
+        n, c = ctx.shape[0], ctx.shape[1]
+        return g.repeat(n // ctx.tasks, 1).view(n, c, 1, 1).expand(ctx.shape), None
+
+
 def _unfold_weight_grad(a: Tensor, d: Tensor, layer: Layer, tasks: int) -> Tensor:
     """Per-task weight gradients of an image-side layer as batched matmuls over im2col.
 
@@ -268,15 +316,13 @@ def _unfold_weight_grad(a: Tensor, d: Tensor, layer: Layer, tasks: int) -> Tenso
     transposed conv: ``gW_b = sum_k a_kb  unfold(d_kb)^T``  ``(B, in, out*k*k)``.
     One ``bmm`` over all K*B images, then a sum over the K neighbours of each task: the
     k-major layout makes that a plain reduction over the leading axis, with no transposes
-    of the (large) im2col matrices.
+    of the (large) im2col matrices (:class:`_TaskOuterSum`).
     """
-    k = a.shape[0] // tasks
     if layer.kind == "conv":
         left, right = d.flatten(2), _unfold(a)
     else:
         left, right = a.flatten(2), _unfold(d)
-    per_image = torch.bmm(left, right.transpose(1, 2))  # (K*B, rows, cols)
-    return per_image.view(k, tasks, *per_image.shape[1:]).sum(0)
+    return _TaskOuterSum.apply(left, right, tasks)
 
 
 def inner_gradients(
@@ -333,10 +379,10 @@ def _inner_gradients(params: Params, arch: Architecture, neighbors: Tensor, eps:
             linear[layer.name] = (a.view(k, b, -1), d.view(k, b, -1))
         elif _uses_unfold(layer):
             gw = _unfold_weight_grad(a, d, layer, b)
-            unfold[layer.name] = (gw, d.view(k, b, d.shape[1], -1).sum((0, 3)))
+            unfold[layer.name] = (gw, _TaskBiasGrad.apply(d, b))
         else:
             gw = _grouped_weight_grad(a, d, layer, params, b)
-            gb = d.view(k, b, d.shape[1], -1).sum((0, 3)).reshape(-1)
+            gb = _TaskBiasGrad.apply(d, b).reshape(-1)
             conv[layer.name] = (gw, gb)
     inner = per_image.detach().view(k, b).mean()
     return InnerGradients(b, conv, linear, inner, unfold)
