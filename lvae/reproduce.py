@@ -84,6 +84,19 @@ RESULT_NOTEBOOKS: tuple[str, ...] = (
     "notebooks/results_explore_alpha.ipynb",
 )
 
+#: Result pages that read none of the grid's runs: the study page reads the shipped runs
+#: under ``results/`` only (its ``out_dir`` parameter is unused: tested). With the teaching
+#: pages they are executed beside the grid's runs (:func:`reproduce`), not after them.
+RUN_FREE_PAGES: tuple[str, ...] = ("notebooks/results_study.ipynb",)
+
+#: Dask priority of the book's pages (the runs have :func:`cost_rank`, 0 to 3): the pages
+#: executed beside the grid are ordered among its runs by their cost, longest first, so
+#: the two workers still finish together. Measured at quick beside the study workers:
+#: the study page replays 300 training steps of shipped runs (a few minutes, a CarsNORB
+#: vanilla run's order), teach_local_vae ~1-3 min (a 3D Shapes baseline's), the other
+#: pages under a minute; a page not named here gets -1 (after every run).
+PAGE_PRIORITY: dict[str, int] = {"results_study": 1, "teach_local_vae": 0}
+
 
 class RunnerError(RuntimeError):
     """A reproduction that cannot start (an unreachable scheduler, an output folder that
@@ -114,6 +127,7 @@ class Task:
     timeout_s: int | None = None  # per cell; None: no limit
     accelerated: bool = False  # asks for the executor's resources (a GPU): training runs do
     priority: int = 0  # larger starts first, so the longest runs do not finish the grid alone
+    reads_runs: bool = True  # False: a book page that may run beside the grid (RUN_FREE_PAGES)
 
     def command(self) -> str:
         """The equivalent papermill command line."""
@@ -799,11 +813,14 @@ def book_tasks(profile: str, out: Path, results: Sequence[str | Path] = RESULT_N
     injected. Teaching pages (``lvae.book.TEACHING_NOTEBOOKS``) run without parameters,
     only when their executed copy is missing or older than the source (or with ``force``).
     Pages not yet written are skipped with a warning. Kernels run in the repository root.
+    Teaching pages and :data:`RUN_FREE_PAGES` get ``reads_runs=False``; every page its
+    :data:`PAGE_PRIORITY`.
     """
     from lvae.book import TEACHING_NOTEBOOKS
 
     root = out / profile
     tasks = []
+    run_free = {(REPO / n).resolve() for n in RUN_FREE_PAGES}
     pages = [(Path(n), False) for n in (TEACHING_NOTEBOOKS if teaching is None else teaching)]
     pages += [(Path(n), True) for n in results]
     for rel, is_result in pages:
@@ -816,7 +833,9 @@ def book_tasks(profile: str, out: Path, results: Sequence[str | Path] = RESULT_N
                 dst.stat().st_mtime >= src.stat().st_mtime:
             continue
         params = {"profile": profile, "out_dir": str(out)} if is_result else {}
-        tasks.append(Task(f"book:{src.stem}", str(src), str(dst), params, cwd=str(REPO)))
+        reads_runs = is_result and src.resolve() not in run_free
+        tasks.append(Task(f"book:{src.stem}", str(src), str(dst), params, cwd=str(REPO),
+                          priority=PAGE_PRIORITY.get(src.stem, -1), reads_runs=reads_runs))
     return tasks
 
 
@@ -841,6 +860,13 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
     ``grid``, ``notebook``, ``result_notebooks`` and ``teaching_notebooks`` (None: the
     book's, ``lvae.book.TEACHING_NOTEBOOKS``) replace the paper's (tests use stand-ins).
 
+    The book's pages that read no run (``Task.reads_runs`` False: the teaching pages and
+    :data:`RUN_FREE_PAGES`) are executed with the grid's runs, in one longest-first order
+    (:func:`cost_rank`, :data:`PAGE_PRIORITY`), when the book's lock is free then; the
+    other result pages after the last run, then the build. Why: run after the grid, the
+    pages left one worker idle while the longest of them (the study page's replay) ran
+    alone, and their minutes added to the grid's instead of filling its tail.
+
     In this order, so that nothing is lost to a mistake: check every option (``ValueError``),
     check that the output folder can be written and reach the executor
     (:class:`RunnerError`), lock the runs to compute (a run another invocation holds is
@@ -859,11 +885,21 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
     locks: list[Lock] = []
     try:
         todo = _claim(planned, summary, force, runs, locks)
+        pages = book_tasks(profile, out, result_notebooks, teaching_notebooks, force) \
+            if book else []
+        beside: list[Task] = []
+        held: Lock | None = None
+        if todo and any(not t.reads_runs for t in pages):
+            lock = lock_file(out / profile / BOOK_LOCK)
+            if isinstance(lock, Lock):  # else: another build holds it; asked again later
+                held = lock
+                locks.append(held)
+                beside = [t for t in pages if not t.reads_runs]
         if todo:
-            _grid(summary, executor, todo, profile, progress)
+            _grid(summary, executor, todo, profile, progress, beside)
         if book:
-            _book(summary, executor, profile, out, result_notebooks, teaching_notebooks,
-                  force, progress)
+            _book(summary, executor, profile, out, [t for t in pages if t not in beside],
+                  progress, held)
     finally:
         for lock in locks:
             lock.release()
@@ -911,15 +947,24 @@ def _claim(planned: Sequence[PlannedRun], summary: Summary, force: bool, runs: b
 
 
 def _grid(summary: Summary, executor: Executor, todo: Sequence[PlannedRun], profile: str,
-          progress: bool) -> None:
-    """Execute the runs, recording each as it ends; the bar's postfix beats between runs."""
+          progress: bool, pages: Sequence[Task] = ()) -> None:
+    """Execute the runs, recording each as it ends; the bar's postfix beats between runs.
+    ``pages`` (book pages that read no run) are executed among them and counted by the
+    bar; a failed one is recorded in ``summary.failed`` as :func:`_book` records it."""
     by_name = {p.task.name: p for p in todo}
-    bar = tqdm(total=len(todo), desc=f"runs ({profile})", disable=not progress)
+    page_names = {t.name for t in pages}
+    bar = tqdm(total=len(todo) + len(pages), desc=f"runs ({profile})", disable=not progress)
     beat = _Heartbeat(bar, todo)
     if progress:
         beat.start()
     try:
-        for o in executor.map([p.task for p in todo]):
+        for o in executor.map([p.task for p in todo] + list(pages)):
+            if o.name in page_names:
+                if o.status == "failed":
+                    summary.failed.append((o.name, o.notebook, o.message))
+                bar.update(1)
+                beat.finished(o.name, o.status)
+                continue
             status, message = _record(by_name[o.name], o)
             summary.executed.append(o.name)
             if status == "diverged":
@@ -934,17 +979,18 @@ def _grid(summary: Summary, executor: Executor, todo: Sequence[PlannedRun], prof
 
 
 def _book(summary: Summary, executor: Executor, profile: str, out: Path,
-          results: Sequence[str | Path], teaching: Sequence[str | Path] | None,
-          force: bool, progress: bool = False) -> None:
-    """Execute the book's pages through the executor, then ``lvae.book.build_book``;
-    a bar counts the pages and then the build (its last step), naming each phase."""
+          tasks: Sequence[Task], progress: bool = False, held: Lock | None = None) -> None:
+    """Execute the book's pages ``tasks`` (:func:`book_tasks`, less those run beside the
+    grid) through the executor, then ``lvae.book.build_book``; a bar counts the pages and
+    then the build (its last step), naming each phase. ``held``: the book's lock when the
+    caller holds it already (the caller releases it)."""
     from lvae import book
 
-    held = lock_file(out / profile / BOOK_LOCK)
-    if isinstance(held, str):  # two builds into one staged book would mix their pages
-        summary.busy.append(("book", held))
+    own = held is None
+    lock = lock_file(out / profile / BOOK_LOCK) if own else held
+    if isinstance(lock, str):  # two builds into one staged book would mix their pages
+        summary.busy.append(("book", lock))
         return
-    tasks = book_tasks(profile, out, results, teaching, force)
     bar = tqdm(total=len(tasks) + 1, desc=f"book ({profile})", disable=not progress)
     try:
         bar.set_postfix_str(f"executing {len(tasks)} pages", refresh=True)
@@ -967,4 +1013,5 @@ def _book(summary: Summary, executor: Executor, profile: str, out: Path,
         bar.set_postfix_str("built" if summary.book_html else "build failed", refresh=True)
     finally:
         bar.close()
-        held.release()
+        if own:
+            lock.release()

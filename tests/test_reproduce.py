@@ -288,8 +288,14 @@ def test_dask_gets_resources_for_training_only_and_longest_runs_first(tmp_path: 
                     ("shapes3d-a1e+00-b1-synthetic-s0", {"GPU": 1.0}, 2),
                     ("carsnorb-a0e+00-b1-latent_knn-s0", {"GPU": 1.0}, 1),
                     ("shapes3d-a0e+00-b1-synthetic-s0", {"GPU": 1.0}, 0)]
-    assert pages and all(name.startswith("book:") and res is None and prio == 0
-                         for name, res, prio in pages)
+    assert pages and all(name.startswith("book:") and res is None for name, res, _ in pages)
+    # the pages by their cost among the runs' ranks: the study page (a replay of 300 steps)
+    # with the CarsNORB vanilla run, teach_local_vae with the 3D Shapes baselines, the rest
+    # after every run
+    assert [prio for _, _, prio in pages] == sorted((prio for _, _, prio in pages), reverse=True)
+    assert all(prio == rp.PAGE_PRIORITY.get(name.removeprefix("book:"), -1)
+               for name, _, prio in pages)
+    assert rp.PAGE_PRIORITY == {"results_study": 1, "teach_local_vae": 0}
 
 
 def test_kernels_do_not_inherit_the_dask_workers_malloc_trimming(tmp_path: Path, monkeypatch):
@@ -302,3 +308,73 @@ def test_kernels_do_not_inherit_the_dask_workers_malloc_trimming(tmp_path: Path,
     o = rp.execute(rp.Task("env", str(nb), str(tmp_path / "env.out.ipynb"), {"out": str(seen)}))
     assert o.status == "executed", o.message
     assert seen.read_text() == "None"
+
+
+class _Recording(rp.SequentialExecutor):
+    """Runs tasks in this process, recording the names of each ``map`` call's tasks."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def map(self, tasks):
+        self.batches.append([t.name for t in tasks])
+        return super().map(tasks)
+
+
+def test_pages_that_read_no_run_are_executed_beside_the_grid(tmp_path: Path, fake: Path,
+                                                            monkeypatch):
+    """Teaching pages and RUN_FREE_PAGES go to the executor with the runs (one map, so one
+    longest-first order); result pages that read the runs only after the last run; every
+    page is executed once and the book is built after them."""
+    from lvae import book
+
+    out = tmp_path / "runs"
+    teach = notebook(tmp_path / "teach_fake.ipynb", "x = 1", "y = x + 1")
+    free = notebook(tmp_path / "results_free.ipynb", 'profile = "quick"\nout_dir = "x"',
+                    "z = 3")
+    reads = notebook(tmp_path / "results_fake.ipynb", 'profile = "quick"\nout_dir = "x"',
+                     FAKE_RESULTS)
+    monkeypatch.setattr(rp, "RUN_FREE_PAGES", (str(free),))
+    built = []
+    monkeypatch.setattr(book, "build_book", lambda root: built.append(root) or root / "html")
+    ex = _Recording()
+    s = rp.reproduce("smoke", out, grid=GRID, notebook=fake, progress=False, executor=ex,
+                     result_notebooks=[free, reads], teaching_notebooks=[teach])
+    assert s.ok, s.report()
+    runs = [e.run_id for e in GRID]
+    assert ex.batches == [[*runs, "book:teach_fake", "book:results_free"],
+                          ["book:results_fake"]]
+    pages = out / "smoke" / "book" / "notebooks"
+    assert sorted(p.name for p in pages.iterdir()) == ["results_fake.ipynb",
+                                                       "results_free.ipynb", "teach_fake.ipynb"]
+    if (rp.REPO / "_config.yml").is_file():
+        assert built == [out / "smoke"]
+    assert not (out / "smoke" / rp.BOOK_LOCK).exists()  # released
+
+    # nothing left to run: every page after the (empty) grid, as before
+    ex2 = _Recording()
+    s2 = rp.reproduce("smoke", out, grid=GRID, notebook=fake, progress=False, executor=ex2,
+                      result_notebooks=[free, reads], teaching_notebooks=[teach], force=False)
+    assert s2.ok and len(s2.skipped) == 3
+    assert ex2.batches == [["book:results_free", "book:results_fake"]]  # teaching up to date
+
+    # a failed page beside the grid is recorded like any page
+    broken = notebook(tmp_path / "results_free.ipynb", 'profile = "quick"\nout_dir = "x"',
+                      "raise RuntimeError('page boom')")
+    s3 = rp.reproduce("smoke", out, grid=GRID, notebook=fake, progress=False,
+                      executor=_Recording(), result_notebooks=[broken, reads],
+                      teaching_notebooks=[teach], force=True)
+    assert [name for name, _, _ in s3.failed] == ["book:results_free"]
+    assert "page boom" in s3.failed[0][2]
+
+
+def test_the_run_free_pages_read_no_run():
+    """A page beside the grid must not read the runs being computed: a RUN_FREE_PAGES page
+    names ``out_dir`` (the runs' root that reproduce injects) in its parameters cell only."""
+    assert set(rp.RUN_FREE_PAGES) <= set(rp.RESULT_NOTEBOOKS)
+    for rel in rp.RUN_FREE_PAGES:
+        nb = nbf.read(rp.REPO / rel, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", [])
+        assert "out_dir" in code[0].source
+        assert not [c.source[:80] for c in code[1:] if "out_dir" in c.source], rel
