@@ -76,3 +76,42 @@ def test_malloc_retention_is_set_on_import_unless_switched_off(setting, expected
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == str(expected)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_thin_transposed_conv_is_conv_transpose2d(channels, with_bias):
+    """The image-side transposed conv by matmul + col2im (_ThinConvTranspose): values,
+    gradients and second derivatives against torch's conv_transpose2d."""
+    torch.manual_seed(0)
+    h = torch.randn(2, 5, 4, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, channels, 4, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(channels, dtype=torch.float64, requires_grad=True) if with_bias else None
+    ref = torch.nn.functional.conv_transpose2d(h, w, b, 2, 1)
+    assert torch.allclose(batched._ThinConvTranspose.apply(h, w, b), ref, rtol=1e-12, atol=1e-12)
+    inputs = (h, w, b) if with_bias else (h, w)
+
+    def thin(*args):
+        return batched._ThinConvTranspose.apply(*args) if with_bias else \
+            batched._ThinConvTranspose.apply(*args, None)
+
+    assert torch.autograd.gradcheck(thin, inputs)
+    assert torch.autograd.gradgradcheck(thin, inputs)
+
+
+def test_thin_conv_adjoint_is_conv2d():
+    """The input gradient of the thin transposed conv (_ThinConvAdjoint) is conv2d, with
+    conv2d's gradients and second derivatives."""
+    torch.manual_seed(1)
+    d = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    ref = torch.nn.functional.conv2d(d, w, None, 2, 1)
+    assert torch.allclose(batched._ThinConvAdjoint.apply(d, w), ref, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(batched._ThinConvAdjoint.apply, (d, w))
+    assert torch.autograd.gradgradcheck(batched._ThinConvAdjoint.apply, (d, w))
+
+
+def test_inner_pass_takes_the_thin_path_only_for_the_image_layer():
+    arch = Architecture(resolution=32)
+    thin = [layer.name for layer in batched.layer_specs(arch)[1] if batched._is_thin_deconv(layer)]
+    assert thin == ["dec.deconv2"]
