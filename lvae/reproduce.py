@@ -16,7 +16,9 @@
    ``<out>/<profile>/book/notebooks/`` (the repository's layout, so ``_toc.yml`` needs no
    change): the teaching pages (once) and the result pages (:data:`RESULT_NOTEBOOKS`, every
    time) with ``profile`` and ``out_dir`` injected. The executed copies are build products;
-   the committed notebooks stay without outputs.
+   the committed notebooks stay without outputs. The pages that read no run (the teaching
+   pages and :data:`RUN_FREE_PAGES`) are executed beside the runs of step 1, in one
+   longest-first order with them; the others after the last run.
 3. ``lvae.book.build_book``: stage ``_config.yml``, ``_toc.yml`` and ``book/`` beside
    them and run ``jupyter-book build``; the HTML is in ``<out>/<profile>/book/_build/html``.
 
