@@ -115,3 +115,20 @@ def test_inner_pass_takes_the_thin_path_only_for_the_image_layer():
     arch = Architecture(resolution=32)
     thin = [layer.name for layer in batched.layer_specs(arch)[1] if batched._is_thin_deconv(layer)]
     assert thin == ["dec.deconv2"]
+
+
+@pytest.mark.parametrize("side", [4, 8])
+def test_strided_im2col_is_unfold_and_fold_is_its_adjoint(side):
+    """_Unfold (one strided copy) equals F.unfold bit for bit; _Unfold/_Fold are each
+    other's backward, checked to second order."""
+    torch.manual_seed(2)
+    t = torch.randn(3, 2, side, side, dtype=torch.float64, requires_grad=True)
+    ref = torch.nn.functional.unfold(t, 4, padding=1, stride=2)
+    assert torch.equal(batched._Unfold.apply(t), ref)
+    cols = torch.randn(ref.shape, dtype=torch.float64, requires_grad=True)
+    assert torch.equal(batched._Fold.apply(cols, side),
+                       torch.nn.functional.fold(cols, (side, side), 4, padding=1, stride=2))
+    assert torch.autograd.gradcheck(batched._Unfold.apply, (t,))
+    assert torch.autograd.gradgradcheck(batched._Unfold.apply, (t,))
+    assert torch.autograd.gradcheck(lambda c: batched._Fold.apply(c, side), (cols,))
+    assert torch.autograd.gradgradcheck(lambda c: batched._Fold.apply(c, side), (cols,))
