@@ -24,6 +24,17 @@ tasks, minus a per-task correction. For a linear layer the correction is
 ``sum_k d_kb (a_kb . h + 1)`` (the +1 is the bias's share). Every adapted layer is computed
 in this split form, so at alpha = 0 the loss and the gradients equal the vanilla VAE's bit
 for bit.
+
+**Speed** (issue 14; ``benchmarks/meta_step.py`` prints the ratios and GFLOP/s). The step
+does ~2.8x the vanilla step's floating-point work on the same images (9 passes' worth over
+the B*K neighbours against 3 over B*(K+1) images), so what is left is running it at the
+vanilla step's speed. A few small autograd Functions write out backwards that autograd
+would run slowly: the per-task weight gradients (:class:`_TaskWeightGrad`, per-layer choice
+of grouped call or task loop), the image-side per-task matmuls (:class:`_TaskOuterSum`) and
+bias sums (:class:`_TaskBiasGrad`), im2col/col2im (:class:`_Unfold`, :class:`_Fold`), and the
+transposed conv into the image (:class:`_ThinConvTranspose`, :class:`_ThinConvAdjoint`).
+Each computes the numbers of the plain expression (to rounding) and is held to the
+reference in ``tests/test_batched_paths.py``.
 """
 
 from __future__ import annotations
