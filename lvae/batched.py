@@ -292,11 +292,14 @@ def _backward_by_hand(layers: list[Layer], params: Params, rec: dict[str, tuple[
         if d.dim() != s_prev.dim():
             d = d.reshape(s_prev.shape)
         if prev.relu:
-            # The ReLU's derivative as one fused select, against the detached
-            # pre-activation: ``d * (s > 0)`` made a bool mask, a float copy of it and a
-            # product (three passes over the largest tensors of the step), and
-            # threshold_backward's own derivative w.r.t. ``s`` is an all-zero tensor.
-            d = torch.ops.aten.threshold_backward(d, s_prev.detach(), 0.0)
+            # The ReLU's derivative as one fused select: ``d * (s > 0)`` made a bool mask,
+            # a float copy of it and a product (three passes over the largest tensors of
+            # the step). The mask is read off the ReLU's output relu(s) > 0 <=> s > 0,
+            # this layer's input, which the graph keeps anyway (the pre-activation would
+            # be one more saved map per layer); detached, since the select's derivative
+            # w.r.t. it is zero.
+            relu_out = rec[layer.name][0].reshape(s_prev.shape)
+            d = torch.ops.aten.threshold_backward(d, relu_out.detach(), 0.0)
     return [grads[layer.name] for layer in layers]
 
 
