@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import itertools
 import json
 import os
 import random
@@ -327,6 +328,17 @@ class DaskExecutor:
     ``retries`` on every submitted task. ``resources`` (e.g. ``{"GPU": 1}``) is asked for
     by the tasks marked ``accelerated`` (the training runs); the book's pages need no
     accelerator. Tasks are submitted with their ``priority``: the longest runs start first.
+
+    On the local cluster at most ``jobs`` tasks are submitted at a time, the next by
+    priority whenever one ends (``in_flight``): exact longest-first list scheduling. Why:
+    Dask places a task on a worker when it is submitted (each task is its own key group,
+    so none is queued on the scheduler), and ``priority`` then only orders each worker's
+    own queue; work stealing evens the queues out, and in a simulation of the quick grid
+    with its run-free pages (2 workers, tasks sleeping 2-5% of the measured seconds,
+    +-25% noise) the grid ended 7-31 simulated seconds later than list scheduling. Holding
+    tasks back costs a hand-off per task (~0.2 s on the loaded 2-core VM), so the gain is
+    small either way; what it buys is that the order is the documented one. A remote
+    cluster, whose size can change, gets every task at once (``in_flight`` None).
     """
 
     def __init__(self, jobs: int = 1, address: str | None = None,
@@ -335,6 +347,7 @@ class DaskExecutor:
         from distributed import Client, LocalCluster
 
         self._cluster = None
+        self.in_flight: int | None = None if address else jobs  # tasks submitted at a time
         self.resources = dict(resources) if resources else None
         self.retries = KERNEL_RETRIES if address else 0  # local: allowed-failures does it
         if address:
@@ -357,16 +370,25 @@ class DaskExecutor:
         from distributed import as_completed
 
         futures = {}
-        # highest priority first: the first tasks go straight to idle workers, before the
-        # scheduler has seen the others' priorities
-        for t in sorted(tasks, key=lambda t: -t.priority):
+
+        def submit(t: Task) -> Any:
             res = self.resources if t.accelerated else None
             fut = self.client.submit(execute, t, key=f"{t.name}-{uuid.uuid4().hex[:6]}",
                                      pure=False, retries=self.retries, resources=res,
                                      priority=t.priority)
             futures[fut] = t
-        for fut in as_completed(futures):
-            t = futures[fut]
+            return fut
+
+        # highest priority first (a stable sort: ties keep their order); with in_flight,
+        # the next one only when a task ends, so it goes to the worker that just freed
+        queue = iter(sorted(tasks, key=lambda t: -t.priority))
+        limit = self.in_flight if self.in_flight is not None else len(tasks)
+        done = as_completed([submit(t) for t in itertools.islice(queue, max(1, limit))])
+        for fut in done:
+            t = futures.pop(fut)
+            following = next(queue, None)
+            if following is not None:  # before the caller records this one: no idle worker
+                done.add(submit(following))
             try:
                 yield fut.result()
             except Exception as exc:  # KilledWorker, a lost connection: not the notebook

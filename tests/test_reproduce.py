@@ -193,8 +193,13 @@ def test_dead_kernel_is_retried_then_failed(tmp_path: Path, monkeypatch):
 
 def test_dask_executor_runs_tasks_in_worker_processes(tmp_path: Path, fake: Path):
     out = tmp_path / "runs"
-    s = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False,
-                     jobs=2)
+    ex = rp.DaskExecutor(jobs=2)
+    try:
+        assert ex.in_flight == 2  # the local cluster: one task per worker at a time
+        s = rp.reproduce("smoke", out, grid=GRID, notebook=fake, book=False, progress=False,
+                         jobs=2, executor=ex)
+    finally:
+        ex.close()
     assert s.ok and len(s.executed) == 3 and len(s.diverged) == 1
     nb = out / "smoke" / "shapes3d-a0e+00-b1-synthetic-s0" / "experiment.ipynb"
     assert '"threads": ' in nb.read_text()  # each kernel got its share of the cores
@@ -275,9 +280,12 @@ def test_dask_gets_resources_for_training_only_and_longest_runs_first(tmp_path: 
             submitted.append((task.name, kw["resources"], kw["priority"]))
             return Future(task)
 
+    class AsCompleted(list):
+        add = list.append
+
     ex = object.__new__(rp.DaskExecutor)  # no cluster: only map() is under test
-    ex.client, ex.resources, ex.retries = Client(), {"GPU": 1.0}, 0
-    monkeypatch.setattr("distributed.as_completed", lambda futs: list(futs))
+    ex.client, ex.resources, ex.retries, ex.in_flight = Client(), {"GPU": 1.0}, 0, None
+    monkeypatch.setattr("distributed.as_completed", AsCompleted)
     grid = [Experiment("shapes3d", 0.0), Experiment("carsnorb", 1.0, neighborhood="latent_knn"),
             Experiment("shapes3d", 1.0), Experiment("carsnorb", 0.0, neighborhood="latent_knn")]
     tasks = [p.task for p in rp.plan("smoke", tmp_path, grid=grid)]
@@ -378,3 +386,68 @@ def test_the_run_free_pages_read_no_run():
         assert "parameters" in code[0].metadata.get("tags", [])
         assert "out_dir" in code[0].source
         assert not [c.source[:80] for c in code[1:] if "out_dir" in c.source], rel
+
+
+def test_the_local_cluster_gets_exact_longest_first_list_scheduling(tmp_path: Path,
+                                                                   monkeypatch):
+    """With ``in_flight`` = 2 workers, map() submits two tasks, then the next by priority
+    whenever one ends: on a simulated clock (each task takes its kind's measured seconds)
+    every task starts when list scheduling in priority order starts it, computed apart here
+    with a heap of worker free times, and never more than 2 tasks are in flight."""
+    import heapq
+
+    from lvae.grid import experiments
+
+    seconds = {3: 410.0, 2: 290.0, 1: 120.0, 0: 49.0}  # quick, per cost_rank (measured)
+    tasks = [p.task for p in rp.plan("smoke", tmp_path, grid=experiments(seeds=2))]
+    tasks += [rp.Task("book:results_study", "s.ipynb", "o.ipynb", {}, priority=1)]
+    cost = {t.name: seconds[t.priority] + 7.0 * (i % 3) for i, t in enumerate(tasks)}
+    clock = {"now": 0.0}
+    started: dict[str, float] = {}
+
+    class Future:
+        def __init__(self, task):
+            self.task = task
+            self.end = clock["now"] + cost[task.name]
+            started[task.name] = clock["now"]
+
+        def result(self):
+            return rp.Outcome(self.task.name, "executed", self.task.output)
+
+    class Client:
+        def submit(self, fn, task, **kw):
+            return Future(task)
+
+    class AsCompleted:  # yields the in-flight future that ends first, moving the clock
+        def __init__(self, futs):
+            self.running = list(futs)
+            self.most = len(self.running)
+
+        def add(self, fut):
+            self.running.append(fut)
+            self.most = max(self.most, len(self.running))
+
+        def __iter__(self):
+            while self.running:
+                fut = min(self.running, key=lambda f: f.end)
+                self.running.remove(fut)
+                clock["now"] = fut.end
+                yield fut
+            seen.append(self.most)
+
+    seen: list[int] = []
+    monkeypatch.setattr("distributed.as_completed", AsCompleted)
+    ex = object.__new__(rp.DaskExecutor)
+    ex.client, ex.resources, ex.retries, ex.in_flight = Client(), None, 0, 2
+    outcomes = list(ex.map(tasks))
+    assert sorted(o.name for o in outcomes) == sorted(t.name for t in tasks)
+    assert seen == [2]
+
+    free = [0.0, 0.0]  # list scheduling, longest first: each task to the first free worker
+    expected = {}
+    for t in sorted(tasks, key=lambda t: -t.priority):
+        at = heapq.heappop(free)
+        expected[t.name] = at
+        heapq.heappush(free, at + cost[t.name])
+    assert started == pytest.approx(expected)
+    assert clock["now"] == pytest.approx(max(free))  # the grid ends when LPT says
