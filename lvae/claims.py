@@ -24,7 +24,7 @@ longer profile), never on a mix.
 
 **No verdict from a budget that cannot decide.** A profile declares whether its budget can
 test the claims (:attr:`lvae.config.Profile.judges`, with the reason in ``judges_why``).
-Runs of a profile that cannot (smoke, quick: 300 steps, models that have learned nothing)
+Runs of a profile that cannot (smoke, quick: 6 and 100 steps, models that have learned nothing)
 get the verdict ``not tested at this budget``: their numbers are shown as a demonstration
 of the pipeline, never as evidence for or against the paper. Divergence has its own rule:
 "0 of n runs diverged" contradicts the paper only for runs at least as long as the paper's
@@ -56,7 +56,7 @@ class Gate:
     """Why a budget cannot test the paper's claims: the budget in a few words (what a
     verdict cell shows) and the reason (what the detail line adds)."""
 
-    budget: str  # e.g. "quick, 300 steps"
+    budget: str  # e.g. "quick, 100 steps"
     why: str
 
     def __str__(self) -> str:

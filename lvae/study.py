@@ -1,6 +1,6 @@
 """The reference study: long CPU runs, evaluated along the way (DCI against training steps).
 
-The quick profile's 300 steps demonstrate the pipeline; they cannot test the paper's claims.
+The quick profile's 100 steps demonstrate the pipeline; they cannot test the paper's claims.
 The study trains a few configurations long enough to, and evaluates each at its profile's
 ``milestones`` so the book can show whether a gap between configurations is opening,
 closing, or not there yet. It is built to run for days on a small machine, across sessions:

@@ -118,12 +118,12 @@ def test_no_verdict_from_a_budget_that_cannot_decide(df: pd.DataFrame):
     assert claims.budget_gate(df, "study") is None
     quick = df.assign(profile="quick")
     gate = claims.budget_gate(quick, None)
-    assert gate is not None and gate.budget == "quick, 300 steps"
-    assert str(gate) == f"quick, 300 steps: {PROFILES['quick'].judges_why}"
+    assert gate is not None and gate.budget == "quick, 100 steps"
+    assert str(gate) == f"quick, 100 steps: {PROFILES['quick'].judges_why}"
     for key in [c.key for c in claims.CLAIMS]:
         j = claims.judge(quick, key, profile="quick")
         assert j.verdict == claims.NOT_TESTED, key
-        assert j.line.startswith("not tested at this budget: quick, 300 steps")
+        assert j.line.startswith("not tested at this budget: quick, 100 steps")
     j = claims.judge(quick, "nocolor", profile="quick")
     assert j.ours == "0.850 vs 0.150"  # the numbers are still shown
     assert set(claims.judge_all(quick, profile="quick").verdict) == {claims.NOT_TESTED}

@@ -97,7 +97,7 @@ def test_a_budget_other_than_the_profiles_is_labelled_custom(tmp_path: Path):
 
     base = experiment_config(profile="quick", out_dir=str(tmp_path))
     assert base.config.profile == "quick" and base.custom == ()
-    assert experiment_config(profile="quick", steps=300, lr=1e-4,
+    assert experiment_config(profile="quick", steps=100, lr=1e-4,
                              out_dir=str(tmp_path)).run_dir == base.run_dir  # the same budget
     short = experiment_config(profile="quick", steps=6, out_dir=str(tmp_path))
     assert short.config.profile == CUSTOM and short.custom == ("steps",)
