@@ -14,6 +14,7 @@ from lvae.params import experiment_config
 from lvae.results import (
     codes_comparison,
     collect,
+    evidence_first,
     find_run,
     frechet_measure,
     import_run,
@@ -205,6 +206,12 @@ def test_paper_vs_ours(store, tmp_path: Path):
     assert wide(t, profile="cpu").loc["alpha = 1", ("FID", "ours")] == "50.000 (n=1)"
     back = pd.read_csv(csv)
     assert len(back) == len(t) and "ours" in back.columns
+    # the evidence on top: a judging profile's runs, then the build's, then other imports
+    pairs = list(dict.fromkeys(zip(t.profile, t.source, strict=True)))
+    assert pairs == [("smoke", "build"), ("cpu", "imported")]
+    groups = [("cpu", "imported"), ("quick", "build"), ("study", "imported")]
+    assert sorted(groups, key=evidence_first) == [("study", "imported"), ("quick", "build"),
+                                                  ("cpu", "imported")]
     empty = paper_vs_ours(collect(tmp_path / "none", imported=None), "table2")
     assert len(empty) == 4 * 2 and set(empty.ours) == {"—"}
 
