@@ -569,17 +569,21 @@ def find_run(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float = 
     draw from, or None.
 
     Shipped runs (``imported``, with their final parameters in ``model.pt``: the reference
-    study's trained models) come first, the longest budget first, so the figures show what
-    trained models do; then the build's own runs (with a checkpoint), lowest seed first.
+    study's trained models) come first, those of a judging profile first (the study before
+    the pilot's lr 1e-4 arm of the same length, :func:`evidence_first`), then the longest
+    budget, so the figures show what the evidence's models do; then the build's own runs
+    (with a checkpoint), lowest seed first.
     ``sources`` picks and orders the kinds (``("build",)``: this build's models only);
     :func:`run_caption` says which run a figure drew.
     """
     hits = select(df, dataset, alpha, beta, neighborhood, seed=seed)
     hits = hits[hits["status"] == "completed"]
-    hits = hits.assign(_steps=hits["steps"].astype(float))
+    rank = [evidence_first((p, s))[0] for p, s in zip(hits["profile"], hits["source"],
+                                                       strict=True)]
+    hits = hits.assign(_steps=hits["steps"].astype(float), _rank=rank)
     for source in sources:
-        frame = hits[hits["source"] == source].sort_values(["_steps", "seed"],
-                                                           ascending=[False, True])
+        frame = hits[hits["source"] == source].sort_values(["_rank", "_steps", "seed"],
+                                                           ascending=[True, False, True])
         for d in frame["run_dir"]:
             if (Path(d) / MODEL_FILES[source]).exists():
                 return str(d)

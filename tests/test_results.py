@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -329,6 +330,13 @@ def test_find_run_prefers_shipped_models_then_the_longest_build_run(store):
     assert (run_state(df, alpha=100.0), run_state(df, alpha=1.0),
             run_state(df, alpha=1e-3)) == ("diverged", "completed", "no run")
     assert run_caption(shipped) == "cpu, 20,000 steps, seed 0"
+    # a study run of the same length beats the pilot's lr 1e-4 arm (profile cpu)
+    study_dir = shipped.parent.parent / "study" / shipped.name
+    shutil.copytree(shipped, study_dir)
+    row = select(df, alpha=1.0, source="imported").assign(profile="study",
+                                                          run_dir=str(study_dir))
+    both = pd.concat([df, row], ignore_index=True)
+    assert find_run(both, alpha=1.0) == str(study_dir)
 
 
 def test_page_lookups(store):
