@@ -328,7 +328,7 @@ def judge(df: pd.DataFrame, key: str, profile: str | None = None,
     gate = budget_gate(df, profile)
     if gate is None:
         return j
-    return Judgement(j.claim, NOT_TESTED, j.ours, f"{j.detail} (not evidence: {gate})",
+    return Judgement(j.claim, NOT_TESTED, j.ours, f"{j.detail} (not evidence: {gate.budget})",
                      f"{gate.budget}; the numbers demonstrate the pipeline")
 
 
