@@ -493,6 +493,25 @@ def wide(comparison: pd.DataFrame, profile: str | None = None,
     return t.reindex(index=rows, columns=cols)
 
 
+def frechet_sample(df: pd.DataFrame, source: str = "build") -> str:
+    """How the runs of ``source`` measured their Frechet distance, for a page's text:
+    ``"FID on 100 images per side, about 12 s per run"`` (the median over runs), from what
+    each evaluation recorded; ``"no runs"`` without any. A 100-image FID is not the paper's
+    50,000-image one, and the page must say so with the numbers, not "few images"."""
+    need = {"frechet.name", "sample_counts.frechet_per_side"}
+    if df is None or not need <= set(df.columns):
+        return "no runs"
+    runs = df[(df["source"] == source) & df["frechet.name"].notna()]
+    if runs.empty:
+        return "no runs"
+    names = ", ".join(sorted(set(runs["frechet.name"].astype(str))))
+    sizes = sorted({int(n) for n in runs["sample_counts.frechet_per_side"].dropna()})
+    text = f"{names} on {' or '.join(f'{n:,}' for n in sizes)} images per side"
+    if "frechet.seconds" in runs.columns and runs["frechet.seconds"].notna().any():
+        text += f", about {runs['frechet.seconds'].median():.0f} s per run"
+    return text
+
+
 def frechet_measure(cmp: pd.DataFrame) -> str:
     """Which Frechet distance stood in for the paper's FID in a :func:`paper_vs_ours` frame
     ("FD-factors", "FID"; several comma-separated; "none" without runs), for the page's

@@ -18,6 +18,7 @@ from lvae.results import (
     evidence_first,
     find_run,
     frechet_measure,
+    frechet_sample,
     import_run,
     load_log,
     of_table,
@@ -354,3 +355,15 @@ def test_page_lookups(store):
     assert sweep.set_index("alpha")["mean"].to_dict() == pytest.approx(
         {0.0: 0.1, 1.0: 0.633333, 100.0: math.nan}, nan_ok=True, abs=1e-6)
     assert paper_curve("dci_nocolor.disentanglement")[1.0] == 0.977
+
+
+def test_frechet_sample_states_the_distance_its_sample_and_cost():
+    df = pd.DataFrame({"source": ["build", "build", "build", "imported"],
+                       "frechet.name": ["FID", "FID", None, "FD-factors"],
+                       "sample_counts.frechet_per_side": [100, 100, 0, 5000],
+                       "frechet.seconds": [11.0, 13.0, None, 2.0]})
+    assert frechet_sample(df) == "FID on 100 images per side, about 12 s per run"
+    assert frechet_sample(df, "imported") == (
+        "FD-factors on 5,000 images per side, about 2 s per run")
+    assert frechet_sample(df.iloc[2:3]) == "no runs"
+    assert frechet_sample(pd.DataFrame({"source": ["build"]})) == "no runs"
