@@ -597,8 +597,8 @@ def find_run(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float = 
     """
     hits = select(df, dataset, alpha, beta, neighborhood, seed=seed)
     hits = hits[hits["status"] == "completed"]
-    rank = [evidence_first((p, s))[0] for p, s in zip(hits["profile"], hits["source"],
-                                                       strict=True)]
+    profiles = hits["profile"] if "profile" in hits else [""] * len(hits)
+    rank = [evidence_first((p, s))[0] for p, s in zip(profiles, hits["source"], strict=True)]
     hits = hits.assign(_steps=hits["steps"].astype(float), _rank=rank)
     for source in sources:
         frame = hits[hits["source"] == source].sort_values(["_rank", "_steps", "seed"],
