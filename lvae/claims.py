@@ -326,10 +326,24 @@ def judge(df: pd.DataFrame, key: str, profile: str | None = None,
     """Judge the claim ``key`` of :data:`CLAIMS` on the runs of ``df`` (module docstring)."""
     j = _judge(df, key, profile, source)
     gate = budget_gate(df, profile)
-    if gate is None:
+    if gate is not None:
+        return Judgement(j.claim, NOT_TESTED, j.ours, f"{j.detail} (not evidence: {gate})",
+                         f"{gate.budget}; the numbers demonstrate the pipeline")
+    scope = _scope(profile)
+    if not scope or j.verdict not in (SUPPORTS, CONTRADICTS):
         return j
-    return Judgement(j.claim, NOT_TESTED, j.ours, f"{j.detail} (not evidence: {gate.budget})",
-                     f"{gate.budget}; the numbers demonstrate the pipeline")
+    # a verdict holds at the budget it was measured at: say which, where it is shorter
+    # than the paper's (a claim about 300k steps may still hold where 20k cannot see it)
+    return Judgement(j.claim, f"{j.verdict} {scope}", j.ours, j.detail, j.short)
+
+
+def _scope(profile: str | None) -> str:
+    """``"at 20,000 steps"`` for a judging profile shorter than the paper's budget, else
+    ``""`` (the paper's own budget, or a mix of profiles)."""
+    prof = PROFILES.get(str(profile)) if profile is not None else None
+    if prof is None or prof.steps >= PAPER_STEPS:
+        return ""
+    return f"at {prof.steps:,} steps"
 
 
 def _judge(df: pd.DataFrame, key: str, profile: str | None, source: str) -> Judgement:
@@ -376,6 +390,8 @@ def _judge(df: pd.DataFrame, key: str, profile: str | None, source: str) -> Judg
             details.append(f"{part}: {_pairwise(diffs)}")
             shorts.append(f"{part}: {_tally(diffs)}")
             bests.append(f"{part} {_best_label(df, 'table2', rows, metric, **kw)}")
+        if all(t.endswith("no runs to compare") for t in shorts):
+            shorts = details = ["no runs of Table 2's configurations (CarsNORB)"]
         return Judgement(c, combine(verdicts), ", ".join(bests), " | ".join(details),
                          "; ".join(shorts))
     # t5

@@ -201,6 +201,11 @@ class Page:
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name
 
+    def shown(self, path: Path) -> str:
+        """``path`` as a page prints it: from the build's output folder down
+        (``quick/tables/table1_paper_vs_ours.csv``), not the machine's absolute path."""
+        return str(Path(path).resolve().relative_to(self.root.parent))
+
 
 def open_page(out_dir: str | Path, profile: str, glue_prefix: str, *,
               table: str | None = None, dataset: str | None = None,

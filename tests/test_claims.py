@@ -154,12 +154,25 @@ def test_judging_the_catalogue(df: pd.DataFrame):
     beta = claims.judge(df, "beta")
     assert beta.ours == "0.850 vs ≤ 0.875" and beta.verdict == "cannot decide"
     t2 = claims.judge(df, "t2")  # no CarsNORB runs at all
-    assert t2.verdict == "cannot decide" and "no runs to compare" in t2.detail
+    assert t2.verdict == "cannot decide"
+    assert t2.line == "cannot decide: no runs of Table 2's configurations (CarsNORB)"
     table = claims.judge_all(df)
     assert table.key.tolist() == [c.key for c in claims.CLAIMS]
     assert set(table.verdict) <= {"supports", "contradicts", "cannot decide"}
     with pytest.raises(ValueError, match="no claim 'nope'"):
         claims.judge(df, "nope")
+
+
+def test_a_verdict_names_the_budget_it_holds_at(df: pd.DataFrame):
+    """A study verdict is about 20k steps, not the paper's 300k: the cell says so."""
+    study = claims.judge(df, "nocolor", profile="study")
+    assert study.verdict == "supports at 20,000 steps"
+    assert study.line.startswith("supports at 20,000 steps: difference +0.700 [")
+    paper = claims.judge(df.assign(profile="paper"), "nocolor", profile="paper")
+    assert paper.verdict == "supports"  # the paper's own budget needs no scope
+    assert claims.judge(df, "best_alpha", profile="study").verdict == "cannot decide"
+    quick = claims.judge(df.assign(profile="quick"), "nocolor", profile="quick")
+    assert PROFILES["quick"].judges_why in quick.detail  # the reason, not only the budget
 
 
 def test_a_claim_without_runs_says_which_are_missing(df: pd.DataFrame):
