@@ -550,21 +550,29 @@ def label(e: Experiment, lr: float | None = None) -> str:
 def paper_points(frame: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str, float]]:
     """The paper's value of each metric for each ``label`` of a milestone frame (Table 1,
     or Table 5 for input-space neighbours), to draw at the paper's budget."""
-    from lvae import paper
-
-    rows = [*paper.TABLE1, *[r for r in paper.TABLE5 if r["neighborhood"] == "input_l2"]]
     out: dict[str, dict[str, float]] = {m: {} for m in metrics}
     if frame.empty:
         return out
     for lab, g in frame.groupby("label"):
-        a, b, nb = float(g["alpha"].iloc[0]), float(g["beta"].iloc[0]), g["neighborhood"].iloc[0]
-        for r in rows:
-            if (r["alpha"], r["beta"]) == (a, b) and (a == 0 or r["neighborhood"] == nb):
-                for m in metrics:
-                    if m in r["values"]:
-                        out[m][str(lab)] = r["values"][m]
-                break
+        values = paper_values(float(g["alpha"].iloc[0]), float(g["beta"].iloc[0]),
+                              str(g["neighborhood"].iloc[0]))
+        for m in metrics:
+            if m in values:
+                out[m][str(lab)] = values[m]
     return out
+
+
+def paper_values(alpha: float, beta: float, neighborhood: str) -> dict[str, float]:
+    """The paper's numbers for one 3D Shapes configuration: its Table 1 row, or Table 5's
+    for input-space neighbours; ``{}`` where the paper has none."""
+    from lvae import paper
+
+    rows = [*paper.TABLE1, *[r for r in paper.TABLE5 if r["neighborhood"] == "input_l2"]]
+    for r in rows:
+        if (r["alpha"], r["beta"]) == (alpha, beta) and (alpha == 0
+                                                         or r["neighborhood"] == neighborhood):
+            return dict(r["values"])
+    return {}
 
 
 def shipped_runs(root: str | Path | None = None) -> list[tuple[Path, str]]:
@@ -669,3 +677,47 @@ def pilot_table(frame: pd.DataFrame,
     table = pd.concat(blocks, names=["metric", "arm"]).round(3)
     table.columns = [f"{int(c):,}" for c in table.columns]
     return table
+
+
+#: The study's summary columns: the final evaluation's metric and its name on the page.
+FINAL_METRICS = {
+    "dci_nocolor.disentanglement": "D w/o colour",
+    "dci_color.disentanglement": "D with colour",
+    "dci_nocolor.informativeness": "I w/o colour",
+}
+
+
+def final_table(runs: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """The study at a glance: one row per configuration of its *finished* runs, with the
+    number of seeds and, per metric, ``mean [lowest, highest]`` over seeds beside the
+    paper's value.
+
+    The DCI scores are the final evaluation's (``runs``, a :func:`lvae.results.collect`
+    frame: the numbers the claims are judged on), the z-share that of each run's last
+    milestone (``frame``, :func:`milestone_frame`). A run still training is left out, as
+    from every table and verdict.
+    """
+    from lvae.figures import config_label
+
+    done = runs[(runs["profile"] == "study") & runs["status"].isin(["completed", "diverged"])]
+    last = frame[frame["state"] == "finished"].sort_values("step").groupby("run_id").last()
+
+    def spread(xs: list[float]) -> str:
+        xs = [x for x in xs if x is not None and np.isfinite(x)]
+        if not xs:
+            return "—"
+        mean = f"{np.mean(xs):.3f}"
+        return mean if len(xs) == 1 else f"{mean} [{min(xs):.3f}, {max(xs):.3f}]"
+
+    rows = []
+    for (alpha, beta, nb), g in done.groupby(["alpha", "beta", "neighborhood"], sort=True):
+        row: dict[str, Any] = {"configuration": config_label(g.iloc[0].to_dict()),
+                               "seeds": len(g)}
+        ref = paper_values(float(alpha), float(beta), str(nb))
+        for col, name in FINAL_METRICS.items():
+            row[name] = spread(g[col].astype(float).tolist() if col in g else [])
+            row[f"{name} (paper)"] = f"{ref[col]:.3f}" if col in ref else "—"
+        zs = [last["z_share"].get(r) for r in g["run_id"]] if "z_share" in last else []
+        row["z-share"] = spread([float(z) for z in zs if z is not None])
+        rows.append(row)
+    return pd.DataFrame(rows)

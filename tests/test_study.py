@@ -191,6 +191,32 @@ def test_pilot_table_by_hand():
     assert study.pilot_table(pd.DataFrame(rows[:0], columns=list(rows[0]))).empty
 
 
+def test_final_table_by_hand():
+    """Finished study runs only; mean [lowest, highest] over seeds beside Table 1."""
+    def run(rid, alpha, seed, d, status="completed", profile="study"):
+        return {"run_id": rid, "alpha": alpha, "beta": 1.0, "neighborhood": "synthetic",
+                "seed": seed, "profile": profile, "status": status,
+                "dci_nocolor.disentanglement": d, "dci_color.disentanglement": 0.3,
+                "dci_nocolor.informativeness": 0.5}
+
+    runs = pd.DataFrame([run("v0", 0.0, 0, 0.1), run("v1", 0.0, 1, 0.2), run("v2", 0.0, 2, 0.6),
+                         run("a0", 1.0, 0, 0.05),
+                         run("a1", 1.0, 1, 0.9, status="incomplete"),  # still training
+                         run("c0", 1.0, 0, 0.9, profile="cpu")])  # not the study
+    frame = pd.DataFrame([{"run_id": r, "state": "finished", "step": s, "z_share": z}
+                          for r, s, z in (("v0", 500, 0.5), ("v0", 20_000, 1.0),
+                                          ("v1", 20_000, 1.0), ("v2", 20_000, 0.9),
+                                          ("a0", 20_000, 0.001))])
+    t = study.final_table(runs, frame).set_index("configuration")
+    assert t.loc["vanilla", "seeds"] == 3 and t.loc["α=1", "seeds"] == 1
+    assert t.loc["vanilla", "D w/o colour"] == "0.300 [0.100, 0.600]"
+    assert t.loc["vanilla", "z-share"] == "0.967 [0.900, 1.000]"  # the last milestone's
+    assert t.loc["α=1", "D w/o colour"] == "0.050"  # one seed: no range
+    assert t.loc["α=1", "D w/o colour (paper)"] == "0.977"  # Table 1
+    assert t.loc["vanilla", "D with colour (paper)"] == "0.246"
+    assert study.final_table(runs.iloc[:0], frame).empty
+
+
 def test_a_worker_completes_its_runs_end_to_end(tmp_path: Path, monkeypatch, one_torch_thread):
     """``work`` trains, evaluates every milestone and the final model, then stops: the
     study's engine, on a study profile shrunk to seconds."""
