@@ -401,7 +401,7 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
         "steps_done": result.get("steps_done"), "lr": cfg.get("lr"),
         "status": result.get("status"), "commits": prov.get("commits", [prov.get("commit")]),
         "machine": prov.get("machine"), "wall_time_s": result.get("wall_time_s"),
-        "cpu_time_s": result.get("cpu_time_s"), "started": result.get("started"),
+        "cpu_time_s": result.get("cpu_time_s"), **_start_facts(result),
         "finished": result.get("finished"), "shipped": now(), "shipped_by": git_revision(),
     }, indent=1, sort_keys=True) + "\n").encode()
     root = _results_root(dest_root)
@@ -414,6 +414,16 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
     if progress_copy.exists():
         shutil.rmtree(progress_copy)
     return dest
+
+
+def _start_facts(result: dict[str, Any]) -> dict[str, Any]:
+    """When a run began: ``started`` (its first step) and ``resumed`` (when the last process
+    took it up), as training records them. Results written before training kept the first
+    start (2026-11-30) hold only the last process's start: that is named
+    ``last_started``, so a 5-hour run is not read as having started 30 minutes ago."""
+    if "resumed" in result:
+        return {"started": result.get("started"), "resumed": result.get("resumed")}
+    return {"last_started": result.get("started")} if "started" in result else {}
 
 
 def _results_root(dest_root: str | Path | None) -> Path:

@@ -173,6 +173,7 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
     gen.manual_seed(config.seed)
     start, wall_before, cpu_before = 0, 0.0, 0.0
     commits: list[str] = []
+    started, resumed = now(), None  # a resumed run keeps the time its first step began
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -182,6 +183,7 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
         gen.set_state(ck["torch_rng"].cpu() if device.type == "cpu" else ck["torch_rng"])
         start, wall_before = ck["step"], ck["wall_time_s"]
         cpu_before, commits = ck.get("cpu_time_s", 0.0), list(ck.get("commits", []))
+        resumed, started = started, ck.get("started") or started
     commit = git_revision()
     if commit not in commits:  # a run resumed across sessions may span commits
         commits.append(commit)
@@ -199,12 +201,11 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
 
     t0, c0 = time.perf_counter(), time.process_time()
     last_ckpt = t0
-    started = now()
 
     def save(at: int) -> None:
         nonlocal last_ckpt
         _save(ckpt_path, model, opt, rng, gen, at, wall_before + time.perf_counter() - t0,
-              cpu_before + time.process_time() - c0, commits)
+              cpu_before + time.process_time() - c0, commits, started)
         last_ckpt = time.perf_counter()
 
     log_f = (run_dir / "log.jsonl").open("a")
@@ -254,7 +255,8 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
         "sec_per_step": round(wall / max(1, final_step), 5),
         "cpu_time_s": round(cpu, 3),
         "effective_alpha": loss.effective_alpha(config.alpha, arch),
-        "started": started,
+        "started": started,  # the first step of the run, resumed or not
+        "resumed": resumed,  # when this process took it up from a checkpoint (None: it did not)
         "finished": now(),
         "provenance": {"commit": commit, "commits": commits,
                        "profile": config.profile,
@@ -297,11 +299,11 @@ def train_step(model: VAE, opt: torch.optim.Optimizer, pool: ImagePool,
 
 def _save(path: Path, model: VAE, opt: torch.optim.Optimizer, rng: np.random.RandomState,
           gen: torch.Generator, step: int, wall: float, cpu: float = 0.0,
-          commits: list[str] | None = None) -> None:
+          commits: list[str] | None = None, started: str | None = None) -> None:
     atomic_torch_save(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                              "numpy_rng": rng.get_state(), "torch_rng": gen.get_state(),
                              "step": step, "wall_time_s": wall, "cpu_time_s": cpu,
-                             "commits": commits or []})
+                             "commits": commits or [], "started": started})
 
 
 def _snapshot(run_dir: Path, model: VAE, step: int,

@@ -66,7 +66,8 @@ def test_a_killed_run_resumes_from_its_time_checkpoint(tmp_path: Path, one_torch
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "b", progress=False, snapshot_steps=(4,), on_snapshot=die,
               checkpoint_seconds=0.0)  # checkpoint after every step
-    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 3
+    killed = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    assert killed["step"] == 3 and killed["started"]
     seen = []
     resumed = train(cfg, tmp_path / "b", progress=False, snapshot_steps=(4,),
                     on_snapshot=lambda s, p: seen.append(s))
@@ -78,6 +79,9 @@ def test_a_killed_run_resumes_from_its_time_checkpoint(tmp_path: Path, one_torch
              .splitlines()]
     assert steps == [2, 4, 6, 8]  # nothing logged twice
     assert resumed["cpu_time_s"] > 0 and straight["provenance"]["commits"]
+    # the first start is kept across the resume (ISO times sort as strings)
+    assert straight["resumed"] is None and resumed["resumed"] is not None
+    assert resumed["started"] == killed["started"] <= resumed["resumed"]
     four = load_run(tmp_path / "a", snapshot=4).model.state_dict()
     assert not all(torch.equal(four[k], a[k]) for k in a)
     with pytest.raises(FileNotFoundError, match="no snapshot at step 5"):
@@ -140,6 +144,9 @@ def test_ship_keeps_the_evidence_and_a_loadable_model(finished: Path, tmp_path: 
                      "provenance.json", "result.json"]
     prov = json.loads((dest / "provenance.json").read_text())
     assert (prov["lr"], prov["steps_done"], prov["profile"]) == (1e-3, 6, "study")
+    assert prov["started"] <= prov["finished"] and "resumed" in prov
+    # a result of older code holds only the last process's start: not called 'started'
+    assert study._start_facts({"started": "t"}) == {"last_started": "t"}
     shipped = load_run(dest).model.state_dict()
     full = load_run(finished).model.state_dict()
     for k in full:  # float16 parameters: half precision of the trained ones
