@@ -60,13 +60,16 @@ def read_json_or_none(path: str | Path) -> Any:
         return None
 
 
-def git_revision() -> str:
-    """The commit of the lvae checkout (with ``+dirty`` when it has changes), or unknown."""
-    root = Path(__file__).resolve().parent.parent
+def git_revision(root: str | Path | None = None) -> str:
+    """The commit of the lvae checkout (with ``+dirty`` when its code has changes), or
+    unknown. Shipped results (``results/``) are data, not code: shipping one run must not
+    mark the next as shipped by changed code."""
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root)
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"],
                                cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

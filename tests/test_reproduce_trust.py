@@ -379,3 +379,29 @@ def test_progress_names_the_book_phases(tmp_path: Path, monkeypatch):
     assert any(p.startswith("runs (smoke)| ") and FIG4_ID in p for p in postfixes)
     assert "book (smoke)| jupyter-book build (HTML)" in postfixes
     assert postfixes[-1] == "book (smoke)| built"
+
+
+def test_the_revision_is_dirty_for_changed_code_not_for_shipped_results(tmp_path: Path):
+    """Shipping a run writes results/: the next run shipped is not 'by changed code'."""
+    import subprocess
+
+    from lvae.store import git_revision
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "lvae").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "lvae" / "a.py").write_text("x = 1\n")
+    (tmp_path / "results" / "r.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "one")
+    clean = git_revision(tmp_path)
+    assert len(clean) == 12 and "+" not in clean
+    (tmp_path / "results" / "r.json").write_text('{"shipped": 1}\n')
+    assert git_revision(tmp_path) == clean
+    (tmp_path / "lvae" / "a.py").write_text("x = 2\n")
+    assert git_revision(tmp_path) == clean + "+dirty"
+    assert git_revision(tmp_path / "nowhere") == "unknown"
