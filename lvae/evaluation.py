@@ -310,7 +310,39 @@ def frechet_block(
         return {"name": None, "skipped": (
             "no Inception weights (LVAE_INCEPTION_WEIGHTS) and no ground-truth factors for "
             f"FD-factors on {run.dataset.name}; the paper reports no FID for it")}  # fmt: skip
-    fake = generate_images(run, num, seed)
+    out = _frechet(run, name, generate_images(run, num, seed), num, seed, weights, fd_steps)
+    out["generated"] = "localized" if run.config.alpha > 0 else "meta decoder"
+    return out
+
+
+def pool_images(run: Any, num: int, seed: int) -> np.ndarray:
+    """``num`` training images as uint8 ``(num, H, W, C)``, drawn as :func:`generate_images`
+    draws its references (uniformly from the run's training pool)."""
+    pos = np.random.RandomState(seed).randint(len(run.pool), size=num)
+    x = run.pool.tensor(pos).clamp(0, 1)
+    return (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def copy_baseline(
+    run: Any, num: int, seed: int, weights: str | None = None, fd_steps: int | None = None,
+    requested: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The Frechet distance of :func:`frechet_block` with the generations replaced by the
+    references themselves: what a model scores that returns a copy of the training image
+    it was adapted to, whatever its prior draw. A localized generation that memorises its
+    reference (z-share near 0, :func:`lvae.study.z_share`) scores about this, so a Frechet
+    distance near it says "copies", not "generates well". Same real images, same features."""
+    name = frechet_metric_name(run.dataset, weights, requested)
+    if name is None:
+        return {"name": None}
+    out = _frechet(run, name, pool_images(run, num, seed), num, seed, weights, fd_steps)
+    out["generated"] = "training images (copies of the references)"
+    return out
+
+
+def _frechet(run: Any, name: str, fake: np.ndarray, num: int, seed: int,
+             weights: str | None, fd_steps: int | None) -> dict[str, Any]:
+    """The named distance between ``fake`` and ``num`` real images of the run's dataset."""
     if name == "FID":
         res = fid_vs_dataset(run.dataset, fake, seed, lambda: real_images(run.dataset, num, seed),
                              num, weights=weights)  # fmt: skip
@@ -325,7 +357,6 @@ def frechet_block(
         "num_generated": res.num_generated,
         "features": res.features,
         "seconds": res.seconds,
-        "generated": "localized" if run.config.alpha > 0 else "meta decoder",
     }
     if res.real_stats_cached is not None:
         out["real_stats_cached"] = res.real_stats_cached

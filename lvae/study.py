@@ -689,45 +689,87 @@ def pilot_table(frame: pd.DataFrame,
     return table
 
 
-#: The study's summary columns: the final evaluation's metric and its name on the page.
-FINAL_METRICS = {
+#: The study's DCI summary: the final evaluation's metric and its name on the page.
+FINAL_DCI = {
     "dci_nocolor.disentanglement": "D w/o colour",
     "dci_color.disentanglement": "D with colour",
     "dci_nocolor.informativeness": "I w/o colour",
 }
 
 
-def final_table(runs: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
-    """The study at a glance: one row per configuration of its *finished* runs, with the
-    number of seeds and, per metric, ``mean [lowest, highest]`` over seeds beside the
-    paper's value.
+def _spread(xs: list[Any], digits: int = 3) -> str:
+    """``mean [lowest, highest]`` over seeds, the mean alone for one seed, "—" for none."""
+    xs = [float(x) for x in xs if x is not None and np.isfinite(float(x))]
+    if not xs:
+        return "—"
+    mean = f"{np.mean(xs):.{digits}f}"
+    return mean if len(xs) == 1 else f"{mean} [{min(xs):.{digits}f}, {max(xs):.{digits}f}]"
 
-    The DCI scores are the final evaluation's (``runs``, a :func:`lvae.results.collect`
-    frame: the numbers the claims are judged on), the z-share that of each run's last
-    milestone (``frame``, :func:`milestone_frame`). A run still training is left out, as
-    from every table and verdict.
-    """
+
+def _finished(runs: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame, dict[str, float]]]:
+    """``(name with its seed count, the runs, the paper's values)`` per configuration of
+    the study's finished runs (a run still training enters no table, as no verdict)."""
     from lvae.figures import config_label
 
     done = runs[(runs["profile"] == "study") & runs["status"].isin(["completed", "diverged"])]
-    last = frame[frame["state"] == "finished"].sort_values("step").groupby("run_id").last()
-
-    def spread(xs: list[float]) -> str:
-        xs = [x for x in xs if x is not None and np.isfinite(x)]
-        if not xs:
-            return "—"
-        mean = f"{np.mean(xs):.3f}"
-        return mean if len(xs) == 1 else f"{mean} [{min(xs):.3f}, {max(xs):.3f}]"
-
-    rows = []
     for (alpha, beta, nb), g in done.groupby(["alpha", "beta", "neighborhood"], sort=True):
-        row: dict[str, Any] = {"configuration": config_label(g.iloc[0].to_dict()),
-                               "seeds": len(g)}
-        ref = paper_values(float(alpha), float(beta), str(nb))
-        for col, name in FINAL_METRICS.items():
-            row[name] = spread(g[col].astype(float).tolist() if col in g else [])
-            row[f"{name} (paper)"] = f"{ref[col]:.3f}" if col in ref else "—"
+        name = f"{config_label(g.iloc[0].to_dict())} ({len(g)} seed{'s' if len(g) > 1 else ''})"
+        yield name, g, paper_values(float(alpha), float(beta), str(nb))
+
+
+def final_dci_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The study's DCI at a glance: one row per finished configuration, per metric ours
+    (``mean [lowest, highest]`` over seeds of the final evaluation: the numbers the claims
+    are judged on) beside the paper's. ``runs``: a :func:`lvae.results.collect` frame."""
+    rows = {}
+    for name, g, ref in _finished(runs):
+        rows[name] = {}
+        for col, label in FINAL_DCI.items():
+            rows[name][(label, "ours")] = _spread(g[col].tolist() if col in g else [])
+            rows[name][(label, "paper")] = f"{ref[col]:.3f}" if col in ref else "—"
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    if len(out):
+        out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return out.rename_axis("configuration")
+
+
+def final_generation_table(runs: pd.DataFrame, frame: pd.DataFrame,
+                           copy: dict[str, Any] | None = None) -> pd.DataFrame:
+    """What the generations are, per finished configuration: the final evaluation's
+    Frechet distance (``mean [lowest, highest]``) and the z-share of each run's last
+    milestone (``frame``: :func:`milestone_frame`); with ``copy`` (:func:`copy_baseline`)
+    a last row for references copied as they are, the line a memorising model sits on."""
+    last = frame[frame["state"] == "finished"].sort_values("step").groupby("run_id").last()
+    rows: dict[str, dict[str, str]] = {}
+    measure = "Fréchet distance"
+    for name, g, _ in _finished(runs):
+        names = g["frechet.name"].dropna().unique() if "frechet.name" in g else []
+        col = f"frechet.{names[0]}" if len(names) else None
+        measure = str(names[0]) if len(names) else measure
         zs = [last["z_share"].get(r) for r in g["run_id"]] if "z_share" in last else []
-        row["z-share"] = spread([float(z) for z in zs if z is not None])
-        rows.append(row)
-    return pd.DataFrame(rows)
+        rows[name] = {"distance": _spread(g[col].tolist() if col in g else [], 1),
+                      "z-share": _spread(zs)}
+    if copy is not None and rows:
+        rows["copies of the references (copy baseline)"] = {
+            "distance": f"{copy[copy['name']]:.1f}", "z-share": "0 by construction"}
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=["distance", "z-share"])
+    return out.rename(columns={"distance": measure}).rename_axis("configuration")
+
+
+def copy_baseline(root: str | Path | None = None) -> dict[str, Any] | None:
+    """What a model that copies its references scores on the study's Frechet distance
+    (:func:`lvae.evaluation.copy_baseline`), with the real images, sample size and
+    features of the first finished study run's own evaluation; None before any finished.
+    Beside it, the study's FD-factors read as "generates like the data" or "copies it"."""
+    from lvae.evaluation import copy_baseline as baseline
+    from lvae.training import load_run
+
+    for folder, state in shipped_runs(root):
+        ev = read_json_or_none(folder / "eval.json") or {}
+        params, name = ev.get("params", {}), (ev.get("frechet") or {}).get("name")
+        if state != "finished" or folder.parent.name != "study" or not name:
+            continue
+        out = baseline(load_run(folder), int(params["num_fd"]), int(params["seed"]),
+                       fd_steps=params.get("fd_steps"), requested=name)
+        return {**out, "run": folder.name}
+    return None

@@ -195,3 +195,22 @@ def test_one_draw_of_dci_points_serves_meta_and_adapted_codes(tmp_path, blobs, m
     ev = evaluate(run_dir, SMALL, dataset=blobs, progress=False)
     assert ev["adapted"] is not None
     assert calls == [SMALL.num_train, SMALL.num_test]  # one group, train then test, once
+
+
+def test_the_copy_baseline_scores_the_training_images_themselves(tmp_path, blobs):
+    """A model that returned its references would score the copy baseline; an untrained
+    model's grey generations score far worse on the same real images and features."""
+    from lvae.evaluation import copy_baseline, frechet_block, pool_images
+    from lvae.training import load_run
+
+    train(tiny(steps=2), tmp_path / "r", dataset=blobs, progress=False)
+    run = load_run(tmp_path / "r", dataset=blobs)
+    images = pool_images(run, 30, seed=0)
+    pos = np.random.RandomState(0).randint(len(run.pool), size=30)
+    by_hand = (run.pool.tensor(pos) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(images, by_hand)
+    kw = dict(num=60, seed=0, fd_steps=20, requested="FD-factors")
+    copies, generated = copy_baseline(run, **kw), frechet_block(run, **kw)
+    assert copies["name"] == generated["name"] == "FD-factors"
+    assert copies["generated"].startswith("training images")
+    assert 0 <= copies["FD-factors"] < generated["FD-factors"] / 2

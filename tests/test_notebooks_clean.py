@@ -92,3 +92,15 @@ def test_result_pages_are_narrative_parameters_and_calls(nb: str) -> None:
     code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
     assert not re.search(r"^\s*(async\s+)?(def|class)\s", code, re.M), f"{nb} defines code"
     assert not re.search(r"matplotlib|\bplt\.|\bax\.|\baxes\b", code), f"{nb} plots by hand"
+
+
+@pytest.mark.parametrize("nb", RESULT_NOTEBOOKS)
+def test_result_pages_show_results_not_code(nb: str) -> None:
+    """Every code cell of a result page is folded (hide-input) or removed from the page:
+    a reader sees tables, figures and text, and the code one click away at most."""
+    book = nbformat.read(REPO / nb, as_version=4)
+    folded = {"hide-input", "remove-input", "remove-cell"}
+    shown = [i for i, c in enumerate(book.cells) if c.cell_type == "code"
+             and not folded & set(c.metadata.get("tags", []))]
+    assert not shown, f"{nb}: code cells {shown} print their source on the page"
+    assert all("id" in c for c in book.cells), f"{nb}: a cell without an id (nbformat 4.5)"

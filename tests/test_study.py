@@ -198,13 +198,15 @@ def test_pilot_table_by_hand():
     assert study.pilot_table(pd.DataFrame(rows[:0], columns=list(rows[0]))).empty
 
 
-def test_final_table_by_hand():
-    """Finished study runs only; mean [lowest, highest] over seeds beside Table 1."""
+def test_final_tables_by_hand():
+    """Finished study runs only; mean [lowest, highest] over seeds beside Table 1; the
+    generations' distance beside the copy baseline and the last milestone's z-share."""
     def run(rid, alpha, seed, d, status="completed", profile="study"):
         return {"run_id": rid, "alpha": alpha, "beta": 1.0, "neighborhood": "synthetic",
                 "seed": seed, "profile": profile, "status": status,
                 "dci_nocolor.disentanglement": d, "dci_color.disentanglement": 0.3,
-                "dci_nocolor.informativeness": 0.5}
+                "dci_nocolor.informativeness": 0.5, "frechet.name": "FD-factors",
+                "frechet.FD-factors": 100.0 + seed}
 
     runs = pd.DataFrame([run("v0", 0.0, 0, 0.1), run("v1", 0.0, 1, 0.2), run("v2", 0.0, 2, 0.6),
                          run("a0", 1.0, 0, 0.05),
@@ -214,14 +216,19 @@ def test_final_table_by_hand():
                           for r, s, z in (("v0", 500, 0.5), ("v0", 20_000, 1.0),
                                           ("v1", 20_000, 1.0), ("v2", 20_000, 0.9),
                                           ("a0", 20_000, 0.001))])
-    t = study.final_table(runs, frame).set_index("configuration")
-    assert t.loc["vanilla", "seeds"] == 3 and t.loc["α=1", "seeds"] == 1
-    assert t.loc["vanilla", "D w/o colour"] == "0.300 [0.100, 0.600]"
-    assert t.loc["vanilla", "z-share"] == "0.967 [0.900, 1.000]"  # the last milestone's
-    assert t.loc["α=1", "D w/o colour"] == "0.050"  # one seed: no range
-    assert t.loc["α=1", "D w/o colour (paper)"] == "0.977"  # Table 1
-    assert t.loc["vanilla", "D with colour (paper)"] == "0.246"
-    assert study.final_table(runs.iloc[:0], frame).empty
+    t = study.final_dci_table(runs)
+    assert t.index.tolist() == ["vanilla (3 seeds)", "α=1 (1 seed)"]
+    assert t.loc["vanilla (3 seeds)", ("D w/o colour", "ours")] == "0.300 [0.100, 0.600]"
+    assert t.loc["α=1 (1 seed)", ("D w/o colour", "ours")] == "0.050"  # one seed: no range
+    assert t.loc["α=1 (1 seed)", ("D w/o colour", "paper")] == "0.977"  # Table 1
+    assert t.loc["vanilla (3 seeds)", ("D with colour", "paper")] == "0.246"
+    g = study.final_generation_table(runs, frame, {"name": "FD-factors", "FD-factors": 7.87})
+    assert g.columns.tolist() == ["FD-factors", "z-share"]
+    assert g.loc["vanilla (3 seeds)", "FD-factors"] == "101.0 [100.0, 102.0]"
+    assert g.loc["vanilla (3 seeds)", "z-share"] == "0.967 [0.900, 1.000]"  # last milestone
+    assert g.iloc[-1].tolist() == ["7.9", "0 by construction"]
+    assert study.final_dci_table(runs.iloc[:0]).empty
+    assert study.final_generation_table(runs.iloc[:0], frame).empty
 
 
 def test_a_worker_completes_its_runs_end_to_end(tmp_path: Path, monkeypatch, one_torch_thread):
