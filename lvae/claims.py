@@ -317,7 +317,8 @@ def _tally(diffs: Sequence[Difference]) -> str:
         return "no runs to compare"
     sup = sum(d.verdict == SUPPORTS for d in judged)
     con = sum(d.verdict == CONTRADICTS for d in judged)
-    text = f"{sup} of {len(judged)} comparisons support"
+    text = (f"{sup} of {len(judged)} comparison{'s' if len(judged) > 1 else ''} "
+            f"support{'s' if len(judged) == 1 else ''}")
     return text + (f", {con} contradict{'s' if con == 1 else ''}" if con else "")
 
 
