@@ -318,9 +318,7 @@ def frechet_block(
 def pool_images(run: Any, num: int, seed: int) -> np.ndarray:
     """``num`` training images as uint8 ``(num, H, W, C)``, drawn as :func:`generate_images`
     draws its references (uniformly from the run's training pool)."""
-    pos = np.random.RandomState(seed).randint(len(run.pool), size=num)
-    x = run.pool.tensor(pos).clamp(0, 1)
-    return (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return run.pool.uint8(np.random.RandomState(seed).randint(len(run.pool), size=num))
 
 
 def copy_baseline(
