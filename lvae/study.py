@@ -493,7 +493,13 @@ def replay(shipped: str | Path, steps: int = 200, rtol: float = 1e-3, dataset=No
     on the same code and library versions the losses agree to float rounding; the threads,
     the CPU's vector unit or a changed kernel can move them slightly, which ``rtol`` (the
     largest relative difference accepted, over every logged loss term) allows for.
-    Returns ``{"matches", "max_rel_diff", "worst", "steps", "compared", "tolerance"}``.
+    The replay runs on the kind of device the run was trained on (its provenance's
+    ``machine.device``): CUDA's generator draws other numbers than the CPU's from the same
+    seed, so a CPU run replayed on a GPU (or the reverse) follows other draws and is no
+    check at all. A GPU-trained run on a machine without CUDA is not replayed: ``matches``
+    is None and ``skipped`` says why.
+    Returns ``{"matches", "max_rel_diff", "worst", "steps", "compared", "tolerance",
+    "device"}`` (and ``skipped`` when not replayed).
     """
     import tempfile
 
@@ -509,12 +515,19 @@ def replay(shipped: str | Path, steps: int = 200, rtol: float = 1e-3, dataset=No
     if theirs.empty:
         raise ValueError(f"{shipped}/log.jsonl has no line at or before step {steps}: "
                          "nothing to replay against")
+    trained_on = trained_device(shipped)
+    device = "cpu" if trained_on == "cpu" else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        return {"matches": None, "max_rel_diff": float("nan"), "worst": "", "steps": 0,
+                "compared": 0, "tolerance": rtol, "device": trained_on,
+                "skipped": f"trained on {trained_on}: CUDA draws other numbers than the CPU "
+                           "from the same seed, so only a CUDA device can replay it"}
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # as the study's workers train
     try:
         with tempfile.TemporaryDirectory(prefix="lvae-replay-") as tmp:
-            train(config.replace(steps=steps), tmp, progress=False, checkpoint_seconds=None,
-                  dataset=dataset)
+            train(config.replace(steps=steps), tmp, device=device, progress=False,
+                  checkpoint_seconds=None, dataset=dataset)
             ours = load_log(tmp).set_index("step")
     finally:
         torch.set_num_threads(before)
@@ -533,7 +546,18 @@ def replay(shipped: str | Path, steps: int = 200, rtol: float = 1e-3, dataset=No
         "steps": steps,
         "compared": int(rel.size),
         "tolerance": rtol,
+        "device": trained_on,
     }
+
+
+def trained_device(folder: str | Path) -> str:
+    """What a run folder (shipped or not) was trained on: ``"cpu"`` or the accelerator's
+    name, from ``provenance.json`` or ``result.json`` ("cpu" when neither records one)."""
+    folder = Path(folder)
+    prov = read_json_or_none(folder / "provenance.json") or {}
+    machine = prov.get("machine") or (
+        (read_json_or_none(folder / "result.json") or {}).get("provenance", {}).get("machine"))
+    return str((machine or {}).get("device") or "cpu")
 
 
 # --------------------------------------------------------------------------- the book's view

@@ -173,6 +173,21 @@ def test_replay_matches_the_shipped_log_and_catches_a_changed_one(finished: Path
     assert not bad["matches"] and bad["worst"].startswith("recon at step 4")
 
 
+def test_a_gpu_trained_run_is_not_replayed_without_cuda(finished: Path, tmp_path: Path,
+                                                        monkeypatch):
+    dest = study.ship(finished, tmp_path / "results")
+    assert study.trained_device(dest) == "cpu"
+    prov = json.loads((dest / "provenance.json").read_text())
+    prov["machine"]["device"] = "NVIDIA H200"
+    (dest / "provenance.json").write_text(json.dumps(prov))
+    assert study.trained_device(dest) == "NVIDIA H200"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    check = study.replay(dest, steps=4)
+    # its draws came from CUDA's generator: a CPU replay would "differ" for no fault
+    assert check["matches"] is None and check["compared"] == 0
+    assert "NVIDIA H200" in check["skipped"] and "CUDA" in check["skipped"]
+
+
 def test_one_worker_per_run(tmp_path: Path):
     with study.claimed(tmp_path / "run") as first:
         assert first
