@@ -88,13 +88,17 @@ def _study(args: argparse.Namespace) -> int:
             print(f"shipped {study.ship(rdir)}")
         return 0
     rows = study.progress(args.out)
-    cpu = sum(r["cpu_hours"] for r in rows)
+    hours: dict[str, float] = {}
     for r in rows:
+        hours[r["device"]] = hours.get(r["device"], 0.0) + r["cpu_hours"]
         rate = f"{r['sec_per_step']:.3f} s/step" if r["sec_per_step"] else ""
+        where = "" if r["device"] == "CPU" else f" on {r['device']}"
         print(f"{r['state']:>9} {r['step']:>6}/{r['steps']:<6} {rate:>13} "
-              f"{r['cpu_hours']:5.2f} CPU-h  {r['run']}  milestones {r['milestones']}")
+              f"{r['cpu_hours']:5.2f} h  {r['run']}{where}  milestones {r['milestones']}")
     done = sum(r["state"] == "done" for r in rows)
-    print(f"{done} of {len(rows)} runs done, {cpu:.1f} CPU-hours so far")
+    spent = ", ".join(f"{h:.1f} h trained on {d}" for d, h in hours.items() if h)
+    print(f"{done} of {len(rows)} runs done; {spent or 'nothing spent yet'} "
+          "(training plus evaluation on the CPU)")
     return 0
 
 

@@ -299,6 +299,7 @@ def progress(out: str | Path) -> list[dict[str, Any]]:
             "steps": steps,
             "sec_per_step": round(wall / step, 3) if step else None,
             "cpu_hours": _hours(cpu if cpu is not None else wall, rdir),
+            "device": _device_label(trained_device(rdir)),
             "milestones": [m["step"] for m in milestones(rdir)],
         })
     return rows
@@ -674,7 +675,9 @@ def _hours(train_seconds: float, folder: Path) -> float:
 
 def status_frame(root: str | Path | None = None) -> pd.DataFrame:
     """The plan beside what is shipped: one row per run of :data:`STUDY` (priority order)
-    with its state (finished, training at step N, planned), steps, CPU hours."""
+    with its state (finished, training at step N, planned), steps, where it trained
+    (``trained on``: "CPU" or the accelerator's name) and its hours (training on that
+    device plus the evaluations, which always run on the CPU)."""
     from lvae.results import IMPORTED_DIR
 
     root = Path(IMPORTED_DIR if root is None else root)
@@ -690,8 +693,20 @@ def status_frame(root: str | Path | None = None) -> pd.DataFrame:
                      "steps": f"{prov.get('steps_done') or 0:,} / "
                               f"{PROFILES[sr.profile].steps:,}",
                      "lr": PROFILES[sr.profile].lr,
-                     "CPU hours": compute_hours(folder) if prov else None})
+                     "trained on": (_device_label(trained_device(folder)) if prov else None),
+                     "hours": compute_hours(folder) if prov else None})
     return pd.DataFrame(rows)
+
+
+def _device_label(device: str) -> str:
+    return "CPU" if device == "cpu" else device
+
+
+def hours_by_device(status: pd.DataFrame) -> dict[str, float]:
+    """Total ``hours`` of :func:`status_frame` per ``trained on`` (runs begun or finished)."""
+    begun = status.dropna(subset=["trained on"])
+    sums = begun.groupby("trained on")["hours"].sum()
+    return {str(k): round(float(v), 2) for k, v in sums.items()}
 
 
 #: The pilot's arms, as :func:`label` names them (seed 0 of each).

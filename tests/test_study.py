@@ -264,3 +264,9 @@ def test_a_worker_completes_its_runs_end_to_end(tmp_path: Path, monkeypatch, one
     assert study.is_done(rdir) and [m["step"] for m in study.milestones(rdir)] == [2, 4]
     assert any("takes study/" in ln for ln in lines) and "no run left" in lines[-1]
     assert study.work(tmp_path, log=lines.append) == 0  # nothing left: a restart is a no-op
+
+
+def test_hours_are_summed_per_device_by_hand():
+    status = pd.DataFrame({"trained on": ["CPU", "CPU", "NVIDIA H200", None],
+                           "hours": [3.0, 0.5, 0.25, None]})
+    assert study.hours_by_device(status) == {"CPU": 3.5, "NVIDIA H200": 0.25}  # planned: none
