@@ -7,6 +7,7 @@ which tests and notebooks call directly.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,10 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("study", help="the reference study: long runs evaluated at milestones",
                        description="Workers that train and evaluate the study's runs "
                        "(lvae.study.STUDY, in priority order), resumable across sessions.")
-    s.add_argument("action", choices=("work", "status", "ship"),
+    s.add_argument("action", choices=("work", "status", "ship", "train"),
                    help="work: take runs until none is left (start one worker per core); "
                    "status: where every run stands; ship: copy finished runs (and the "
-                   "progress of those still training) into the repository's results/")
+                   "progress of those still training) into the repository's results/; "
+                   "train: train the named runs side by side on the default device (a "
+                   "GPU), without evaluating them (work evaluates them later)")
+    s.add_argument("runs", nargs="*", help="train: runs by name, as status prints them "
+                   "(e.g. study/shapes3d-a1e+01-b1-synthetic-s0)")
+    s.add_argument("--seconds", type=float, default=None,
+                   help="train: stop after this many seconds (they resume later)")
     s.add_argument("--out", default=str(Path.home() / "lvae-study"),
                    help="study run folders (default: ~/lvae-study, outside the repository)")
     s.add_argument("--limit", type=int, default=None, help="work: stop after this many runs")
@@ -74,6 +81,19 @@ def _parser() -> argparse.ArgumentParser:
 def _study(args: argparse.Namespace) -> int:
     from lvae import study
 
+    if args.action == "train":
+        if not args.runs:
+            print("error: name the runs to train (python -m lvae study status lists them)",
+                  file=sys.stderr)
+            return 2
+        try:
+            codes = study.train_only(args.out, args.runs, seconds=args.seconds,
+                                     log=lambda m: print(m, flush=True))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps(codes))
+        return 0 if all(c in (0, None) for c in codes.values()) else 1
     if args.action == "work":
         study.work(args.out, limit=args.limit, log=lambda m: print(m, flush=True))
         return 0

@@ -270,3 +270,10 @@ def test_hours_are_summed_per_device_by_hand():
     status = pd.DataFrame({"trained on": ["CPU", "CPU", "NVIDIA H200", None],
                            "hours": [3.0, 0.5, 0.25, None]})
     assert study.hours_by_device(status) == {"CPU": 3.5, "NVIDIA H200": 0.25}  # planned: none
+
+
+def test_train_only_refuses_an_unknown_run_before_starting_anything(tmp_path: Path):
+    with pytest.raises(ValueError, match=r"no study run is called 'study/nope'.*synthetic-s0"):
+        study.train_only(tmp_path, ["study/shapes3d-a1e+01-b1-synthetic-s0", "study/nope"])
+    assert not any(tmp_path.iterdir())  # the known run was not started either
+    assert study.study_run("study/shapes3d-a1e+02-b1-synthetic-s0").experiment.alpha == 100.0
