@@ -223,8 +223,10 @@ def divergence(df: pd.DataFrame, table: str, label: str, profile: str | None = N
     if n == 0:
         return UNDECIDED, "no runs"
     text = f"{k} of {n} runs diverged"
-    if k == n:
-        return SUPPORTS, text
+    if k == n:  # seen at any budget: the step it happened at says how soon
+        at = pd.to_numeric(g["steps_done"], errors="coerce").dropna().astype(int).tolist()
+        steps = ", ".join(f"{s:,}" for s in sorted(at))
+        return SUPPORTS, f"{text}, at step{'s' if len(at) > 1 else ''} {steps}" if at else text
     if k == 0:
         steps = pd.to_numeric(g["steps_done"], errors="coerce").fillna(0)
         if steps.min() >= min_steps:
@@ -331,7 +333,8 @@ def judge(df: pd.DataFrame, key: str, profile: str | None = None,
         return Judgement(j.claim, NOT_TESTED, j.ours, f"{j.detail} (not evidence: {gate})",
                          f"{gate.budget}; the numbers demonstrate the pipeline")
     scope = _scope(profile)
-    if not scope or j.verdict not in (SUPPORTS, CONTRADICTS):
+    if not scope or j.verdict not in (SUPPORTS, CONTRADICTS) or (
+            key == "diverge" and j.verdict == SUPPORTS):  # a divergence seen is seen
         return j
     # a verdict holds at the budget it was measured at: say which, where it is shorter
     # than the paper's (a claim about 300k steps may still hold where 20k cannot see it)

@@ -148,7 +148,10 @@ def test_judging_the_catalogue(df: pd.DataFrame):
     assert j.verdict == "supports" and j.ours == "0.850 vs 0.150"
     assert j.detail.startswith("difference +0.700 [") and j.line.startswith("supports: ")
     assert (claims.judge(df, "diverge").verdict, claims.judge(df, "diverge").ours) == \
-        ("supports", "2 of 2 runs diverged")
+        ("supports", "2 of 2 runs diverged, at steps 700, 700")
+    # on the study (20k steps) other verdicts name their budget; a divergence seen does not
+    assert claims.judge(df, "nocolor", profile="study").verdict == "supports at 20,000 steps"
+    assert claims.judge(df, "diverge", profile="study").verdict == "supports"
     best = claims.judge(df, "best_alpha")
     assert best.ours == "α = 1" and best.verdict == "cannot decide"  # 1e1 has one seed
     beta = claims.judge(df, "beta")
