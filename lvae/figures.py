@@ -616,7 +616,8 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
     ``metrics`` maps a column of :func:`lvae.study.milestone_frame` to a panel title;
     ``paper[column][group]`` is the paper's value, drawn as a star at ``paper_steps`` (the
     paper's budget) so a reader sees how far our curves are from where it measured. A
-    run still training is drawn dashed.
+    run still training is drawn dashed; a group whose every run diverged ends in a cross
+    at the step it diverged (``frame["diverged_at"]``), named in its legend entry.
     """
     import pandas as pd
 
@@ -635,6 +636,12 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
                         if "state" in sub and "seed" in sub else 0)
             n = sub["seed"].nunique() if "seed" in sub else 1
             still = f", {training} training" if training else ""
+            died = (pd.to_numeric(sub["diverged_at"], errors="coerce")
+                    if "diverged_at" in sub else pd.Series(dtype=float))
+            if len(died) and died.notna().all():
+                still += f", diverged at step {int(died.max()):,}"
+                ax.plot([died.max()], [stats_["mean"].iloc[-1]], marker="X", ms=9,
+                        color=colors[g], mec="black", mew=0.6, ls="none")
             ax.plot(stats_.index, stats_["mean"], color=colors[g], marker="o", ms=3,
                     ls="--" if training else "-", label=f"{g} (n={n}{still})")
             if n > 1:

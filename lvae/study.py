@@ -691,8 +691,8 @@ def shipped_runs(root: str | Path | None = None) -> list[tuple[Path, str]]:
 def milestone_frame(root: str | Path | None = None) -> pd.DataFrame:
     """Every milestone of every shipped run, one row each: the configuration, seed, lr,
     profile, ``state`` (finished / training), ``step``, every DCI score flattened
-    (``dci_nocolor.disentanglement``), ``z_share``, and the training log's
-    ``inner_loss`` and ``loss`` at that step."""
+    (``dci_nocolor.disentanglement``), ``z_share``, the training log's ``inner_loss`` and
+    ``loss`` at that step, and ``diverged_at`` (the step a diverged run stopped at)."""
     from lvae.results import flatten, load_log
 
     rows = []
@@ -702,9 +702,11 @@ def milestone_frame(root: str | Path | None = None) -> pd.DataFrame:
             continue
         log = load_log(d)
         log = log.set_index("step") if len(log) else log
+        prov = read_json_or_none(d / "provenance.json") or {}
+        diverged_at = prov.get("steps_done") if prov.get("status") == "diverged" else None
         for rec in milestones(d):
             row = {"run_id": d.name, "state": state, "step": rec["step"],
-                   **_config_columns(cfg)}
+                   "diverged_at": diverged_at, **_config_columns(cfg)}
             for key in ("dci_color", "dci_nocolor"):
                 row.update(flatten(rec.get(key, {}), f"{key}."))
             row["z_share"] = rec.get("zshare", {}).get("z_share")
@@ -713,7 +715,8 @@ def milestone_frame(root: str | Path | None = None) -> pd.DataFrame:
                 row["loss"] = float(log.loc[rec["step"], "loss"])
             rows.append(row)
     columns = ["run_id", "state", "step", "config_id", "label", "alpha", "beta",
-               "neighborhood", "seed", "lr", "profile", "z_share", "inner_loss", "loss"]
+               "neighborhood", "seed", "lr", "profile", "z_share", "inner_loss", "loss",
+               "diverged_at"]
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 
 

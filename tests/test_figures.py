@@ -128,3 +128,16 @@ def test_figure2_panels_draw_each_configuration_or_say_why_not(tmp_path: Path, b
     assert torch.equal(meta[name], meta_samples(run, z))
     fig = figures.side_by_side(adapted)
     assert len(fig.subfigs) == 3
+
+
+def test_milestone_curves_end_a_diverged_group_in_a_cross() -> None:
+    rows = [{"label": lab, "seed": s, "step": step, "state": "finished", "diverged_at": at,
+             "dci": 0.1 * step / 1000}
+            for lab, at in (("α=1", None), ("α=100", 3405)) for s in (0, 1)
+            for step in (500, 1000, 2000)]
+    fig = figures.milestone_curves(pd.DataFrame(rows), {"dci": "D"})
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["α=1 (n=2)", "α=100 (n=2, diverged at step 3,405)"]
+    crosses = [ln for ln in fig.axes[0].lines if ln.get_marker() == "X"]
+    assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [3405]
+    assert list(crosses[0].get_ydata()) == [pytest.approx(0.2)]  # at its last milestone's mean
