@@ -740,7 +740,7 @@ def _hours(train_seconds: float, folder: Path) -> float:
 
 def status_frame(root: str | Path | None = None) -> pd.DataFrame:
     """The plan beside what is shipped: one row per run of :data:`STUDY` (priority order)
-    with its state (finished, training at step N, planned), steps, where it trained
+    with its state (finished, diverged, training at step N, planned), steps, where it trained
     (``trained on``: "CPU" or the accelerator's name) and its hours (training on that
     device plus the evaluations, which always run on the CPU)."""
     from lvae.results import IMPORTED_DIR
@@ -752,7 +752,8 @@ def status_frame(root: str | Path | None = None) -> pd.DataFrame:
         part = root / PROGRESS_DIR / sr.profile / sr.experiment.run_id
         folder = done if (done / "result.json").is_file() else part
         prov = read_json_or_none(folder / "provenance.json")
-        state = ("finished" if folder == done else "training" if prov else "planned")
+        state = ("planned" if not prov else "training" if folder != done
+                 else "diverged" if prov.get("status") == "diverged" else "finished")
         prov = prov or {}
         rows.append({"priority": i, "run": sr.name, "purpose": sr.purpose, "state": state,
                      "steps": f"{prov.get('steps_done') or 0:,} / "

@@ -277,3 +277,19 @@ def test_train_only_refuses_an_unknown_run_before_starting_anything(tmp_path: Pa
         study.train_only(tmp_path, ["study/shapes3d-a1e+01-b1-synthetic-s0", "study/nope"])
     assert not any(tmp_path.iterdir())  # the known run was not started either
     assert study.study_run("study/shapes3d-a1e+02-b1-synthetic-s0").experiment.alpha == 100.0
+
+
+def test_status_frame_tells_a_diverged_run_from_a_finished_one(tmp_path: Path):
+    for run_id, status, steps in (("shapes3d-a1e+02-b1-synthetic-s0", "diverged", 3405),
+                                  ("shapes3d-a1e+01-b1-synthetic-s0", "completed", 20000)):
+        d = tmp_path / "study" / run_id
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"status": status}))
+        (d / "provenance.json").write_text(json.dumps(
+            {"status": status, "steps_done": steps, "machine": {"device": "NVIDIA H200"}}))
+    st = study.status_frame(tmp_path).set_index("run")
+    assert st.loc["study/shapes3d-a1e+02-b1-synthetic-s0", "state"] == "diverged"
+    assert st.loc["study/shapes3d-a1e+02-b1-synthetic-s0", "steps"] == "3,405 / 20,000"
+    assert st.loc["study/shapes3d-a1e+01-b1-synthetic-s0", "state"] == "finished"
+    assert st.loc["study/shapes3d-a1e+01-b1-synthetic-s0", "trained on"] == "NVIDIA H200"
+    assert st.loc["study/shapes3d-a0e+00-b1-synthetic-s0", "state"] == "planned"
