@@ -442,23 +442,35 @@ def paper_vs_ours(df: pd.DataFrame, table: str, csv: str | Path | None = None) -
     number; NaN where the paper reports divergence), ``paper_text`` ("diverged" there),
     ``profile``, ``source``, ``ours`` (``mean ± 95% t half-width (n=..)``, ``diverged``
     when every run of the configuration diverged, ``—`` when none exists), ``ours_mean``,
-    ``ours_ci95``, ``n``, ``n_diverged``, ``difference`` (ours_mean - paper) and
-    ``measure`` (the eval.json column used, e.g. "FD-factors" standing in for FID).
+    ``ours_ci95``, ``n``, ``n_diverged``, ``difference`` (ours_mean - paper; NaN where
+    ours is another measure than the paper's) and ``measure`` (the eval.json column used
+    for that profile and source, e.g. "FD-factors" standing in for FID).
     A paper row's runs are :func:`select`'s (so a vanilla row matches a vanilla run whatever
     its neighbourhood field says). ``csv`` also writes the frame there (atomically).
     """
     spec = paper.table(table)
     groups = sorted(set(df[["profile", "source"]].itertuples(index=False)),
                     key=evidence_first) or [("", "")]
-    col_of = {m: resolve_metric(m, df.columns) for m in spec["metrics"]}
+
+    def filled(prof: str, source: str) -> list[str]:
+        # each profile's own measure: a quick build's FID column is empty for the study's
+        # runs, which computed FD-factors, and must not hide them
+        g = df[(df["profile"] == prof) & (df["source"] == source)] if len(df) else df
+        return [c for c in df.columns if len(g) and g[c].notna().any()] or list(df.columns)
+
+    col_of = {(m, prof, source): resolve_metric(m, filled(prof, source))
+              for m in spec["metrics"] for prof, source in groups}
     out = []
     for prow in spec["rows"]:
         rows = select(df, **paper.configuration(prow))
         for metric, header in zip(spec["metrics"], spec["headers"], strict=True):
             p = prow["values"].get(metric, math.nan)
             p_text = prow.get("status") if prow.get("status") == "diverged" else f"{p:.3f}"
-            col = col_of[metric]
             for prof, source in groups:
+                col = col_of[(metric, prof, source)]
+                # ours minus the paper's only where both are the same measure (FD-factors
+                # is no FID: its difference from the paper's FID means nothing)
+                same = metric != "fid" or str(col).split(".")[-1].lower() == "fid"
                 g = rows[(rows["profile"] == prof) & (rows["source"] == source)]
                 ok = g[g["status"] == "completed"]
                 vals = ok[col].astype(float).tolist() if col is not None else []
@@ -469,7 +481,7 @@ def paper_vs_ours(df: pd.DataFrame, table: str, csv: str | Path | None = None) -
                     "paper": p, "paper_text": p_text, "profile": prof, "source": source,
                     "ours": format_cell(mean, half, n, len(g), n_div), "ours_mean": mean,
                     "ours_ci95": half, "n": n, "n_diverged": n_div,
-                    "difference": mean - p if n else math.nan, "measure": col,
+                    "difference": mean - p if n and same else math.nan, "measure": col,
                 })
     res = pd.DataFrame(out)
     if csv is not None:

@@ -179,6 +179,22 @@ def test_summarize_interval(store):
     assert (div.n, div.n_diverged) == (0, 1) and math.isnan(div["mean"])
 
 
+def test_paper_vs_ours_reads_each_profiles_own_frechet_measure(store):
+    out, _ = store
+    df = collect(out, imported=None)
+    quick = df.assign(profile="quick", FID=df["FD-factors"] + 100.0,
+                      **{"FD-factors": math.nan})
+    t = paper_vs_ours(pd.concat([df, quick], ignore_index=True), "table1")
+    fid = t[(t.row == "alpha = 1") & (t.metric == "fid")].set_index("profile")
+    # the quick build's FID column must not blank the smoke (or study) runs' FD-factors
+    assert fid.loc["smoke", "measure"] == "FD-factors"
+    assert fid.loc["smoke", "ours_mean"] == pytest.approx(41.0)
+    assert fid.loc["quick", "measure"] == "FID"
+    assert fid.loc["quick", "ours_mean"] == pytest.approx(141.0)
+    assert fid.loc["quick", "difference"] == pytest.approx(141.0 - fid.loc["quick", "paper"])
+    assert math.isnan(fid.loc["smoke", "difference"])
+
+
 def test_paper_vs_ours(store, tmp_path: Path):
     out, imported = store
     csv = tmp_path / "t1.csv"
@@ -190,6 +206,7 @@ def test_paper_vs_ours(store, tmp_path: Path):
     assert cell.difference == pytest.approx(0.633333 - 0.977, abs=1e-6)
     fid = t[(t.row == "alpha = 1") & (t.metric == "fid") & (t.profile == "smoke")].iloc[0]
     assert fid.measure == "FD-factors" and fid.ours_mean == pytest.approx(41.0)
+    assert math.isnan(fid.difference)  # FD-factors minus the paper's FID would mean nothing
     div = t[(t.row == "alpha = 1e2") & (t.profile == "smoke")]
     assert set(div.ours) == {"diverged"} and set(div.paper_text) == {"diverged"}
     cpu = t[(t.row == "alpha = 1") & (t.metric == "dci_nocolor.disentanglement")
