@@ -456,7 +456,7 @@ def paper_vs_ours(df: pd.DataFrame, table: str, csv: str | Path | None = None) -
         # each profile's own measure: a quick build's FID column is empty for the study's
         # runs, which computed FD-factors, and must not hide them
         g = df[(df["profile"] == prof) & (df["source"] == source)] if len(df) else df
-        return [c for c in df.columns if len(g) and g[c].notna().any()] or list(df.columns)
+        return [c for c in df.columns if g[c].notna().any()] or list(df.columns)
 
     col_of = {(m, prof, source): resolve_metric(m, filled(prof, source))
               for m in spec["metrics"] for prof, source in groups}

@@ -322,7 +322,8 @@ def train_only(out: str | Path, names: list[str], seconds: float | None = None,
     procs = {n: subprocess.Popen([sys.executable, "-c", code, str(out), n]) for n in names}
     t0 = time.monotonic()
     while any(p.poll() is None for p in procs.values()):
-        time.sleep(min(poll, max(0.1, (seconds or poll) - (time.monotonic() - t0))))
+        left = poll if seconds is None else seconds - (time.monotonic() - t0)
+        time.sleep(min(poll, max(0.1, left)))
         for n in names:
             last = _last_log(Path(out) / n)
             log(f"{now()} {n}: step {last.get('step', 0)}, "

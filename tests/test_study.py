@@ -293,3 +293,34 @@ def test_status_frame_tells_a_diverged_run_from_a_finished_one(tmp_path: Path):
     assert st.loc["study/shapes3d-a1e+01-b1-synthetic-s0", "state"] == "finished"
     assert st.loc["study/shapes3d-a1e+01-b1-synthetic-s0", "trained on"] == "NVIDIA H200"
     assert st.loc["study/shapes3d-a0e+00-b1-synthetic-s0", "state"] == "planned"
+
+
+def test_train_only_polls_at_its_pace_without_a_deadline(tmp_path: Path, monkeypatch):
+    clock = {"t": 0.0}
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        clock["t"] += s
+
+    class Proc:  # a run that finishes after four polls
+        def __init__(self, *_a, **_k):
+            self.polls, self.returncode = 0, None
+
+        def poll(self):
+            self.polls += 1
+            self.returncode = 0 if self.polls > 4 else None
+            return self.returncode
+
+        def wait(self):
+            return 0
+
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "Popen", Proc)
+    monkeypatch.setattr(study.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(study.time, "sleep", sleep)
+    codes = study.train_only(tmp_path, ["study/shapes3d-a1e+01-b1-synthetic-s0"], poll=15.0,
+                             log=lambda _m: None)
+    assert codes == {"study/shapes3d-a1e+01-b1-synthetic-s0": 0}
+    assert slept == [15.0] * 4  # no deadline: every wait is one poll, never a busy loop
