@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=str(Path.home() / "lvae-study"),
                    help="study run folders (default: ~/lvae-study, outside the repository)")
     s.add_argument("--limit", type=int, default=None, help="work: stop after this many runs")
+    s.add_argument("--plan", default="study", choices=("study", "diagnosis"),
+                   help="which runs: the reference study (default) or the diagnosis of the "
+                   "choices the paper leaves open (lvae.study.DIAGNOSIS)")
     return p
 
 
@@ -94,11 +97,12 @@ def _study(args: argparse.Namespace) -> int:
             return 2
         print(json.dumps(codes))
         return 0 if all(c in (0, None) for c in codes.values()) else 1
+    runs = study.plan(args.plan)
     if args.action == "work":
-        study.work(args.out, limit=args.limit, log=lambda m: print(m, flush=True))
+        study.work(args.out, limit=args.limit, log=lambda m: print(m, flush=True), runs=runs)
         return 0
     if args.action == "ship":
-        for sr in study.STUDY:
+        for sr in runs:
             rdir = study.run_dir(args.out, sr)
             if not ((rdir / "config.json").is_file() and study.milestones(rdir)):
                 continue
@@ -107,15 +111,16 @@ def _study(args: argparse.Namespace) -> int:
                 continue
             print(f"shipped {study.ship(rdir)}")
         return 0
-    rows = study.progress(args.out)
+    rows = study.progress(args.out, runs)
     hours: dict[str, float] = {}
     for r in rows:
         hours[r["device"]] = hours.get(r["device"], 0.0) + r["cpu_hours"]
         rate = f"{r['sec_per_step']:.3f} s/step" if r["sec_per_step"] else ""
         where = "" if r["device"] == "CPU" else f" on {r['device']}"
+        arm = f" [{r['arm']}]" if r.get("arm") else ""
         print(f"{r['state']:>9} {r['step']:>6}/{r['steps']:<6} {rate:>13} "
-              f"{r['cpu_hours']:5.2f} h  {r['run']}{where}  milestones {r['milestones']}")
-    done = sum(r["state"] == "done" for r in rows)
+              f"{r['cpu_hours']:5.2f} h  {r['run']}{arm}{where}  milestones {r['milestones']}")
+    done = sum(r["state"] in ("done", "shipped") for r in rows)
     spent = ", ".join(f"{h:.1f} h trained on {d}" for d, h in hours.items() if h)
     print(f"{done} of {len(rows)} runs done; {spent or 'nothing spent yet'} "
           "(training plus evaluation on the CPU)")

@@ -62,6 +62,7 @@ from lvae.model import (
 from lvae.objective import (
     LocalLoss,
     LossSpec,
+    adapted_prior,
     check_alpha,
     check_task_batch,
     reparameterize,
@@ -589,6 +590,26 @@ def adapted_decode(
     return _run_adapted(dec, params, g, alpha, z)
 
 
+def task_sq_norms(g: InnerGradients, layers: list[Layer]) -> Tensor:
+    """``||grad_task||^2`` over ``layers``' weights and biases, per task ``(B,)``.
+
+    What eq. 5's prior needs (:func:`lvae.objective.adapted_prior`), without building any
+    per-task matrix of a linear layer: its task gradient is ``sum_k d_k a_k^T`` plus the bias
+    ``sum_k d_k``, whose squared norm is ``sum_kj (a_k . a_j + 1)(d_k . d_j)``.
+    """
+    total = torch.zeros(g.num_tasks, dtype=g.inner_loss.dtype, device=g.inner_loss.device)
+    for layer in layers:
+        if layer.kind == "linear":
+            a, d = g.linear[layer.name]  # (K, B, in), (K, B, out)
+            gram_a = torch.einsum("kbi,jbi->bkj", a, a) + 1.0
+            total = total + (gram_a * torch.einsum("kbo,jbo->bkj", d, d)).sum((1, 2))
+        else:
+            gw, gb = g.unfold[layer.name] if layer.name in g.unfold else g.conv[layer.name]
+            total = (total + gw.reshape(g.num_tasks, -1).pow(2).sum(1)
+                     + gb.reshape(g.num_tasks, -1).pow(2).sum(1))
+    return total
+
+
 @dataclass(frozen=True, eq=False)  # holds tensors: identity, not value, equality
 class AdaptedModel:
     """The B adapted VAEs of one inner step (eqs. 7-8), used like a :class:`~lvae.model.VAE`.
@@ -603,6 +624,9 @@ class AdaptedModel:
     arch: Architecture
     grads: InnerGradients
     alpha: float
+    #: the decoder's step size where it differs from the encoder's (Algorithm 1's line 5 as
+    #: printed: ``K * alpha``); None: ``alpha``, as eqs. 7-8
+    decoder_alpha: float | None = None
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(mu, logvar)`` under each task's adapted encoder phi'."""
@@ -610,7 +634,8 @@ class AdaptedModel:
 
     def decode(self, z: Tensor) -> Tensor:
         """Pixel logits under each task's adapted decoder theta'."""
-        return adapted_decode(self.params, self.arch, self.grads, self.alpha, z)
+        alpha = self.alpha if self.decoder_alpha is None else self.decoder_alpha
+        return adapted_decode(self.params, self.arch, self.grads, alpha, z)
 
 
 # --------------------------------------------------------------------------------------
@@ -628,6 +653,8 @@ def local_vae_loss(
     alpha: float,
     loss: LossSpec,
     first_order: bool = False,
+    decoder_scale: float = 1.0,
+    prior_sigma: float | None = None,
 ) -> LocalLoss:
     """The Local VAE objective of one batch (Algorithm 1, lines 2-7; eqs. 6-8), batched.
 
@@ -635,13 +662,19 @@ def local_vae_loss(
     ``(B, latent)`` and ``eps_inner`` ``(K, B, latent)`` (the reparameterisation noise,
     passed in so that formulations can be compared draw for draw). Backpropagating
     ``.loss`` gives the meta-gradient: second order unless ``first_order``. Same numbers as
-    ``lvae.objective.local_vae_loss_reference``.
+    ``lvae.objective.local_vae_loss_reference``, including its readings ``decoder_scale``
+    (the decoder's step times this) and ``prior_sigma`` (eq. 5's prior kept).
     """
     alpha = check_alpha(alpha)
     check_task_batch(anchors, neighbors)
     g = inner_gradients(params, arch, neighbors, eps_inner, loss, create_graph=not first_order)
-    model = AdaptedModel(params, arch, g, alpha)
+    model = AdaptedModel(params, arch, g, alpha,
+                         None if decoder_scale == 1.0 else alpha * decoder_scale)
     mu, logvar = model.encode(anchors)
     logits = model.decode(reparameterize(mu, logvar, eps_anchor))
     per_anchor, recon, kl = scaled_neg_elbo(anchors, logits, mu, logvar, loss, arch)
+    if prior_sigma is not None:
+        _, dec = layer_specs(arch)
+        step_sq = (alpha * decoder_scale) ** 2 * task_sq_norms(g, dec)
+        per_anchor = per_anchor + adapted_prior(step_sq, prior_sigma, loss.scale(arch))
     return LocalLoss(per_anchor.mean(), g.inner_loss, recon.detach().mean(), kl.detach().mean())

@@ -47,6 +47,14 @@ class TrainConfig:
     likelihood: str = "bernoulli"
     reduction: str = "pixel_mean"  # loss scale: what alpha means (lvae.objective)
     first_order: bool = False
+    #: Algorithm 1, line 5 as printed: no 1/K on the decoder's step (K times eqs. 7-8's)
+    algorithm1_literal: bool = False
+    #: eq. 5's prior p(theta_N | theta) = N(theta, sigma^2 I) on the adapted decoder, kept in
+    #: the loss (None: dropped, as eq. 6 drops it); lvae.objective.adapted_prior
+    adapted_prior_sigma: float | None = None
+    #: the Gaussian observation model's std: the decoder's likelihood and the synthetic
+    #: neighbours' noise, when ``likelihood`` is "gaussian"
+    gaussian_sigma: float = 0.1
     lr: float = 1e-4
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
@@ -68,7 +76,13 @@ class TrainConfig:
             object.__setattr__(self, name, float(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, except those of :data:`LATER_FIELDS` left at their default: so a
+        config.json written before a field existed reads (and hashes) the same after."""
+        d = dataclasses.asdict(self)
+        for name, default in LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -90,6 +104,12 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+#: Fields added after runs were shipped, with the default that leaves training as it was:
+#: written to config.json only when set to something else (:meth:`TrainConfig.to_dict`).
+LATER_FIELDS: dict[str, Any] = {"algorithm1_literal": False, "adapted_prior_sigma": None,
+                                "gaussian_sigma": 0.1}
 
 
 class ConfigError(ValueError):
@@ -139,6 +159,13 @@ def validate(c: TrainConfig) -> None:
     _expect(c.likelihood in LIKELIHOODS, "likelihood", c.likelihood, f"one of {LIKELIHOODS}")
     _expect(c.reduction in REDUCTIONS, "reduction", c.reduction, f"one of {REDUCTIONS}")
     _expect(isinstance(c.first_order, bool), "first_order", c.first_order, "a bool")
+    _expect(isinstance(c.algorithm1_literal, bool), "algorithm1_literal", c.algorithm1_literal,
+            "a bool")
+    _expect(c.adapted_prior_sigma is None or (_is_num(c.adapted_prior_sigma)
+                                              and c.adapted_prior_sigma > 0),
+            "adapted_prior_sigma", c.adapted_prior_sigma, "None or a finite number > 0")
+    _expect(_is_num(c.gaussian_sigma) and c.gaussian_sigma > 0, "gaussian_sigma",
+            c.gaussian_sigma, "a finite number > 0")
     _expect(_is_num(c.lr) and c.lr > 0, "lr", c.lr, "a finite number > 0")
     _expect(c.pool_size is None or (_is_int(c.pool_size) and c.pool_size > c.k),
             "pool_size", c.pool_size, "None or an int > k")
@@ -238,6 +265,10 @@ class Profile:
 
     #: GBT seeds per dataset where they differ from ``gbt_seeds`` ((dataset, seeds) pairs)
     gbt_seeds_by_dataset: tuple[tuple[str, int], ...] = ()
+    #: whether this profile's runs change training settings on purpose (the diagnosis's
+    #: arms): such a run keeps the profile's label, and its id carries a hash of its
+    #: settings (``-c<hash>``), instead of being relabelled ``custom``
+    varies_settings: bool = False
 
     def train_overrides(self) -> dict[str, Any]:
         return {"steps": self.steps, "resolution": self.resolution,
@@ -303,6 +334,17 @@ PROFILES: dict[str, Profile] = {
                 judges_why="at lr 1e-4 the pilot's vanilla VAE had not yet learned the "
                            "non-colour factors within a few thousand steps; this profile is "
                            "the pilot's comparison arm, not the study"),
+        # diagnosis: the study's reading (32x32, lr 1e-3) for 5k steps with early milestones;
+        # each run changes one choice the paper leaves open (lvae.study.DIAGNOSIS) and is
+        # read by its memorisation readout (lvae.study.readout), not by a claim
+        Profile("diagnosis", steps=5000, resolution=32, pool_size=20_000, eval_train=2000,
+                eval_test=1000, eval_fd=1000, eval_elbo=500, fd_steps=None, eval_jobs=1,
+                seeds=1, gbt_seeds=1, lr=1e-3, milestones=(250, 500, 1000, 2000, 5000),
+                varies_settings=True,
+                note="screening the choices the paper leaves open: one seed, 5k steps at the "
+                     "study's settings, one choice changed per run (the Diagnosis page)",
+                judges_why="5k steps and one seed: a screen for memorisation, which shows "
+                           "within hundreds of steps; the claims are judged on the study"),
         Profile("paper", steps=300_000, resolution=64, pool_size=None, eval_train=10_000,
                 eval_test=5000, eval_fd=50_000, eval_elbo=1000, fd_steps=None, eval_jobs=-1,
                 seeds=3, gbt_seeds=3, note="Appendix B, Table 4 exactly; needs a GPU",

@@ -27,7 +27,7 @@ from lvae.data.base import to_tensor
 from lvae.model import VAE
 from lvae.neighborhoods import Neighborhood
 from lvae.objective import check_alpha
-from lvae.training import Run, neighborhood_for
+from lvae.training import Run, decoder_scale, neighborhood_for
 
 
 def _check_images(images: Tensor, run: Run, name: str = "references") -> Tensor:
@@ -57,21 +57,19 @@ def adapt(run: Run, references: Tensor, k: int | None = None, seed: int = 0,
           generator: torch.Generator | None = None) -> InnerGradients:
     """One inner step per reference (eqs. 7-8), on neighbours from the run's neighbourhood.
 
-    ``references`` are float images ``(B, C, H, W)``. For kNN neighbourhoods the references
-    must be pool images: pass their pool positions as ``neighbor_positions``. Callers that
+    ``references`` are float images ``(B, C, H, W)``. For kNN neighbourhoods, references
+    that are pool images take their neighbours from the training graph when their pool
+    positions are passed as ``neighbor_positions``; any other image (a held-out one) takes
+    its K nearest pool images (:meth:`~lvae.neighborhoods.Neighborhood.neighbors_of`). Callers that
     adapt many batches pass a :func:`prepared_neighborhood` and their own ``generator``.
     """
     references = _check_images(references, run)
     nbhd = neighborhood if neighborhood is not None else prepared_neighborhood(run, k)
     gen = generator if generator is not None else torch.Generator().manual_seed(seed)
-    if run.config.neighborhood != "synthetic":
-        if neighbor_positions is None:
-            raise ValueError(f"neighborhood {run.config.neighborhood!r} needs "
-                             "neighbor_positions (pool positions of the references)")
-        pos = np.asarray(neighbor_positions)
-    else:
-        pos = np.arange(len(references))
-    neighbors = nbhd.sample(pos, references, gen)
+    if neighbor_positions is not None and run.config.neighborhood != "synthetic":
+        neighbors = nbhd.sample(np.asarray(neighbor_positions), references, gen)
+    else:  # held-out references: their K nearest pool images (kNN kinds)
+        neighbors = nbhd.neighbors_of(references, gen)
     eps = torch.randn(neighbors.shape[0], len(references), run.arch.latent_dim, generator=gen)
     with torch.no_grad():
         return inner_gradients(run.model.params(), run.arch, neighbors, eps, run.loss,
@@ -87,7 +85,9 @@ def adapted_model(run: Run, references: Tensor, alpha: float | None = None,
     """
     alpha = check_alpha(run.config.alpha if alpha is None else alpha)
     g = adapt(run, references, **adapt_kwargs)
-    return AdaptedModel(run.model.params(), run.arch, g, alpha)
+    scale = decoder_scale(run.config)
+    return AdaptedModel(run.model.params(), run.arch, g, alpha,
+                        None if scale == 1.0 else alpha * scale)
 
 
 @torch.no_grad()

@@ -65,6 +65,22 @@ class Neighborhood(abc.ABC):
     def sample(self, anchor_pos: np.ndarray, anchors: Tensor, generator: torch.Generator) -> Tensor:
         """Neighbours of the anchors at pool positions ``anchor_pos`` (tensors ``anchors``)."""
 
+    def neighbors_of(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """Neighbours of images that are not in the pool (held-out references), k-major.
+
+        A kNN kind returns the K nearest pool images, found as the pool's own are; the
+        synthetic kind draws around the images themselves, as for any anchor.
+        """
+        return self.sample(np.arange(len(images)), images, generator)
+
+
+def _nearest_pool_images(index: faiss.Index, pool: ImagePool, queries: np.ndarray, k: int,
+                         device: torch.device) -> Tensor:
+    """The ``k`` nearest pool images of each query row, k-major ``(K, B, C, H, W)``."""
+    _, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    imgs = pool.tensor(idx.T.reshape(-1), device=device)
+    return imgs.view(k, len(queries), *imgs.shape[1:])
+
 
 class SyntheticNeighborhood(Neighborhood):
     """K draws from the observation noise model around the anchor."""
@@ -117,6 +133,8 @@ class InputL2Neighborhood(Neighborhood):
         self.pca_above, self.pca_dim = pca_above, pca_dim
         self.graph: np.ndarray | None = None
         self.pool: ImagePool | None = None
+        self.index: faiss.Index | None = None  # the pool's pixels, for neighbors_of
+        self.pca: faiss.PCAMatrix | None = None
 
     def setup(
         self, pool: ImagePool, encode_means: EncodeMeans | None = None
@@ -128,7 +146,10 @@ class InputL2Neighborhood(Neighborhood):
             pca = faiss.PCAMatrix(flat.shape[1], self.pca_dim)
             pca.train(flat[:: max(1, len(flat) // 50_000)])
             flat = pca.apply(flat)
+            self.pca = pca
         self.graph = knn_graph(flat, self.k, desc="input-l2 kNN graph")
+        self.index = faiss.IndexFlatL2(flat.shape[1])
+        self.index.add(np.ascontiguousarray(flat, dtype=np.float32))
 
     def sample(self, anchor_pos: np.ndarray, anchors: Tensor, generator: torch.Generator) -> Tensor:
         if self.graph is None or self.pool is None:
@@ -136,6 +157,15 @@ class InputL2Neighborhood(Neighborhood):
         idx = self.graph[anchor_pos].T  # (K, B)
         imgs = self.pool.tensor(idx.reshape(-1), device=anchors.device)
         return imgs.view(self.k, len(anchor_pos), *imgs.shape[1:])
+
+    def neighbors_of(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        if self.index is None or self.pool is None:
+            raise RuntimeError("InputL2Neighborhood.setup(pool) must run before neighbors_of()")
+        # pixels as the pool flattens them (channels last, in [0, 1])
+        flat = images.detach().movedim(1, -1).reshape(len(images), -1).float().cpu().numpy()
+        if self.pca is not None:
+            flat = self.pca.apply(np.ascontiguousarray(flat))
+        return _nearest_pool_images(self.index, self.pool, flat, self.k, images.device)
 
 
 class LatentKnnNeighborhood(Neighborhood):
@@ -191,6 +221,13 @@ class LatentKnnNeighborhood(Neighborhood):
         idx = _drop_self(idx, np.asarray(anchor_pos), self.k).T  # (K, B)
         imgs = self.pool.tensor(idx.reshape(-1), device=anchors.device)
         return imgs.view(self.k, len(anchor_pos), *imgs.shape[1:])
+
+    @torch.no_grad()
+    def neighbors_of(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        if self.index is None or self.pool is None or self.encode_means is None:
+            raise RuntimeError("LatentKnnNeighborhood.setup(pool, encode_means) must run first")
+        means = self.encode_means(images).float().cpu().numpy()
+        return _nearest_pool_images(self.index, self.pool, means, self.k, images.device)
 
 
 def make_neighborhood(kind: str, k: int, **options) -> Neighborhood:

@@ -60,8 +60,9 @@ if TYPE_CHECKING:  # resolved lazily at run time (module __getattr__ below)
 
 __all__ = [
     "LIKELIHOODS", "REDUCTIONS", "AdaptedModel", "InnerGradients", "LocalLoss", "LossSpec",
-    "adapted_decode", "adapted_encode", "check_alpha", "check_task_batch", "global_loss",
-    "inner_gradients", "inner_step", "local_objective", "local_vae_loss",
+    "adapted_decode", "adapted_encode", "adapted_prior", "check_alpha", "check_task_batch",
+    "global_loss",
+    "inner_gradients", "inner_step", "is_decoder", "local_objective", "local_vae_loss",
     "local_vae_loss_reference", "neg_elbo", "neg_elbo_parts", "neg_elbo_terms",
     "reparameterize", "scaled_neg_elbo", "vanilla_vae_loss",
 ]
@@ -182,16 +183,37 @@ def local_objective(params: Params, neighbors: Tensor, eps: Tensor, arch: Archit
     return neg_elbo(params, neighbors, eps, arch, loss).mean()
 
 
-def inner_step(params: Params, grads: Params, alpha: float) -> Params:
+def inner_step(params: Params, grads: Params, alpha: float, decoder_scale: float = 1.0
+               ) -> Params:
     """Eqs. 7-8: the neighbourhood's parameters, one gradient step from the meta-parameters.
 
     ``theta' = theta - alpha * grad_theta (1/K) sum_k L`` and the same for phi, where
     ``grads`` holds the gradient of :func:`local_objective` for every name in ``params``.
     Pure: the meta-parameters are untouched, and when ``grads`` was computed with
     ``create_graph=True`` the result stays differentiable with respect to them, which is
-    what makes the meta-gradient second order.
+    what makes the meta-gradient second order. ``decoder_scale`` multiplies the decoder's
+    (theta's) step only: K reads Algorithm 1's line 5 as printed, without eq. 7's 1/K.
     """
-    return {name: p - alpha * grads[name] for name, p in params.items()}
+    return {name: p - alpha * (decoder_scale if is_decoder(name) else 1.0) * grads[name]
+            for name, p in params.items()}
+
+
+def is_decoder(name: str) -> bool:
+    """Whether a parameter is the decoder's (theta) rather than the encoder's (phi)."""
+    return name.startswith("dec.")
+
+
+def adapted_prior(step_sq_norm: Tensor, sigma: float, scale: float) -> Tensor:
+    """Eq. 5's ``-log p(theta_N | theta)`` for a Gaussian prior N(theta, sigma^2 I), per task.
+
+    Eq. 5 keeps this term and eq. 6 drops it; with theta_N = theta' (the one-step estimate of
+    eq. 7) it is ``||theta' - theta||^2 / (2 sigma^2)`` up to a constant: a penalty on the
+    size of the decoder's inner step, which nothing in eq. 6 has. ``step_sq_norm`` holds
+    ``||theta' - theta||^2`` per task; ``scale`` is the loss scale (:meth:`LossSpec.scale`),
+    applied as to the rest of the bound so that sigma means the same under both reductions.
+    This is the paper's own derivation kept, not an addition to it.
+    """
+    return step_sq_norm * (scale / (2.0 * sigma**2))
 
 
 def global_loss(adapted: Params, anchors: Tensor, eps: Tensor, arch: Architecture,
@@ -224,6 +246,8 @@ def local_vae_loss_reference(
     alpha: float,
     loss: LossSpec,
     first_order: bool = False,
+    decoder_scale: float = 1.0,
+    prior_sigma: float | None = None,
 ) -> LocalLoss:
     """Algorithm 1, lines 2-7, as written: a loop over the anchors of the batch.
 
@@ -233,6 +257,8 @@ def local_vae_loss_reference(
     gradient keeps its graph (``create_graph``) unless ``first_order``, so the meta-gradient
     flows through the inner step. Arguments as :func:`local_vae_loss`, which computes the
     same numbers batched; this one is the readable reference the tests hold it to.
+    ``decoder_scale`` and ``prior_sigma`` are readings of what the paper leaves open
+    (:func:`inner_step`, :func:`adapted_prior`); their defaults are eqs. 6-8.
     """
     alpha = check_alpha(alpha)
     check_task_batch(anchors, neighbors)
@@ -243,8 +269,13 @@ def local_vae_loss_reference(
         task_loss = local_objective(params, neighbors[:, i], eps_inner[:, i], arch, loss)
         grads = torch.autograd.grad(task_loss, [params[n] for n in names],
                                     create_graph=not first_order)
-        adapted = inner_step(params, dict(zip(names, grads, strict=True)), alpha)
-        parts.append(global_loss(adapted, anchors[i : i + 1], eps_anchor[i : i + 1], arch, loss))
+        adapted = inner_step(params, dict(zip(names, grads, strict=True)), alpha, decoder_scale)
+        per, recon, kl = global_loss(adapted, anchors[i : i + 1], eps_anchor[i : i + 1], arch,
+                                     loss)
+        if prior_sigma is not None:
+            sq = sum(((adapted[n] - params[n]) ** 2).sum() for n in names if is_decoder(n))
+            per = per + adapted_prior(sq, prior_sigma, loss.scale(arch))
+        parts.append((per, recon, kl))
         inner.append(task_loss.detach())
     per_anchor, recon, kl = (torch.cat(t) for t in zip(*parts, strict=True))
     return LocalLoss(per_anchor.mean(), torch.stack(inner).mean(), recon.detach().mean(),

@@ -109,7 +109,15 @@ def experiment_of(config: Mapping[str, Any] | TrainConfig) -> Experiment:
                       d.get("neighborhood", "synthetic"), int(d.get("seed", 0)),
                       reduction=None if red == _DEFAULT_REDUCTION else red,
                       data_path=d.get("data_path"),
-                      variant=settings_hash(d) if d.get("profile") == CUSTOM else None)
+                      variant=settings_hash(d) if _hashed(d.get("profile")) else None)
+
+
+def _hashed(profile: str | None) -> bool:
+    """Whether runs labelled ``profile`` carry their settings' hash in their id: custom runs
+    and those of a profile whose runs vary settings on purpose (the diagnosis)."""
+    from lvae.config import PROFILES
+
+    return profile == CUSTOM or (profile in PROFILES and PROFILES[profile].varies_settings)
 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -205,6 +213,9 @@ def experiment_config(
     lr: float | None = None,
     first_order: bool | None = None,
     likelihood: str | None = None,
+    algorithm1_literal: bool | None = None,
+    adapted_prior_sigma: float | None = None,
+    gaussian_sigma: float | None = None,
     latent_refresh: int | None = None,
     checkpoint_every: int | None = None,
     data_path: str | None = None,
@@ -238,6 +249,8 @@ def experiment_config(
     # ... and the settings this call changes
     settings = {"k": k, "batch_size": batch_size, "steps": steps, "resolution": resolution,
                 "lr": lr, "first_order": first_order, "likelihood": likelihood,
+                "algorithm1_literal": algorithm1_literal,
+                "adapted_prior_sigma": adapted_prior_sigma, "gaussian_sigma": gaussian_sigma,
                 "latent_refresh": latent_refresh, "checkpoint_every": checkpoint_every}
     sizes = {"num_train": eval_train, "num_test": eval_test, "num_fd": eval_fd}
     with _as_parameters():
@@ -253,7 +266,7 @@ def experiment_config(
         real = check_data_path(dataset, data_path)
         standard, config = standard.replace(data_path=real), config.replace(data_path=real)
     changed = tuple(n for n in sorted(settings) if getattr(config, n) != getattr(standard, n))
-    if changed:
+    if changed and not prof.varies_settings:
         config = config.replace(profile=CUSTOM)
     exp = experiment_of(config)
     return ExperimentSetup(

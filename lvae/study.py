@@ -57,15 +57,27 @@ MILESTONE_VERSION = 1
 
 @dataclass(frozen=True)
 class StudyRun:
-    """One run of the study: an experiment, the profile it runs at, and why it is there."""
+    """One run of the study: an experiment, the profile it runs at, and why it is there.
+
+    ``settings`` are training settings the run changes from its profile (the diagnosis's
+    arms: ``(("lr", 1e-4),)``), passed to :func:`lvae.params.experiment_config`; ``arm``
+    names what it tests, as the Diagnosis page shows it.
+    """
 
     experiment: Experiment
     profile: str
     purpose: str
+    settings: tuple[tuple[str, Any], ...] = ()
+    arm: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.profile}/{self.experiment.run_id}"
+        return f"{self.profile}/{self.run_id}"
+
+    @property
+    def run_id(self) -> str:
+        """The folder name: the experiment's id, with the settings' hash where they vary."""
+        return setup("runs", self).run_id
 
 
 def _shapes(alpha: float, seed: int, beta: float = 1.0, neighborhood: str = "synthetic"
@@ -97,8 +109,69 @@ def _plan() -> list[StudyRun]:
 STUDY: tuple[StudyRun, ...] = tuple(_plan())
 
 
+def _arm(arm: str, purpose: str, alpha: float = 1.0, beta: float = 1.0,
+         neighborhood: str = "synthetic", reduction: str | None = None, seed: int = 0,
+         **settings: Any) -> StudyRun:
+    e = Experiment("shapes3d", alpha, beta, neighborhood, seed, reduction=reduction)
+    return StudyRun(e, "diagnosis", purpose, tuple(sorted(settings.items())), arm)
+
+
+def _diagnosis() -> list[StudyRun]:
+    """The diagnosis (issue 21): one choice the paper leaves open changed per run, from the
+    study's reading (alpha = 1, pixel_mean, lr 1e-3, second order, eqs. 7-8, Bernoulli
+    neighbours, eq. 6), in the order the workers take them: the long run at the paper's lr
+    first, then the cheap controls the readout's thresholds are read against, then the arms
+    most likely to move the readout."""
+    lr4 = "lr 1e-4 (Table 4)"
+    return [
+        StudyRun(_shapes(1.0, 0), "cpu", "alpha = 1 at the paper's lr 1e-4 for 20k steps: the "
+                 "obvious objection to the study's lr", arm=lr4),
+        _arm("control: vanilla VAE", "the readout of a model that does not memorise", 0.0),
+        _arm("control: beta-VAE (beta = 16)", "the readout of the most compressed baseline",
+             0.0, beta=16.0),
+        _arm("control: vanilla VAE, lr 1e-4", "the vanilla VAE at the paper's lr", 0.0,
+             lr=1e-4),
+        # sigma from a measurement: the memorising study model's decoder step has
+        # ||theta' - theta||^2 = 1.8 (the vanilla VAE's would be 0.05), so under pixel_mean
+        # the prior costs it 1.8 / (2 sigma^2 3072) = 0.33 per pixel value at sigma 0.03,
+        # about its whole loss (0.29); 2.9 at 0.01 (dominant); 0.03 at 0.1 (a tenth)
+        *[_arm(f"eq. 5's prior kept, sigma = {sg:g}", "the prior p(theta_N | theta) that eq. 6 "
+               "drops, on the adapted decoder: penalises a large inner step",
+               adapted_prior_sigma=sg) for sg in (0.03, 0.01, 0.1)],
+        *[_arm(f"Gaussian observation model, sigma = {sg:g}", "Gaussian decoder and Gaussian "
+               "synthetic neighbours (anchor + sigma * noise) instead of Bernoulli draws",
+               likelihood="gaussian", gaussian_sigma=sg) for sg in (0.1, 0.2, 0.05)],
+        _arm("Algorithm 1 literally (no 1/K on the decoder's step)", "Algorithm 1's line 5 "
+             "as printed: the decoder steps K times eq. 7's step", algorithm1_literal=True),
+        *[_arm(f"loss summed over pixels, alpha = {a:g}", "eq. 1 read literally, with the "
+               "paper's alpha grid as printed", a, reduction="sum") for a in (1e-1, 1e-2, 1e-3)],
+        _arm("pixel_mean, alpha = 3", "the summed loss's alpha = 1e-3 in pixel_mean units "
+             "(x 3072 at 32x32)", 3.0),
+        _arm("first order, lr 1e-4", "MAML's first-order approximation (it diverges at lr "
+             "1e-3 within 120 steps)", first_order=True, lr=1e-4),
+        _arm("latent-space kNN neighbours", "the paper's other neighbourhood (CarsNORB's)",
+             neighborhood="latent_knn"),
+        _arm("control: the study's reading", "alpha = 1 as the study trains it, with the "
+             "readout and early milestones"),
+    ]
+
+
+#: The diagnosis's runs in the order workers take them (``study work --plan diagnosis``).
+DIAGNOSIS: tuple[StudyRun, ...] = tuple(_diagnosis())
+
+#: The plans a worker can work through, by name.
+PLANS: dict[str, tuple[StudyRun, ...]] = {"study": STUDY, "diagnosis": DIAGNOSIS}
+
+
+def plan(name: str) -> tuple[StudyRun, ...]:
+    """The plan called ``name`` (an error naming the known ones if none is)."""
+    if name not in PLANS:
+        raise ValueError(f"no plan is called {name!r}; the plans are {', '.join(PLANS)}")
+    return PLANS[name]
+
+
 def run_dir(out: str | Path, sr: StudyRun) -> Path:
-    return Path(out) / sr.profile / sr.experiment.run_id
+    return Path(out) / sr.profile / sr.run_id
 
 
 def setup(out: str | Path, sr: StudyRun):
@@ -106,7 +179,7 @@ def setup(out: str | Path, sr: StudyRun):
     e = sr.experiment
     return experiment_config(dataset=e.dataset, alpha=e.alpha, beta=e.beta,
                              neighborhood=e.neighborhood, seed=e.seed, profile=sr.profile,
-                             out_dir=str(out))
+                             reduction=e.reduction, out_dir=str(out), **dict(sr.settings))
 
 
 # --------------------------------------------------------------------------- measures
@@ -135,15 +208,74 @@ def z_share(samples: np.ndarray) -> dict[str, float]:
             "within_row": within_row, "across_refs": across_refs}
 
 
-def _references_and_codes(run: Any, n_refs: int, n_codes: int, rs: np.random.RandomState
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
+def _references_and_codes(run: Any, n_refs: int, n_codes: int, rs: np.random.RandomState,
+                          with_indices: bool = False) -> Any:
     """``n_refs`` held-out images (never trained on, in dataset order) and ``n_codes`` prior
-    codes, drawn in that order from ``rs``: the rows and columns of a Figure 3 grid."""
+    codes, drawn in that order from ``rs``: the rows and columns of a Figure 3 grid (and
+    the references' dataset indices, ``with_indices``)."""
     from lvae.data.base import to_tensor
 
     idx = np.sort(run.heldout[rs.choice(len(run.heldout), n_refs, replace=False)])
     z = rs.standard_normal((n_codes, run.arch.latent_dim)).astype(np.float32)
-    return to_tensor(run.dataset.images(idx)), torch.from_numpy(z)
+    out = (to_tensor(run.dataset.images(idx)), torch.from_numpy(z))
+    return (*out, idx) if with_indices else out
+
+
+#: Non-colour settings drawn per reference for the data's own object variance (readout).
+OBJECT_DRAWS = 16
+
+
+def object_variance(dataset: Any, indices: np.ndarray, rs: np.random.RandomState
+                    ) -> float | None:
+    """What Figure 3's claim says z should move: the mean per-pixel variance of the data's
+    images that keep a reference's colour factors and draw its other factors (scale, shape,
+    orientation) at random, ``OBJECT_DRAWS`` per reference; None for a dataset without a
+    colour/non-colour split. A row of localized generations whose within-row variance comes
+    near this is a row where z draws the object, as the paper's Figure 3 shows."""
+    local = (getattr(dataset, "dci_subsets", None) or {}).get("dci_nocolor")
+    if not local:
+        return None
+    cols = [dataset.factor_names.index(n) for n in local]
+    base = dataset.index_to_factors(indices)  # (R, F)
+    draws = np.repeat(base[:, None], OBJECT_DRAWS, axis=1)  # (R, M, F)
+    for j in cols:
+        draws[..., j] = rs.randint(dataset.factor_sizes[j], size=draws.shape[:2])
+    imgs = dataset.images_from_factors(draws.reshape(-1, base.shape[1])).astype(np.float64)
+    imgs = imgs.reshape(len(indices), OBJECT_DRAWS, -1) / 255.0
+    return float(imgs.var(axis=1).mean())
+
+
+@torch.no_grad()
+def readout(run: Any, refs: torch.Tensor, ref_idx: np.ndarray, samples: np.ndarray,
+            seed: int = 0, num_elbo: int = 500) -> dict[str, Any]:
+    """The memorisation readout of one snapshot (issue 21; the Diagnosis page defines each):
+
+    * ``kl``: KL(q(z|x; phi') || N(0, I)) in nats of the references under the encoder
+      adapted to each one's neighbourhood (the meta-encoder's at alpha = 0), and
+      ``kl_meta`` under the meta-encoder: how much z can carry;
+    * ``copy_distance``: mean squared error (pixels in [0, 1]) between each row of
+      localized generations averaged over z and its reference: 0 when every row is its
+      reference whatever z is;
+    * ``local_share``: the rows' within-row variance over :func:`object_variance`: how far z
+      moves the image, against how far the object factors move it in the data (0: z
+      moves nothing; near 1: as much as the data's objects do);
+    * ``heldout``: the held-out negative ELBO (nats per image) of the meta-model alone and
+      of the adapted model (:func:`lvae.evaluation.heldout_neg_elbo`).
+    """
+    from lvae.evaluation import heldout_neg_elbo
+    from lvae.generation import adapted_model
+
+    def kl(mu: torch.Tensor, logvar: torch.Tensor) -> float:
+        return float((0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)).mean())
+
+    model = adapted_model(run, refs, seed=seed) if run.config.alpha > 0 else run.model
+    ov = object_variance(run.dataset, ref_idx, np.random.RandomState(seed + 2))
+    within = float(np.asarray(samples, np.float64).var(axis=1).mean())
+    copy = float(((samples.mean(axis=1) - refs.numpy()) ** 2).mean())
+    return {"kl": kl(*model.encode(refs)), "kl_meta": kl(*run.model.encode(refs)),
+            "copy_distance": copy, "within_row": within, "object_variance": ov,
+            "local_share": within / ov if ov else None,
+            "heldout": heldout_neg_elbo(run, num_elbo, seed)}
 
 
 def milestone_path(rdir: str | Path, step: int) -> Path:
@@ -153,13 +285,15 @@ def milestone_path(rdir: str | Path, step: int) -> Path:
 def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
                    force: bool = False, dci_sizes: dict[str, int] | None = None
                    ) -> dict[str, Any]:
-    """DCI (with and without colour, meta codes) and :func:`z_share` of one snapshot.
+    """DCI (with and without colour, meta codes), :func:`z_share` and the memorisation
+    :func:`readout` of one snapshot. A record from before the readout existed gains it
+    (its DCI kept) while the snapshot is still there.
 
     ``dci_sizes`` overrides :data:`MILESTONE_DCI` (tests use tiny samples).
     """
     from lvae.evaluation import disentanglement_metrics, jsonable
     from lvae.generation import localized_samples, represent
-    from lvae.training import load_run
+    from lvae.training import load_run, snapshot_path
 
     sizes = dict(MILESTONE_DCI if dci_sizes is None else dci_sizes)
 
@@ -167,19 +301,31 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
     old = read_json_or_none(path)
     if (not force and isinstance(old, dict) and old.get("version") == MILESTONE_VERSION
             and old.get("sample_counts", {}).get("num_train") == sizes["num_train"]):
-        return old
+        if "readout" in old or not snapshot_path(rdir, step).is_file():
+            return old
+        # a record made before the readout existed: add it, keep its DCI
+        t0 = time.perf_counter()
+        run = load_run(rdir, snapshot=step, dataset=dataset)
+        refs, z, idx = _references_and_codes(run, ZSHARE_REFS, ZSHARE_CODES,
+                                             np.random.RandomState(seed), with_indices=True)
+        samples = localized_samples(run, refs, z, seed=seed).numpy()
+        record = jsonable({**old, "readout": readout(run, refs, idx, samples, seed),
+                           "readout_wall_time_s": round(time.perf_counter() - t0, 2)})
+        atomic_write_json(path, record)
+        return record
     t0 = time.perf_counter()
     run = load_run(rdir, snapshot=step, dataset=dataset)
     metrics = disentanglement_metrics(run.dataset, represent(run, "meta"), seed=seed,
                                       n_jobs=1, **sizes)
-    refs, z = _references_and_codes(run, ZSHARE_REFS, ZSHARE_CODES,
-                                    np.random.RandomState(seed))
+    refs, z, idx = _references_and_codes(run, ZSHARE_REFS, ZSHARE_CODES,
+                                         np.random.RandomState(seed), with_indices=True)
     samples = localized_samples(run, refs, z, seed=seed).numpy()
     record = {
         "step": step,
         "version": MILESTONE_VERSION,
         **{k: v for k, v in metrics.items() if k.startswith(("dci_", "mig"))},
         "zshare": z_share(samples),
+        "readout": readout(run, refs, idx, samples, seed),
         "sample_counts": dict(sizes, zshare_refs=ZSHARE_REFS,
                               zshare_codes=ZSHARE_CODES),
         "wall_time_s": round(time.perf_counter() - t0, 2),
@@ -252,24 +398,35 @@ def complete(out: str | Path, sr: StudyRun, log=print) -> dict[str, Any]:
     return evaluate(st.run_dir, prof.evaluation(n_jobs=1), progress=False)
 
 
-def work(out: str | Path, limit: int | None = None, log=print) -> int:
-    """One worker: complete runs of :data:`STUDY` in order until none is left (or ``limit``).
+def shipped_done(sr: StudyRun, root: str | Path | None = None) -> bool:
+    """Whether the repository already holds ``sr`` finished (or diverged) under
+    ``results/``: such a run is done on any machine, and no worker trains it again."""
+    return (_results_root(root) / sr.profile / sr.run_id / "result.json").is_file()
 
-    Returns how many runs it completed. Runs held by another worker are skipped.
+
+def work(out: str | Path, limit: int | None = None, log=print,
+         runs: tuple[StudyRun, ...] | None = None, shipped_root: str | Path | None = None
+         ) -> int:
+    """One worker: complete the runs of a plan (:data:`STUDY` by default) in order until
+    none is left (or ``limit``).
+
+    Returns how many runs it completed. Runs held by another worker are skipped, and so are
+    runs the repository already holds finished (:func:`shipped_done`): a fresh machine does
+    not retrain the shipped evidence (``shipped_root``: where it is; ``results/``).
     """
     torch.set_num_threads(1)
     done = 0
     while limit is None or done < limit:
-        for sr in STUDY:
+        for sr in STUDY if runs is None else runs:
             rdir = run_dir(out, sr)
-            if is_done(rdir):
+            if is_done(rdir) or shipped_done(sr, shipped_root):
                 continue
             with claimed(rdir) as mine:
                 if not mine:
                     continue
                 if is_done(rdir):  # finished by another worker between the checks
                     continue
-                log(f"{now()} worker {os.getpid()} takes {sr.name} ({sr.purpose})")
+                log(f"{now()} worker {os.getpid()} takes {sr.name} ({sr.arm or sr.purpose})")
                 complete(out, sr, log=log)
                 done += 1
                 break
@@ -280,12 +437,13 @@ def work(out: str | Path, limit: int | None = None, log=print) -> int:
 
 
 def study_run(name: str) -> StudyRun:
-    """The run of :data:`STUDY` called ``name`` (``profile/run_id``, as ``status`` prints)."""
-    for sr in STUDY:
+    """The run called ``name`` (``profile/run_id``, as ``status`` prints) in any plan."""
+    every = [sr for p in PLANS.values() for sr in p]
+    for sr in every:
         if sr.name == name:
             return sr
-    raise ValueError(f"no study run is called {name!r}; the plan's runs are "
-                     f"{', '.join(sr.name for sr in STUDY)}")
+    raise ValueError(f"no study run is called {name!r}; the plans' runs are "
+                     f"{', '.join(sr.name for sr in every)}")
 
 
 def _train_one(out: str, name: str) -> None:
@@ -338,12 +496,18 @@ def train_only(out: str | Path, names: list[str], seconds: float | None = None,
     return {n: (c if c >= 0 else None) for n, c in codes.items()}  # killed: None
 
 
-def progress(out: str | Path) -> list[dict[str, Any]]:
-    """Where each run of the study stands: steps, seconds per step, CPU hours (training CPU
-    from the result or the last checkpoint, plus the evaluations' wall time), milestones."""
+def progress(out: str | Path, runs: tuple[StudyRun, ...] | None = None
+             ) -> list[dict[str, Any]]:
+    """Where each run of a plan (the study's by default) stands: steps, seconds per step,
+    CPU hours (training CPU from the result or the last checkpoint, plus the evaluations'
+    wall time), milestones. A run the repository holds finished reads "shipped" when this
+    machine has no copy of it."""
     rows = []
-    for sr in STUDY:
+    for sr in STUDY if runs is None else runs:
         rdir = run_dir(out, sr)
+        shipped = not (rdir / "config.json").is_file() and shipped_done(sr)
+        if shipped:
+            rdir = _results_root(None) / sr.profile / sr.run_id
         cfg = read_json_or_none(rdir / "config.json") or {}
         result = read_json_or_none(rdir / "result.json")
         last = _last_log(rdir)
@@ -355,9 +519,10 @@ def progress(out: str | Path) -> list[dict[str, Any]]:
             cpu = _checkpoint_facts(rdir)["cpu_time_s"]
         rows.append({
             "run": sr.name,
+            "arm": sr.arm,
             "purpose": sr.purpose,
-            "state": ("done" if is_done(rdir) else result["status"] if result
-                      else "training" if step else "planned"),
+            "state": ("done" if is_done(rdir) else "shipped" if shipped else result["status"]
+                      if result else "training" if step else "planned"),
             "step": step,
             "steps": steps,
             "sec_per_step": round(wall / step, 3) if step else None,
@@ -739,7 +904,8 @@ def _hours(train_seconds: float, folder: Path) -> float:
     return round(seconds / 3600, 2)
 
 
-def status_frame(root: str | Path | None = None) -> pd.DataFrame:
+def status_frame(root: str | Path | None = None, runs: tuple[StudyRun, ...] | None = None
+                 ) -> pd.DataFrame:
     """The plan beside what is shipped: one row per run of :data:`STUDY` (priority order)
     with its state (finished, diverged, training at step N, planned), steps, where it trained
     (``trained on``: "CPU" or the accelerator's name) and its hours (training on that
@@ -748,9 +914,9 @@ def status_frame(root: str | Path | None = None) -> pd.DataFrame:
 
     root = Path(IMPORTED_DIR if root is None else root)
     rows = []
-    for i, sr in enumerate(STUDY, 1):
-        done = root / sr.profile / sr.experiment.run_id
-        part = root / PROGRESS_DIR / sr.profile / sr.experiment.run_id
+    for i, sr in enumerate(STUDY if runs is None else runs, 1):
+        done = root / sr.profile / sr.run_id
+        part = root / PROGRESS_DIR / sr.profile / sr.run_id
         folder = done if (done / "result.json").is_file() else part
         prov = read_json_or_none(folder / "provenance.json")
         state = ("planned" if not prov else "training" if folder != done

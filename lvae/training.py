@@ -60,11 +60,22 @@ def architecture(config: TrainConfig, dataset: ImageDataset) -> Architecture:
 
 
 def loss_spec(config: TrainConfig) -> LossSpec:
-    return LossSpec(likelihood=config.likelihood, beta=config.beta, reduction=config.reduction)
+    return LossSpec(likelihood=config.likelihood, beta=config.beta, reduction=config.reduction,
+                    gaussian_sigma=config.gaussian_sigma)
+
+
+def decoder_scale(config: TrainConfig) -> float:
+    """The decoder's inner step relative to eq. 7's: K for Algorithm 1 read literally."""
+    return float(config.k) if config.algorithm1_literal else 1.0
 
 
 def neighborhood_for(config: TrainConfig, dataset: ImageDataset) -> Neighborhood:
     if config.neighborhood == "synthetic":
+        # section 3.1: "the noise distribution assumed as the observation process", which
+        # under a Gaussian decoder is that Gaussian (its sigma), else the dataset's
+        if config.likelihood == "gaussian":
+            return make_neighborhood("synthetic", config.k, noise="gaussian",
+                                     sigma=config.gaussian_sigma)
         return make_neighborhood("synthetic", config.k, noise=dataset.noise_model)
     if config.neighborhood == "latent_knn":
         return make_neighborhood("latent_knn", config.k, refresh=config.latent_refresh)
@@ -288,7 +299,9 @@ def train_step(model: VAE, opt: torch.optim.Optimizer, pool: ImagePool,
         neighbors = nbhd.sample(pos, anchors, gen)
         eps_i = torch.randn(config.k, b, latent, generator=gen, device=device)
         out = local_vae_loss(params, arch, anchors, neighbors, eps_a, eps_i, config.alpha, loss,
-                             first_order=config.first_order)
+                             first_order=config.first_order,
+                             decoder_scale=decoder_scale(config),
+                             prior_sigma=config.adapted_prior_sigma)
     if not torch.isfinite(out.loss):
         return out
     opt.zero_grad(set_to_none=True)

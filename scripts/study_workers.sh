@@ -3,6 +3,7 @@
 #
 #   scripts/study_workers.sh            # start 2 workers (one per core) on ~/lvae-study
 #   N=1 OUT=/data/study scripts/study_workers.sh
+#   PLAN=diagnosis OUT=~/lvae-diag scripts/study_workers.sh   # the diagnosis's runs
 #   scripts/study_workers.sh stop       # kill them (each resumes from its last checkpoint)
 #
 # Every run of the study is trained by the same code: the first start records the commit
@@ -13,10 +14,11 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$HOME/lvae-study}
 N=${N:-2}
+PLAN=${PLAN:-study}
 PY=${PY:-$REPO/.venv/bin/python}
 
 if [[ "${1:-start}" == "stop" ]]; then
-    pkill -f "lvae study work --out $OUT" && echo "stopped" || echo "no worker running"
+    pkill -f "lvae study work --plan $PLAN --out $OUT" && echo "stopped" || echo "no worker running"
     exit 0
 fi
 mkdir -p "$OUT"
@@ -37,8 +39,9 @@ cd "$OUT"
 PYTHONPATH="$OUT/code" "$PY" -c "import lvae, sys; sys.exit(not lvae.__file__.startswith('$OUT/code/'))" \
     || { echo "error: workers would not import the pinned code in $OUT/code" >&2; exit 2; }
 for i in $(seq 1 "$N"); do
-    PYTHONPATH="$OUT/code" nohup nice -n 5 "$PY" -m lvae study work --out "$OUT" \
-        >> "$OUT/worker$i.log" 2>&1 &
+    PYTHONPATH="$OUT/code" nohup nice -n 5 "$PY" -m lvae study work --plan "$PLAN" \
+        --out "$OUT" >> "$OUT/worker$i.log" 2>&1 &
     sleep 2
 done
-echo "started $N worker(s) at ${COMMIT:0:12} on $OUT; progress: $PY -m lvae study status --out $OUT"
+echo "started $N worker(s) of plan $PLAN at ${COMMIT:0:12} on $OUT; progress:" \
+    "PYTHONPATH=$OUT/code $PY -m lvae study status --plan $PLAN --out $OUT"

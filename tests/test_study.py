@@ -259,11 +259,43 @@ def test_a_worker_completes_its_runs_end_to_end(tmp_path: Path, monkeypatch, one
     monkeypatch.setattr(study, "STUDY", (study.StudyRun(study._shapes(1.0, 0), "study", "t"),))
     monkeypatch.setattr(study, "MILESTONE_DCI", SIZES)
     lines: list[str] = []
-    assert study.work(tmp_path, log=lines.append) == 1
+    assert study.work(tmp_path, log=lines.append, shipped_root=tmp_path / "none") == 1
     rdir = study.run_dir(tmp_path, study.STUDY[0])
     assert study.is_done(rdir) and [m["step"] for m in study.milestones(rdir)] == [2, 4]
     assert any("takes study/" in ln for ln in lines) and "no run left" in lines[-1]
-    assert study.work(tmp_path, log=lines.append) == 0  # nothing left: a restart is a no-op
+    assert study.work(tmp_path, log=lines.append, shipped_root=tmp_path / "none") == 0
+    # nothing left: a restart is a no-op
+    rec = study.milestones(rdir)[-1]["readout"]  # the memorisation readout at each milestone
+    assert set(rec) >= {"kl", "kl_meta", "copy_distance", "local_share", "heldout"}
+    assert rec["kl"] >= 0 and rec["copy_distance"] >= 0 and rec["object_variance"] > 0
+
+
+def test_a_fresh_machine_does_not_retrain_a_shipped_run(tmp_path: Path, monkeypatch):
+    """A run the repository holds finished is done: an empty study folder (a new machine)
+    takes nothing, and status says it is shipped (it said "0 of 18" and retrained it)."""
+    sr = study.StudyRun(study._shapes(1.0, 0), "study", "t")
+    monkeypatch.setattr(study, "STUDY", (sr,))
+    shipped = tmp_path / "results" / "study" / sr.run_id
+    shipped.mkdir(parents=True)
+    (shipped / "result.json").write_text(json.dumps({"status": "completed"}))
+    lines: list[str] = []
+    assert study.work(tmp_path / "out", log=lines.append, shipped_root=tmp_path / "results") == 0
+    assert not (tmp_path / "out" / "study" / sr.run_id).exists()
+    assert "no run left" in lines[-1]
+
+
+def test_object_variance_is_the_data_variance_of_the_non_colour_factors():
+    """Hand-checked properties: it is positive on 3D Shapes, and the references' colours
+    are kept (every drawn image of a reference shares its three hue factors)."""
+    from lvae.data.shapes3d import Shapes3DTwin
+
+    ds = Shapes3DTwin(resolution=32)
+    idx = np.array([0, 12345, 400000])
+    v = study.object_variance(ds, idx, np.random.RandomState(0))
+    assert 0 < v < 0.25  # a variance of values in [0, 1]
+    # a dataset without a colour split has none
+    assert study.object_variance(object(), idx, np.random.RandomState(0)) is None
+
 
 
 def test_hours_are_summed_per_device_by_hand():

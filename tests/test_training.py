@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from lvae.config import TrainConfig
+from lvae.data.base import to_tensor
 from lvae.generation import (
     localized_samples,
     meta_samples,
+    prepared_neighborhood,
     reconstructions,
     represent,
     traversal,
@@ -96,6 +98,32 @@ def test_every_neighbourhood_trains(tmp_path, blobs, kind):
     pos = np.arange(3)
     rec = reconstructions(run, run.pool.tensor(pos), neighbor_positions=pos)
     assert rec.shape == (3, 3, 32, 32)
+    # held-out references (not in the pool: Figure 3's grid, the milestone readout) are
+    # adapted on their own K nearest pool images instead of failing
+    held = run.dataset.images(np.asarray(run.heldout)[:2])
+    assert reconstructions(run, to_tensor(held)).shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("kind", ["input_l2", "latent_knn"])
+def test_held_out_images_get_their_nearest_pool_images(tmp_path, blobs, kind):
+    """neighbors_of against a brute-force search over the pool (pixels, or meta means)."""
+    train(tiny(neighborhood=kind, steps=2), tmp_path / kind, dataset=blobs, progress=False)
+    run = load_run(tmp_path / kind, dataset=blobs)
+    nbhd = prepared_neighborhood(run)
+    held = to_tensor(run.dataset.images(np.asarray(run.heldout)[:3]))
+    got = nbhd.neighbors_of(held, torch.Generator())
+    pool = run.pool.tensor(np.arange(len(run.pool)))
+    with torch.no_grad():
+        a, b = (held, pool) if kind == "input_l2" else (run.model.encode(held)[0],
+                                                         run.model.encode(pool)[0])
+    d = torch.cdist(a.flatten(1).double(), b.flatten(1).double())  # (3, pool)
+    want = d.sort(1).values[:, : run.config.k]  # the K smallest distances (ties allowed)
+    with torch.no_grad():
+        g = got.transpose(0, 1)  # (3, K, C, H, W)
+        g = g if kind == "input_l2" else run.model.encode(g.flatten(0, 1))[0].view(3, -1, 10)
+        have = (g.flatten(2).double() - a.flatten(1).double()[:, None]).norm(dim=2)
+    assert got.shape[:2] == (run.config.k, 3)
+    assert torch.allclose(have.sort(1).values, want, rtol=1e-4, atol=1e-4)
 
 
 def test_vanilla_training_reduces_loss(tmp_path, blobs):
