@@ -29,6 +29,7 @@ closing, or not there yet. It is built to run for days on a small machine, acros
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -46,7 +47,7 @@ import torch
 from lvae.config import PROFILES
 from lvae.grid import Experiment
 from lvae.params import experiment_config
-from lvae.store import atomic_write_json, git_revision, now, read_json_or_none
+from lvae.store import atomic_write_bytes, atomic_write_json, git_revision, now, read_json_or_none
 
 #: DCI sample sizes at a milestone: smaller than the final evaluation's, one GBT seed.
 MILESTONE_DCI = {"num_train": 2000, "num_test": 1000}
@@ -382,6 +383,7 @@ def complete(out: str | Path, sr: StudyRun, log=print) -> dict[str, Any]:
 
     st = setup(out, sr)
     prof = PROFILES[sr.profile]
+    resume_from_shipped(st.run_dir, sr, log=log)
 
     def on_snapshot(step: int, _path: Path) -> None:
         rec = milestone_eval(st.run_dir, step)
@@ -615,16 +617,29 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
     if result.get("status") == "completed":
         extra[SHIPPED_MODEL] = _model_bytes(rdir)
     if result.get("status") != "diverged" and snaps:  # completed, or still training
-        pics = {f"{step}/{k}": v for step in snaps
-                for k, v in milestone_pictures(rdir, step).items()}
+        # pictures of snapshots another machine took (a run resumed from a shipped
+        # checkpoint has them only in its seeded pictures.npz), then this machine's
+        pics = {f"{step}/{k}": v for step, named in shipped_pictures(rdir).items()
+                for k, v in named.items()}
+        pics.update({f"{step}/{k}": v for step in snaps
+                     for k, v in milestone_pictures(rdir, step).items()})
         extra["pictures.npz"] = _npz_bytes(pics)
     prov = result.get("provenance", {})
+    files: dict[str, bytes] = {}
     if not finished:
         last = _last_log(rdir)
         facts = _checkpoint_facts(rdir)
         prov = {"commits": facts["commits"]}
-        result = {"status": "training", "steps_done": last.get("step", 0),
+        result = {"status": "training", "steps_done": facts["step"] or 0,
                   "wall_time_s": last.get("wall_time_s"), "cpu_time_s": facts["cpu_time_s"]}
+        # what another machine resumes from (resume_from_shipped): the last checkpoint
+        # (parameters, Adam's state, both generators) and the log up to it
+        files = {n: (rdir / n).read_bytes() for n in ("config.json", "log.jsonl", RESUME_FILE)
+                 if (rdir / n).is_file()}
+    else:
+        from lvae.results import IMPORT_FILES
+
+        files = {n: (rdir / n).read_bytes() for n in IMPORT_FILES if (rdir / n).is_file()}
     extra["provenance.json"] = (json.dumps({
         "profile": cfg.get("profile"), "steps": cfg.get("steps"),
         "steps_done": result.get("steps_done"), "lr": cfg.get("lr"),
@@ -632,17 +647,50 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
         "machine": prov.get("machine"), "wall_time_s": result.get("wall_time_s"),
         "cpu_time_s": result.get("cpu_time_s"), **_start_facts(result),
         "finished": result.get("finished"), "shipped": now(), "shipped_by": git_revision(),
+        "sha256": {n: hashlib.sha256(b).hexdigest() for n, b in sorted({**files, **extra}.items())
+                   if n != "provenance.json"},
     }, indent=1, sort_keys=True) + "\n").encode()
     root = _results_root(dest_root)
     progress_copy = _shipped_dir(root, rdir, cfg, progress=True)
     if not finished:
-        files = {n: (rdir / n).read_bytes() for n in ("config.json", "log.jsonl")
-                 if (rdir / n).is_file()}
         return replace_folder(progress_copy, {**files, **extra})
     dest = import_run(rdir, root, extra=extra)
     if progress_copy.exists():
         shutil.rmtree(progress_copy)
     return dest
+
+
+#: The file a run still training is shipped with so another machine can resume it.
+RESUME_FILE = "checkpoint.pt"
+
+
+def resume_from_shipped(rdir: str | Path, sr: StudyRun, root: str | Path | None = None,
+                        log=print) -> bool:
+    """Seed an empty run folder from the progress copy the repository holds of ``sr`` (its
+    config, log, milestones, pictures and last checkpoint), so a run begun on another
+    machine goes on from its last shipped checkpoint instead of step 0. Every file is
+    checked against the sha256 its provenance records; a copy that does not match is
+    refused, naming the file. Returns whether it seeded anything."""
+    rdir = Path(rdir)
+    src = _results_root(root) / PROGRESS_DIR / sr.profile / sr.run_id
+    if (rdir / "config.json").is_file() or not (src / RESUME_FILE).is_file():
+        return False
+    sums = (read_json_or_none(src / "provenance.json") or {}).get("sha256") or {}
+    names = [n for n in ("config.json", "log.jsonl", "pictures.npz", RESUME_FILE)
+             if (src / n).is_file()]
+    names += [f"milestones/{p.name}" for p in sorted((src / "milestones").glob("step_*.json"))]
+    for n in names:
+        got = hashlib.sha256((src / n).read_bytes()).hexdigest()
+        if sums.get(n) != got:
+            raise ValueError(f"{src / n} does not match the sha256 its provenance.json records "
+                             f"({'none recorded' if n not in sums else 'changed'}): restore it "
+                             f"with `git checkout -- {src}` or delete the folder to start over")
+    for n in names:
+        (rdir / n).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(rdir / n, (src / n).read_bytes())
+    log(f"{sr.name}: resumed from the shipped checkpoint at step "
+        f"{_checkpoint_facts(rdir)['step']} ({src})")
+    return True
 
 
 def _start_facts(result: dict[str, Any]) -> dict[str, Any]:
@@ -694,9 +742,10 @@ def _checkpoint_facts(rdir: Path) -> dict[str, Any]:
     (the log holds only wall time, which counts the time a busy machine took from it)."""
     path = rdir / "checkpoint.pt"
     if not path.exists():
-        return {"commits": [], "cpu_time_s": None}
+        return {"commits": [], "cpu_time_s": None, "step": None}
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    return {"commits": list(ck.get("commits", [])), "cpu_time_s": ck.get("cpu_time_s")}
+    return {"commits": list(ck.get("commits", [])), "cpu_time_s": ck.get("cpu_time_s"),
+            "step": ck.get("step")}
 
 
 def shipped_pictures(shipped: str | Path) -> dict[int, dict[str, np.ndarray]]:

@@ -356,3 +356,40 @@ def test_train_only_polls_at_its_pace_without_a_deadline(tmp_path: Path, monkeyp
                              log=lambda _m: None)
     assert codes == {"study/shapes3d-a1e+01-b1-synthetic-s0": 0}
     assert slept == [15.0] * 4  # no deadline: every wait is one poll, never a busy loop
+
+
+def test_a_run_in_progress_resumes_on_another_machine_from_what_is_shipped(
+        tmp_path: Path, one_torch_thread):
+    """Ship a run cut in step 4 of 8 with its checkpoint; a fresh folder (another machine)
+    is seeded from the repository's copy and training goes on from step 4, to the same
+    losses as a run never interrupted; a changed file is refused, naming it."""
+    sr = study.STUDY[1]  # alpha = 1, seed 0: TINY's settings
+    cfg = TrainConfig(alpha=1.0, steps=8, **TINY)
+    rdir = tmp_path / "here" / "study" / sr.run_id
+
+    def die(step: int, _path: Path) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, rdir, progress=False, snapshot_steps=(4,), on_snapshot=die,
+              checkpoint_seconds=0.0)
+    results = tmp_path / "results"
+    shipped = study.ship(rdir, results)
+    assert shipped == results / "progress" / "study" / sr.run_id
+    prov = json.loads((shipped / "provenance.json").read_text())
+    at = torch.load(rdir / "checkpoint.pt", weights_only=False)["step"]
+    assert prov["steps_done"] == at == 3  # the step it resumes from (cut in step 4's snapshot)
+    assert set(prov["sha256"]) >= {"checkpoint.pt", "config.json"}
+
+    there = tmp_path / "there" / "study" / sr.run_id
+    assert study.resume_from_shipped(there, sr, results, log=lambda m: None)
+    train(cfg, there, progress=False, checkpoint_seconds=None)
+    whole = tmp_path / "whole"
+    train(cfg, whole, progress=False, checkpoint_seconds=None)
+    ours = [json.loads(ln)["loss"] for ln in (there / "log.jsonl").read_text().splitlines()]
+    ref = [json.loads(ln)["loss"] for ln in (whole / "log.jsonl").read_text().splitlines()]
+    assert len(ours) == len(ref) and np.allclose(ours, ref, rtol=1e-6)
+
+    (shipped / "checkpoint.pt").write_bytes(b"flipped")
+    with pytest.raises(ValueError, match=r"checkpoint.pt does not match the sha256"):
+        study.resume_from_shipped(tmp_path / "third" / sr.run_id, sr, results)
