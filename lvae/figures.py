@@ -710,3 +710,60 @@ def milestone_pictures(pictures: Mapping[int, Mapping[str, np.ndarray]],
               *[f"z row, ref {i + 1}" for i in range(n_ref)], "meta decoder"]
     return image_grid(np.concatenate(blocks, axis=1), row_labels=labels,
                       col_labels=col_labels, title=title, cell=cell)
+
+
+#: The readout panels of :func:`readout_panels`: column of the frame, title, log scale.
+READOUT_PANELS = (("kl", "KL of the adapted codes (nats)", True),
+                  ("local_share", "local share (z's movement / the objects')", True),
+                  ("copy_distance", "copy distance (MSE to the reference)", True))
+
+
+def readout_panels(frame: Any, groups: Sequence[tuple[str, Sequence[str]]],
+                   controls: Sequence[str] = (),
+                   thresholds: Mapping[str, float] | None = None) -> Figure:
+    """The memorisation readout against training steps, one row of panels per group of
+    arms (an open choice of the diagnosis), the ``controls`` drawn in every row (grey and
+    black) so each row reads as "does this choice move the readout away from the study's
+    reading, towards the vanilla VAE?". ``frame``: :func:`lvae.diagnosis.frame` rows
+    (``arm``, ``step`` and the readout columns); ``thresholds`` draws the rule's lines. A
+    run that diverged ends in a cross; one still training is dashed."""
+    import pandas as pd
+
+    df = pd.DataFrame(frame)
+    rows = [(name, list(arms)) for name, arms in groups if arms]
+    fig, axes = plt.subplots(max(1, len(rows)), len(READOUT_PANELS),
+                             figsize=(11.5, 2.5 * max(1, len(rows))), squeeze=False)
+    shades = ("0.55", "black", "0.3", "0.75")
+    for r, (name, arms) in enumerate(rows):
+        styles = {a: (shades[i % len(shades)], ":") for i, a in enumerate(controls)}
+        styles.update({a: (f"C{i}", "-") for i, a in enumerate(arms)})
+        for c, (col, title, log) in enumerate(READOUT_PANELS):
+            ax = axes[r][c]
+            for arm, (color, ls) in styles.items():
+                sub = df[(df["arm"] == arm)].sort_values("step") if len(df) else df
+                pts = sub[sub[col].notna()] if col in sub else sub.iloc[0:0]
+                training = bool(len(sub) and (sub["state"] == "training").any())
+                died = pd.to_numeric(sub["diverged_at"], errors="coerce").dropna() \
+                    if "diverged_at" in sub else pd.Series(dtype=float)
+                label = arm + (f" (diverged at {int(died.iloc[0]):,})" if len(died) else "")
+                if len(pts):
+                    ax.plot(pts["step"], pts[col], color=color, ls="--" if training else ls,
+                            marker="o", ms=3, label=label if c == 0 else None)
+                if len(died):
+                    y = pts[col].iloc[-1] if len(pts) else (ax.get_ylim()[0])
+                    ax.plot([died.iloc[0]], [y], marker="X", ms=9, color=color, mec="black",
+                            mew=0.6, ls="none", label=None if len(pts) or c else label)
+            if thresholds and col in thresholds:
+                ax.axhline(thresholds[col], color="red", lw=0.8, ls="--")
+            ax.set_xscale("log")
+            if log:
+                ax.set_yscale("log")
+            ax.set_title(title if r == 0 else "", fontsize=9)
+            ax.tick_params(labelsize=8)
+            if r == len(rows) - 1:
+                ax.set_xlabel("training step", fontsize=8)
+        axes[r][0].set_ylabel(name, fontsize=9)
+        axes[r][-1].legend(*axes[r][0].get_legend_handles_labels(), fontsize=7,
+                           loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig

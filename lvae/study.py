@@ -70,6 +70,9 @@ class StudyRun:
     purpose: str
     settings: tuple[tuple[str, Any], ...] = ()
     arm: str = ""
+    #: the open choice a diagnosis run tests (a key of lvae.diagnosis.CHOICES; "control"
+    #: for the readout's yardsticks)
+    choice: str = ""
 
     @property
     def name(self) -> str:
@@ -110,11 +113,11 @@ def _plan() -> list[StudyRun]:
 STUDY: tuple[StudyRun, ...] = tuple(_plan())
 
 
-def _arm(arm: str, purpose: str, alpha: float = 1.0, beta: float = 1.0,
+def _arm(choice: str, arm: str, purpose: str, alpha: float = 1.0, beta: float = 1.0,
          neighborhood: str = "synthetic", reduction: str | None = None, seed: int = 0,
          **settings: Any) -> StudyRun:
     e = Experiment("shapes3d", alpha, beta, neighborhood, seed, reduction=reduction)
-    return StudyRun(e, "diagnosis", purpose, tuple(sorted(settings.items())), arm)
+    return StudyRun(e, "diagnosis", purpose, tuple(sorted(settings.items())), arm, choice)
 
 
 def _diagnosis() -> list[StudyRun]:
@@ -126,34 +129,40 @@ def _diagnosis() -> list[StudyRun]:
     lr4 = "lr 1e-4 (Table 4)"
     return [
         StudyRun(_shapes(1.0, 0), "cpu", "alpha = 1 at the paper's lr 1e-4 for 20k steps: the "
-                 "obvious objection to the study's lr", arm=lr4),
-        _arm("control: vanilla VAE", "the readout of a model that does not memorise", 0.0),
-        _arm("control: beta-VAE (beta = 16)", "the readout of the most compressed baseline",
-             0.0, beta=16.0),
-        _arm("control: vanilla VAE, lr 1e-4", "the vanilla VAE at the paper's lr", 0.0,
+                 "obvious objection to the study's lr", arm=lr4, choice="lr"),
+        _arm("control", "control: vanilla VAE", "the readout of a model that does not "
+             "memorise", 0.0),
+        _arm("control", "control: beta-VAE (beta = 16)", "the readout of the most compressed "
+             "baseline", 0.0, beta=16.0),
+        _arm("lr", "control: vanilla VAE, lr 1e-4", "the vanilla VAE at the paper's lr", 0.0,
              lr=1e-4),
         # sigma from a measurement: the memorising study model's decoder step has
         # ||theta' - theta||^2 = 1.8 (the vanilla VAE's would be 0.05), so under pixel_mean
         # the prior costs it 1.8 / (2 sigma^2 3072) = 0.33 per pixel value at sigma 0.03,
         # about its whole loss (0.29); 2.9 at 0.01 (dominant); 0.03 at 0.1 (a tenth)
-        *[_arm(f"eq. 5's prior kept, sigma = {sg:g}", "the prior p(theta_N | theta) that eq. 6 "
-               "drops, on the adapted decoder: penalises a large inner step",
-               adapted_prior_sigma=sg) for sg in (0.03, 0.01, 0.1)],
-        *[_arm(f"Gaussian observation model, sigma = {sg:g}", "Gaussian decoder and Gaussian "
-               "synthetic neighbours (anchor + sigma * noise) instead of Bernoulli draws",
-               likelihood="gaussian", gaussian_sigma=sg) for sg in (0.1, 0.2, 0.05)],
-        _arm("Algorithm 1 literally (no 1/K on the decoder's step)", "Algorithm 1's line 5 "
-             "as printed: the decoder steps K times eq. 7's step", algorithm1_literal=True),
-        *[_arm(f"loss summed over pixels, alpha = {a:g}", "eq. 1 read literally, with the "
-               "paper's alpha grid as printed", a, reduction="sum") for a in (1e-1, 1e-2, 1e-3)],
-        _arm("pixel_mean, alpha = 3", "the summed loss's alpha = 1e-3 in pixel_mean units "
-             "(x 3072 at 32x32)", 3.0),
-        _arm("first order, lr 1e-4", "MAML's first-order approximation (it diverges at lr "
-             "1e-3 within 120 steps)", first_order=True, lr=1e-4),
-        _arm("latent-space kNN neighbours", "the paper's other neighbourhood (CarsNORB's)",
-             neighborhood="latent_knn"),
-        _arm("control: the study's reading", "alpha = 1 as the study trains it, with the "
-             "readout and early milestones"),
+        *[_arm("prior", f"eq. 5's prior kept, sigma = {sg:g}",
+               "the prior p(theta_N | theta) that eq. 6 drops, on the adapted decoder: "
+               "penalises a large inner step", adapted_prior_sigma=sg)
+          for sg in (0.03, 0.01, 0.1)],
+        *[_arm("noise", f"Gaussian observation model, sigma = {sg:g}",
+               "Gaussian decoder and Gaussian synthetic neighbours (anchor + sigma * noise) "
+               "instead of Bernoulli draws", likelihood="gaussian", gaussian_sigma=sg)
+          for sg in (0.1, 0.2, 0.05)],
+        _arm("algorithm1", "Algorithm 1 literally (no 1/K on the decoder's step)",
+             "Algorithm 1's line 5 as printed: the decoder steps K times eq. 7's step",
+             algorithm1_literal=True),
+        *[_arm("scale", f"loss summed over pixels, alpha = {a:g}",
+               "eq. 1 read literally, with the paper's alpha grid as printed", a,
+               reduction="sum") for a in (1e-1, 1e-2, 1e-3)],
+        _arm("scale", "pixel_mean, alpha = 3",
+             "the summed loss's alpha = 1e-3 in pixel_mean units (x 3072 at 32x32)", 3.0),
+        _arm("order", "first order, lr 1e-4",
+             "MAML's first-order approximation (it diverges at lr 1e-3 within 120 steps)",
+             first_order=True, lr=1e-4),
+        _arm("neighbourhood", "latent-space kNN neighbours",
+             "the paper's other neighbourhood (CarsNORB's)", neighborhood="latent_knn"),
+        _arm("control", "control: the study's reading",
+             "alpha = 1 as the study trains it, with the readout and early milestones"),
     ]
 
 
@@ -903,6 +912,12 @@ def shipped_runs(root: str | Path | None = None) -> list[tuple[Path, str]]:
     return found
 
 
+#: The :func:`readout` values :func:`milestone_frame` carries as columns (with
+#: ``heldout_meta`` and ``heldout_adapted``; empty for milestones made before it existed).
+READOUT_COLUMNS = ("kl", "kl_meta", "copy_distance", "local_share", "within_row",
+                   "object_variance")
+
+
 def milestone_frame(root: str | Path | None = None) -> pd.DataFrame:
     """Every milestone of every shipped run, one row each: the configuration, seed, lr,
     profile, ``state`` (finished / training), ``step``, every DCI score flattened
@@ -925,6 +940,11 @@ def milestone_frame(root: str | Path | None = None) -> pd.DataFrame:
             for key in ("dci_color", "dci_nocolor"):
                 row.update(flatten(rec.get(key, {}), f"{key}."))
             row["z_share"] = rec.get("zshare", {}).get("z_share")
+            ro = rec.get("readout") or {}
+            for key in READOUT_COLUMNS:
+                row[key] = ro.get(key)
+            row["heldout_meta"] = (ro.get("heldout") or {}).get("meta")
+            row["heldout_adapted"] = (ro.get("heldout") or {}).get("adapted")
             if len(log) and rec["step"] in log.index:
                 row["inner_loss"] = float(log.loc[rec["step"], "inner_loss"])
                 row["loss"] = float(log.loc[rec["step"], "loss"])
@@ -1000,7 +1020,8 @@ def pilot_table(frame: pd.DataFrame,
                                             "dci_nocolor.informativeness")) -> pd.DataFrame:
     """The pilot's arms (rows) against milestones (columns), one block per metric: the
     numbers the pilot's decision rests on, as a table a reader can check."""
-    pilot = frame[(frame["seed"] == 0) & frame["label"].isin(PILOT_ARMS)]
+    pilot = frame[(frame["seed"] == 0) & frame["label"].isin(PILOT_ARMS)
+                  & frame["profile"].isin(["study", "cpu"])]
     if pilot.empty:
         return pd.DataFrame()
     blocks = {m.split(".")[1]: pilot.pivot_table(index="label", columns="step", values=m)
