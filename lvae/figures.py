@@ -26,6 +26,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 # --------------------------------------------------------------------------------------
 # Images
@@ -712,6 +713,16 @@ def milestone_pictures(pictures: Mapping[int, Mapping[str, np.ndarray]],
                       col_labels=col_labels, title=title, cell=cell)
 
 
+def _log_step_axis(ax: Any, ticks: Sequence[int] = (250, 500, 1000, 2000, 5000, 10_000,
+                                                    20_000)) -> None:
+    """Training steps on a log axis with the milestones as its only, readable ticks."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(
+        lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 #: The readout panels of :func:`readout_panels`: column of the frame, title, log scale.
 READOUT_PANELS = (("kl", "KL of the adapted codes (nats)", True),
                   ("local_share", "local share (z's movement / the objects')", True),
@@ -755,9 +766,11 @@ def readout_panels(frame: Any, groups: Sequence[tuple[str, Sequence[str]]],
                             mew=0.6, ls="none", label=None if len(pts) or c else label)
             if thresholds and col in thresholds:
                 ax.axhline(thresholds[col], color="red", lw=0.8, ls="--")
-            ax.set_xscale("log")
+            _log_step_axis(ax)
             if log:
                 ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_title(title if r == 0 else "", fontsize=9)
             ax.tick_params(labelsize=8)
             if r == len(rows) - 1:

@@ -80,6 +80,7 @@ EXPERIMENT_NOTEBOOK = REPO / "notebooks" / "experiment.ipynb"
 #: the repository root; ones not yet present are skipped with a warning.
 RESULT_NOTEBOOKS: tuple[str, ...] = (
     "notebooks/results_study.ipynb",
+    "notebooks/results_diagnosis.ipynb",
     "notebooks/results_table1.ipynb",
     "notebooks/results_table2.ipynb",
     "notebooks/results_table5.ipynb",
@@ -90,7 +91,8 @@ RESULT_NOTEBOOKS: tuple[str, ...] = (
 #: Result pages that read none of the grid's runs: the study page reads the shipped runs
 #: under ``results/`` only (its ``out_dir`` parameter is unused: tested). With the teaching
 #: pages they are executed beside the grid's runs (:func:`reproduce`), not after them.
-RUN_FREE_PAGES: tuple[str, ...] = ("notebooks/results_study.ipynb",)
+RUN_FREE_PAGES: tuple[str, ...] = ("notebooks/results_study.ipynb",
+                                    "notebooks/results_diagnosis.ipynb")
 
 #: Dask priority of the book's pages (the runs have :func:`cost_rank`, 0 to 3): the pages
 #: executed beside the grid are ordered among its runs by their cost, longest first, so
