@@ -206,3 +206,50 @@ def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
                      "tried (outcome)": results or "—",
                      "planned": "; ".join(planned) or "—"})
     return pd.DataFrame(rows)
+
+
+#: The outcomes of the rule that end a screening arm (the others wait for more steps).
+FINAL_OUTCOMES = ("escapes", "memorises")
+
+
+def screened(arms: pd.DataFrame) -> dict[str, list[str]]:
+    """The Local VAE arms other than the study's own reading (controls left out), by
+    outcome: ``escapes``, ``memorises``, ``diverges`` (any step) and ``pending`` (in
+    progress, or milestones without the readout)."""
+    out: dict[str, list[str]] = {"escapes": [], "memorises": [], "diverges": [],
+                                 "pending": []}
+    for arm, result in zip(arms["arm"], arms["outcome"], strict=True):
+        if str(arm).startswith("control"):
+            continue
+        key = ("diverges" if str(result).startswith("diverges")
+               else result if result in FINAL_OUTCOMES else "pending")
+        out[key].append(f"{arm} ({result})" if key == "diverges" else str(arm))
+    return out
+
+
+def reproduction_status(verdict_line: str, arms: pd.DataFrame) -> str:
+    """A claim's status in the reproduction report, from its study verdict (the
+    :func:`lvae.claims.judge_all` line) and the diagnosis's screened arms:
+
+    * **not tested**: no runs of the claim's configurations;
+    * **reproduced** (under the study's reading) when the study supports it;
+    * otherwise **not reproduced**, and whether any other reading is a candidate: an arm
+      that escapes memorisation is (its 20k-step seeds come next), while readings that
+      memorise or diverge are not, since a Local VAE whose z carries nothing cannot show
+      the disentangled, non-copying code the claims are about.
+    """
+    if "no runs" in verdict_line:
+        return "not tested"
+    if verdict_line.startswith("supports"):
+        return "reproduced under the study's reading"
+    s = screened(arms)
+    done = len(s["memorises"]) + len(s["diverges"])
+    pending = f"; {len(s['pending'])} more in progress" if s["pending"] else ""
+    if s["escapes"]:
+        return (f"not reproduced under the study's reading; {', '.join(s['escapes'])} "
+                f"escapes memorisation in the screen and is a candidate (20k steps x 3 "
+                f"seeds next){pending}")
+    if not done:
+        return f"not reproduced under the study's reading; other readings not screened yet{pending}"
+    return (f"not reproduced under any reading tried: the study's and {done} others "
+            f"({len(s['memorises'])} memorise, {len(s['diverges'])} diverge){pending}")

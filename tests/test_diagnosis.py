@@ -1,0 +1,88 @@
+"""The diagnosis's rule, tables and statuses, on hand-made milestone frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lvae import diagnosis, study
+
+
+def milestones(steps, kl, share, state="finished", diverged_at=None, run="r"):
+    return pd.DataFrame({"run_id": run, "profile": "diagnosis", "state": state,
+                         "step": steps, "kl": kl, "local_share": share,
+                         "z_share": [0.1] * len(steps), "copy_distance": [0.01] * len(steps),
+                         "dci_nocolor.disentanglement": [0.05] * len(steps),
+                         "diverged_at": diverged_at})
+
+
+@pytest.mark.parametrize("kl,share,want", [
+    (20.0, 3.0, "escapes"),  # the vanilla VAE's readout
+    (3.6, 0.26, "escapes"),  # just above both lines
+    (3.4, 3.0, "memorises"),  # z moves the image but carries under 3.5 nats
+    (10.3, 0.065, "memorises"),  # informative codes the adapted decoder ignores
+    (0.01, 0.0, "memorises"),  # the study's reading
+])
+def test_the_rule_by_hand(kl, share, want):
+    fr = milestones([250, 5000], [50.0, kl], [9.0, share])  # judged at 5k, not at 250
+    assert diagnosis.outcome(fr)["outcome"] == want
+
+
+def test_judged_at_the_last_milestone_up_to_the_screen_step():
+    fr = milestones([2000, 5000, 10_000], [0.1, 0.1, 9.0], [0.0, 0.0, 2.0])
+    o = diagnosis.outcome(fr)
+    assert (o["step"], o["outcome"]) == (5000, "memorises")  # 10k is not the screen
+    assert diagnosis.outcome(fr, step=20_000)["outcome"] == "escapes"
+
+
+def test_divergence_and_runs_still_training():
+    died = milestones([250, 500], [9.0, 9.0], [2.0, 2.0], diverged_at=731)
+    assert diagnosis.outcome(died)["outcome"] == "diverges at step 731"
+    late = milestones([5000], [0.1], [0.0], diverged_at=10_493)  # after the screen
+    assert diagnosis.outcome(late)["outcome"] == "memorises"
+    going = milestones([250, 500], [9.0, 9.0], [2.0, 2.0], state="training")
+    assert diagnosis.outcome(going)["outcome"] == "in progress"
+    old = milestones([5000], [np.nan], [np.nan])  # milestones from before the readout
+    assert diagnosis.outcome(old)["outcome"] == "no readout"
+
+
+def test_reproduction_status_follows_verdict_and_screen():
+    arms = pd.DataFrame({"arm": ["control: vanilla VAE", "a", "b", "c"],
+                         "outcome": ["escapes", "memorises", "diverges at step 13",
+                                     "in progress"]})
+    assert diagnosis.reproduction_status("supports: 1 of 1 runs diverged", arms) \
+        == "reproduced under the study's reading"
+    assert diagnosis.reproduction_status("cannot decide: no runs of X", arms) == "not tested"
+    status = diagnosis.reproduction_status("cannot decide: difference ...", arms)
+    assert status.startswith("not reproduced under any reading tried")
+    assert "2 others (1 memorise, 1 diverge); 1 more in progress" in status  # no control
+    arms.loc[1, "outcome"] = "escapes"
+    status = diagnosis.reproduction_status("contradicts: ...", arms)
+    assert "a escapes memorisation" in status and "candidate" in status
+
+
+def test_every_arm_names_a_known_choice_and_every_run_id_is_unique():
+    keys = {c.key for c in diagnosis.CHOICES} | {"control"}
+    assert {sr.choice for sr in study.DIAGNOSIS} <= keys
+    names = [sr.name for sr in study.DIAGNOSIS]
+    assert len(names) == len(set(names))  # one folder per arm
+    assert all(sr.arm for sr in study.DIAGNOSIS)
+
+
+def test_a_run_that_diverged_before_its_first_milestone_is_in_the_frame(tmp_path: Path):
+    sr = next(s for s in study.DIAGNOSIS if s.arm == "first order, lr 1e-3")
+    d = tmp_path / sr.profile / sr.run_id
+    d.mkdir(parents=True)
+    (d / "provenance.json").write_text(json.dumps({"status": "diverged", "steps_done": 13,
+                                                   "lr": 1e-3}))
+    fr = diagnosis.frame(tmp_path)
+    assert fr["arm"].tolist() == [sr.arm]
+    table = diagnosis.arm_table(fr)
+    assert table["outcome"].tolist() == ["diverges at step 13"]
+    row = diagnosis.choice_table(fr).set_index("choice").loc["First or second order"]
+    assert "first order, lr 1e-3: diverges at step 13" in row["tried (outcome)"]
+    assert "first order, lr 1e-4" in row["planned"]
