@@ -14,6 +14,21 @@ Data flows through the package in this order::
     lvae.study          the reference study: long runs, milestones, shipped evidence
     lvae.results, lvae.claims, lvae.figures, lvae.book, ...
                         the report layer (never imported above)
+    lvae.shipped, lvae.cards
+                        a shipped model in one call (``lvae.load_shipped("alpha=1")``)
+                        and its model card, both read from results/
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``lvae.load_shipped`` without importing torch and the results layer at ``import lvae``
+    (PEP 562): the package's own import stays instant, and the name is resolved on first use."""
+    if name == "load_shipped":
+        from lvae.shipped import load_shipped
+
+        return load_shipped
+    raise AttributeError(f"module 'lvae' has no attribute {name!r}")

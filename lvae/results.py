@@ -53,6 +53,11 @@ from lvae.store import atomic_write_bytes, read_json_or_none
 #: Where committed runs from elsewhere live, relative to the repository root.
 IMPORTED_DIR = Path(__file__).resolve().parent.parent / "results"
 
+#: The folder of ``results/`` where runs still training are shipped (config, log,
+#: milestones so far, the checkpoint to resume from): :func:`collect` does not read it, so
+#: they never enter a table or a claim.
+PROGRESS_DIR = "progress"
+
 #: Files of a run that are kept in the repository (no checkpoints: they are large and
 #: everything the tables need is in these).
 IMPORT_FILES = ("config.json", "result.json", "eval.json", "log.jsonl")

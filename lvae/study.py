@@ -47,6 +47,7 @@ import torch
 from lvae.config import PROFILES
 from lvae.grid import Experiment
 from lvae.params import experiment_config
+from lvae.results import PROGRESS_DIR
 from lvae.store import atomic_write_bytes, atomic_write_json, git_revision, now, read_json_or_none
 
 #: DCI sample sizes at a milestone: smaller than the final evaluation's, one GBT seed.
@@ -597,9 +598,6 @@ def _model_bytes(rdir: Path) -> bytes:
     return buf.getvalue()
 
 
-#: Where runs still training are shipped (config, log, milestones so far): a folder
-#: :func:`lvae.results.collect` does not read, so they never enter a table or a claim.
-PROGRESS_DIR = "progress"
 
 
 def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
@@ -668,6 +666,10 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
     dest = import_run(rdir, root, extra=extra)
     if progress_copy.exists():
         shutil.rmtree(progress_copy)
+    if result.get("status") == "completed":
+        from lvae.cards import write_card
+
+        write_card(dest)  # the folder was replaced whole: its model card with it
     return dest
 
 

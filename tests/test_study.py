@@ -139,10 +139,15 @@ def test_ship_keeps_the_evidence_and_a_loadable_model(finished: Path, tmp_path: 
     dest = study.ship(finished, tmp_path / "results")
     assert dest == tmp_path / "results" / "study" / finished.name
     names = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
-    assert names == ["config.json", "eval.json", "log.jsonl", "milestones/step_000002.json",
-                     "milestones/step_000006.json", "model.pt", "pictures.npz",
-                     "provenance.json", "result.json"]
+    assert names == ["MODEL_CARD.md", "config.json", "eval.json", "log.jsonl",
+                     "milestones/step_000002.json", "milestones/step_000006.json", "model.pt",
+                     "pictures.npz", "provenance.json", "result.json"]
     prov = json.loads((dest / "provenance.json").read_text())
+    import hashlib  # every shipped file's sha256 is recorded, and matches
+
+    assert set(prov["sha256"]) == set(names) - {"MODEL_CARD.md", "provenance.json"}
+    assert all(hashlib.sha256((dest / n).read_bytes()).hexdigest() == h
+               for n, h in prov["sha256"].items())
     assert (prov["lr"], prov["steps_done"], prov["profile"]) == (1e-3, 6, "study")
     assert prov["started"] <= prov["finished"] and "resumed" in prov
     # a result of older code holds only the last process's start: not called 'started'
@@ -201,10 +206,11 @@ def test_pilot_table_by_hand():
     rows = []
     for label, d in (("vanilla, lr 1e-3", 0.1), ("vanilla, lr 1e-4", 0.01), ("β=16, lr 1e-3", 0.5)):
         for step in (500, 1000):
-            rows.append({"label": label, "seed": 0, "step": step,
+            rows.append({"label": label, "seed": 0, "step": step, "profile": "study",
                          "dci_nocolor.disentanglement": d * step / 1000,
                          "dci_nocolor.informativeness": 0.2})
     rows.append({**rows[0], "seed": 1, "dci_nocolor.disentanglement": 9.0})  # not seed 0
+    rows.append({**rows[1], "profile": "diagnosis", "dci_nocolor.disentanglement": 7.0})
     t = study.pilot_table(pd.DataFrame(rows))
     assert list(t.columns) == ["500", "1,000"]
     assert t.loc[("disentanglement", "vanilla, lr 1e-3")].tolist() == [0.05, 0.1]
