@@ -128,6 +128,18 @@ def _diagnosis() -> list[StudyRun]:
     first, then the cheap controls the readout's thresholds are read against, then the arms
     most likely to move the readout."""
     lr4 = "lr 1e-4 (Table 4)"
+
+    def prior(sigma: float) -> StudyRun:
+        return _arm("prior", f"eq. 5's prior kept, sigma = {sigma:g}",
+                    "the prior p(theta_N | theta) that eq. 6 drops, on the adapted decoder: "
+                    "penalises a large inner step", adapted_prior_sigma=sigma)
+
+    def gaussian(sigma: float) -> StudyRun:
+        return _arm("noise", f"Gaussian observation model, sigma = {sigma:g}",
+                    "Gaussian decoder and Gaussian synthetic neighbours (anchor + sigma * "
+                    "noise) instead of Bernoulli draws", likelihood="gaussian",
+                    gaussian_sigma=sigma)
+
     return [
         StudyRun(_shapes(1.0, 0), "cpu", "alpha = 1 at the paper's lr 1e-4 for 20k steps: the "
                  "obvious objection to the study's lr", arm=lr4, choice="lr"),
@@ -143,27 +155,38 @@ def _diagnosis() -> list[StudyRun]:
         # sigma from a measurement: the memorising study model's decoder step has
         # ||theta' - theta||^2 = 1.8 (the vanilla VAE's would be 0.05), so under pixel_mean
         # the prior costs it 1.8 / (2 sigma^2 3072) = 0.33 per pixel value at sigma 0.03,
-        # about its whole loss (0.29); 2.9 at 0.01 (dominant); 0.03 at 0.1 (a tenth)
-        *[_arm("prior", f"eq. 5's prior kept, sigma = {sg:g}",
-               "the prior p(theta_N | theta) that eq. 6 drops, on the adapted decoder: "
-               "penalises a large inner step", adapted_prior_sigma=sg)
-          for sg in (0.03, 0.01, 0.1)],
-        *[_arm("noise", f"Gaussian observation model, sigma = {sg:g}",
-               "Gaussian decoder and Gaussian synthetic neighbours (anchor + sigma * noise) "
-               "instead of Bernoulli draws", likelihood="gaussian", gaussian_sigma=sg)
-          for sg in (0.1, 0.2, 0.05)],
+        # about its whole loss (0.29); 2.9 at 0.01 (dominant); 0.03 at 0.1 (a tenth).
+        # One arm of each choice first, so every choice is screened as early as it can be.
+        prior(0.03),
+        gaussian(0.1),
+        _arm("scale", "loss summed over pixels, alpha = 0.1",
+             "eq. 1 read literally, with the paper's alpha grid as printed", 0.1,
+             reduction="sum"),
         _arm("algorithm1", "Algorithm 1 literally (no 1/K on the decoder's step)",
              "Algorithm 1's line 5 as printed: the decoder steps K times eq. 7's step",
              algorithm1_literal=True),
-        *[_arm("scale", f"loss summed over pixels, alpha = {a:g}",
-               "eq. 1 read literally, with the paper's alpha grid as printed", a,
-               reduction="sum") for a in (1e-1, 1e-2, 1e-3)],
-        _arm("scale", "pixel_mean, alpha = 3",
-             "the summed loss's alpha = 1e-3 in pixel_mean units (x 3072 at 32x32)", 3.0),
         _arm("order", "first order, lr 1e-4",
              "MAML's first-order approximation at the paper's lr", first_order=True, lr=1e-4),
         _arm("neighbourhood", "latent-space kNN neighbours",
              "the paper's other neighbourhood (CarsNORB's)", neighborhood="latent_knn"),
+        _arm("scale", "pixel_mean, alpha = 3",
+             "the summed loss's alpha = 1e-3 in pixel_mean units (x 3072 at 32x32)", 3.0),
+        StudyRun(_shapes(0.0, 0, beta=16.0), "long", "the beta-VAE at the paper's budget "
+                 "(300k steps, lr 1e-4): does it approach the paper's 0.690?",
+                 arm="beta-VAE (beta = 16), 300k steps, lr 1e-4", choice="budget"),
+        StudyRun(_shapes(0.0, 0), "long", "the vanilla VAE at the paper's budget (300k steps, "
+                 "lr 1e-4)", arm="vanilla VAE, 300k steps, lr 1e-4", choice="budget"),
+        *[StudyRun(_shapes(1.0, s, neighborhood="input_l2"), "study",
+                   "alpha = 1, input-space l2 neighbours (Table 5)",
+                   arm=f"input-space l2 neighbours, seed {s} (Table 5)", choice="neighbourhood")
+          for s in range(3)],
+        prior(0.01),
+        gaussian(0.2),
+        *[_arm("scale", f"loss summed over pixels, alpha = {a:g}",
+               "eq. 1 read literally, with the paper's alpha grid as printed", a,
+               reduction="sum") for a in (1e-2, 1e-3)],
+        prior(0.1),
+        gaussian(0.05),
         _arm("control", "control: the study's reading",
              "alpha = 1 as the study trains it, with the readout and early milestones"),
     ]
