@@ -193,6 +193,35 @@ def check_data_path(dataset: str, data_path: str) -> str:
     return path
 
 
+#: Names an IPython kernel defines before the parameters cell runs (not parameters).
+_KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit"})
+
+
+def check_parameters(namespace: Mapping[str, Any]) -> None:
+    """Refuse a name the experiment notebook does not know, in its namespace after the
+    parameters cell (papermill's injected cell included).
+
+    papermill only warns about a parameter the notebook does not declare and injects it
+    anyway, so ``-p alpah 0`` used to train the default alpha = 1 with exit code 0. Every
+    public, non-module name must be a parameter of :func:`experiment_config`; the error
+    names the nearest known one.
+    """
+    import difflib
+    import types
+
+    known = list(inspect.signature(experiment_config).parameters)
+    unknown = sorted(n for n, v in namespace.items()
+                     if not n.startswith("_") and n not in _KERNEL_NAMES and n not in known
+                     and not isinstance(v, (types.ModuleType, types.FunctionType, type)))
+    if unknown:
+        hints = []
+        for n in unknown:
+            near = difflib.get_close_matches(n, known, n=1)
+            hints.append(f"{n!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        raise ParameterError(f"unknown experiment parameter{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(hints)}; the parameters are {', '.join(known)}")
+
+
 def experiment_config(
     dataset: str = "shapes3d",
     alpha: float = 1.0,

@@ -144,7 +144,14 @@ def _run_dirs(root: Path, profile: str | None) -> Iterable[Path]:
         return []
     profiles = [root / profile] if profile else sorted(p for p in root.iterdir() if p.is_dir())
     return [d for p in profiles if p.is_dir() for d in sorted(p.iterdir())
-            if (d / "config.json").is_file() or (d / "reproduce.json").is_file()]
+            if visible(d) and ((d / "config.json").is_file()
+                               or (d / "reproduce.json").is_file())]
+
+
+def visible(folder: Path) -> bool:
+    """Whether a folder is a run at all: hidden ones (``.<name>.<tmp>``, ``.<name>.old``) are
+    what an interrupted :func:`replace_folder` leaves, half written; no reader sees them."""
+    return not folder.name.startswith(".")
 
 
 def collect(out_dir: str | Path | None = "runs", profile: str | None = None,
@@ -180,6 +187,9 @@ def page_frames(out_dir: str | Path, profile: str, imported: str | Path | None =
     together with every committed run (under ``imported``) of any profile (:func:`collect`)."""
     build = collect(out_dir, profile=profile, imported=None)
     imported = collect(None, profile=None, imported=imported)
+    if len(imported):  # the diagnosis's arms change settings the tables do not show
+        varies = {n for n, p in PROFILES.items() if p.varies_settings}
+        imported = imported[~imported["profile"].isin(varies)]
     both = pd.concat([build, imported], ignore_index=True) if len(imported) else build
     return build, both
 

@@ -47,7 +47,7 @@ import torch
 from lvae.config import PROFILES
 from lvae.grid import Experiment
 from lvae.params import experiment_config
-from lvae.results import PROGRESS_DIR
+from lvae.results import PROGRESS_DIR, visible
 from lvae.store import atomic_write_bytes, atomic_write_json, git_revision, now, read_json_or_none
 
 #: DCI sample sizes at a milestone: smaller than the final evaluation's, one GBT seed.
@@ -935,7 +935,10 @@ def shipped_runs(root: str | Path | None = None) -> list[tuple[Path, str]]:
             folder = base / prof
             if folder.is_dir():
                 found += [(d, state) for d in sorted(folder.iterdir())
-                          if (d / "milestones").is_dir()]
+                          if visible(d) and (d / "milestones").is_dir()
+                          # a progress copy left beside the finished run is not drawn
+                          and not (state == "training"
+                                   and (root / prof / d.name / "result.json").is_file())]
     return found
 
 

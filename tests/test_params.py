@@ -214,3 +214,17 @@ def test_real_notebook_refuses_a_text_file_as_data_before_writing_config(tmp_pat
                             kernel_name="python3")
     assert "is not an HDF5 file" in err.value.evalue and str(bad) in err.value.evalue
     assert not (tmp_path / "smoke").exists()
+
+
+def test_a_misspelt_parameter_is_an_error_naming_the_nearest(tmp_path: Path):
+    """``-p alpah 0`` used to print papermill's warning and train the default alpha = 1."""
+    from lvae.params import ParameterError, check_parameters
+
+    with pytest.raises(ParameterError, match=r"'alpah' \(did you mean 'alpha'\?\)"):
+        check_parameters({"alpha": 1.0, "alpah": 0, "In": [], "_i": ""})
+    check_parameters({"alpha": 1.0, "seed": 0, "In": [], "_": None})  # all known: fine
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(pm.PapermillExecutionError, match="did you mean 'alpha'"):
+        pm.execute_notebook(str(EXPERIMENT_NOTEBOOK), str(out), kernel_name="python3",
+                            parameters={"alpah": 0, "out_dir": str(tmp_path)}, progress_bar=False)
+    assert not (tmp_path / "smoke").exists()  # stopped before anything was written
