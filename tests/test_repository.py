@@ -4,7 +4,6 @@ under its license) and the paper it reproduces."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import yaml
@@ -15,13 +14,11 @@ PAPER_TITLE = ("Localized generations using deep neural networks for datasets wi
 
 
 def _project_field(name: str) -> str:
-    """A string field of pyproject.toml's [project] table (tomllib is Python 3.11+, and
-    requires-python is 3.10, so the two fields are read with a pattern)."""
-    text = (ROOT / "pyproject.toml").read_text()
-    table = text.split("[project]", 1)[1].split("\n[", 1)[0]
-    m = re.search(rf'^{name}\s*=\s*"([^"]*)"', table, re.MULTILINE)
-    assert m, f"pyproject.toml's [project] has no {name}"
-    return m.group(1)
+    """A string field of pyproject.toml's [project] table."""
+    import tomllib  # Python >= 3.11, the project's floor
+
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        return str(tomllib.load(f)["project"][name])
 
 
 def test_license_is_apache_2_as_pyproject_declares():
@@ -51,3 +48,22 @@ def test_citation_cff_cites_this_package_and_the_paper():
     assert paper["type"] == "article"
     assert paper["authors"] and all(a.get("name") or a.get("family-names")
                                     for a in paper["authors"])
+
+
+def test_the_python_floor_is_the_pinned_numpys_and_checked_in_one_line(tmp_path: Path):
+    """numpy 2.4.6 (requirements.lock) has no 3.10 build: the floor is 3.11, the README says
+    so, and ``make venv`` under an older Python fails in one line naming it, making no venv."""
+    import subprocess
+
+    assert _project_field("requires-python") == ">=3.11"
+    assert "numpy==2.4.6" in (ROOT / "requirements.lock").read_text()
+    assert "Python >= 3.11" in (ROOT / "README.md").read_text()
+    fake = tmp_path / "python3.10"
+    fake.write_text('#!/bin/sh\n[ "$1" = "-V" ] && echo "Python 3.10.14" && exit 0\nexit 1\n')
+    fake.chmod(0o755)
+    out = subprocess.run(["make", "-C", str(ROOT), "venv", f"PYTHON={fake}",
+                          f"VENV={tmp_path / 'v'}"], capture_output=True, text=True)
+    assert out.returncode == 2
+    err = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "3.11" in err[0] and "Python 3.10.14" in err[0]
+    assert not (tmp_path / "v").exists()

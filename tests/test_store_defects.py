@@ -47,3 +47,36 @@ def test_result_pages_leave_out_the_diagnosis_arms(tmp_path: Path):
     (arm / "config.json").write_text(json.dumps({**cfg, "profile": "diagnosis"}))
     _, both = results.page_frames(tmp_path / "none", "smoke", imported=tmp_path)
     assert both["profile"].tolist() == ["study"]
+
+
+def test_import_run_needs_the_log_and_ships_readable_files(tmp_path: Path):
+    import os
+    import stat
+
+    import pytest
+
+    run = _copy(tmp_path / "run" / SHIPPED.name)
+    (run / "log.jsonl").rename(tmp_path / "log.jsonl")
+    with pytest.raises(FileNotFoundError, match=r"no log\.jsonl"):
+        results.import_run(run, tmp_path / "kept")
+    (tmp_path / "log.jsonl").rename(run / "log.jsonl")
+    before = os.umask(0o077)  # a private umask: result files used to come out 0600
+    try:
+        dest = results.import_run(run, tmp_path / "kept")
+    finally:
+        os.umask(before)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in dest.rglob("*")}
+    assert set(modes.values()) <= {0o644, 0o755} and modes["result.json"] == 0o644
+
+
+def test_two_imports_of_one_run_at_once_both_succeed(tmp_path: Path):
+    """They raised a raw FileNotFoundError on the shared ``.old`` folder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    run = _copy(tmp_path / "run" / SHIPPED.name)
+    results.import_run(run, tmp_path / "kept")
+    with ThreadPoolExecutor(4) as pool:
+        done = list(pool.map(lambda _: results.import_run(run, tmp_path / "kept"), range(8)))
+    dest = done[0]
+    assert (dest / "result.json").read_bytes() == (run / "result.json").read_bytes()
+    assert [p.name for p in dest.parent.iterdir() if not p.name.startswith(".")] == [dest.name]

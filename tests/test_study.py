@@ -7,6 +7,7 @@ runs; every property checked here is one the real study relies on across session
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -399,3 +400,56 @@ def test_a_run_in_progress_resumes_on_another_machine_from_what_is_shipped(
     (shipped / "checkpoint.pt").write_bytes(b"flipped")
     with pytest.raises(ValueError, match=r"checkpoint.pt does not match the sha256"):
         study.resume_from_shipped(tmp_path / "third" / sr.run_id, sr, results)
+
+
+def test_train_only_checks_its_options_before_starting_anything(tmp_path: Path):
+    run = "study/shapes3d-a1e+01-b1-synthetic-s0"
+    with pytest.raises(ValueError, match="named more than once"):
+        study.train_only(tmp_path, [run, run])
+    with pytest.raises(ValueError, match="seconds must be a number > 0"):
+        study.train_only(tmp_path, [run], seconds=-5)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_held_run_is_one_error_line_naming_the_holder(tmp_path: Path, capsys):
+    run = "study/shapes3d-a1e+01-b1-synthetic-s0"
+    rdir = study.run_dir(tmp_path, study.study_run(run))
+    with study.claimed(rdir) as mine:
+        assert mine
+        assert study._train_one(str(tmp_path), run) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {run} is held by {os.getpid()} ")
+
+
+def test_a_trainer_dies_with_its_parent(tmp_path: Path):
+    """Killing ``study train`` used to leave its trainers running past --seconds."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ready = tmp_path / "ready"
+    child = ("import os, sys, time; from lvae.study import _die_with_parent; "
+             f"_die_with_parent(int(sys.argv[1])); open({str(ready)!r}, 'w').close(); "
+             "time.sleep(120)")
+    parent = (f"import os, subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
+              f"{child!r}, str(os.getpid())]); print(p.pid, flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    pid = int(proc.stdout.readline())
+    t0 = time.monotonic()
+    while not ready.exists() and time.monotonic() - t0 < 60:  # imports take seconds
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    def alive() -> bool:
+        try:
+            state = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+        return "\nState:\tZ" not in state
+
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive()
