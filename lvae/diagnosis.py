@@ -256,3 +256,28 @@ def reproduction_status(verdict_line: str, arms: pd.DataFrame) -> str:
         return f"not reproduced under the study's reading; other readings not screened yet{pending}"
     return (f"not reproduced under any reading tried: the study's and {done} others "
             f"({len(s['memorises'])} memorise, {len(s['diverges'])} diverge){pending}")
+
+
+#: The readout columns of :func:`study_readout_table`, as the page names them.
+READOUT_NAMES = {"kl": "KL (nats)", "local_share": "local share",
+                 "copy_distance": "copy distance", "z_share": "z-share"}
+
+
+def study_readout_table(ms: pd.DataFrame) -> pd.DataFrame:
+    """The readout of the study's finished runs at their last milestone (added from the
+    shipped models, :func:`lvae.study.readout_shipped`), one row per configuration:
+    ``mean [lowest, highest]`` over seeds. The yardsticks the screen's arms are read
+    against, at four times the screen's budget."""
+    done = ms[(ms["state"] == "finished") & ms["profile"].isin(["study", "cpu"])]
+    if done.empty or "local_share" not in done:
+        return pd.DataFrame(columns=["configuration", *READOUT_NAMES.values()])
+    last = done.sort_values("step").groupby(["profile", "run_id"]).tail(1)
+    last = last[last["local_share"].notna()]
+    rows = []
+    for label, g in last.groupby("label", sort=False):
+        row = {"configuration": f"{label} ({len(g)} seed{'s' if len(g) > 1 else ''}, "
+                                f"{int(g['step'].max()):,} steps)"}
+        for col, name in READOUT_NAMES.items():
+            row[name] = study._spread(g[col].tolist(), 4 if col != "kl" else 2)
+        rows.append(row)
+    return pd.DataFrame(rows)

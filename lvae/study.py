@@ -373,6 +373,33 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
     return record
 
 
+def readout_shipped(folder: str | Path, seed: int = 0) -> dict[str, Any] | None:
+    """Add the :func:`readout` to the last milestone of a shipped, finished run, from its
+    ``model.pt`` (the final parameters are that milestone's snapshot, in float16): runs
+    shipped before the readout existed get it where their weights allow. Returns the new
+    record, or None when there is nothing to do (already there, no model, other step)."""
+    from lvae.evaluation import jsonable
+    from lvae.generation import localized_samples
+    from lvae.training import SHIPPED_MODEL, load_run
+
+    folder = Path(folder)
+    recs = milestones(folder)
+    if not recs or "readout" in recs[-1] or not (folder / SHIPPED_MODEL).is_file():
+        return None
+    run = load_run(folder)
+    if run.step != recs[-1]["step"]:
+        return None
+    t0 = time.perf_counter()
+    refs, z, idx = _references_and_codes(run, ZSHARE_REFS, ZSHARE_CODES,
+                                         np.random.RandomState(seed), with_indices=True)
+    samples = localized_samples(run, refs, z, seed=seed).numpy()
+    record = jsonable({**recs[-1], "readout": readout(run, refs, idx, samples, seed),
+                       "readout_wall_time_s": round(time.perf_counter() - t0, 2),
+                       "readout_from": f"{SHIPPED_MODEL} (float16)"})
+    atomic_write_json(milestone_path(folder, record["step"]), record)
+    return record
+
+
 def milestones(rdir: str | Path) -> list[dict[str, Any]]:
     """Every parsed milestone record of a run folder, by step."""
     folder = Path(rdir) / "milestones"
@@ -1143,7 +1170,8 @@ def final_generation_table(runs: pd.DataFrame, frame: pd.DataFrame,
     Frechet distance (``mean [lowest, highest]``) and the z-share of each run's last
     milestone (``frame``: :func:`milestone_frame`); with ``copy`` (:func:`copy_baseline`)
     a last row for references copied as they are, the line a memorising model sits on."""
-    last = frame[frame["state"] == "finished"].sort_values("step").groupby("run_id").last()
+    last = frame[(frame["state"] == "finished") & (frame["profile"] == "study")].sort_values(
+        "step").groupby("run_id").last()
     rows: dict[str, dict[str, str]] = {}
     measure = "Fréchet distance"
     for name, g, _ in _finished(runs):

@@ -234,10 +234,15 @@ def test_final_tables_by_hand():
                          run("a0", 1.0, 0, 0.05),
                          run("a1", 1.0, 1, 0.9, status="incomplete"),  # still training
                          run("c0", 1.0, 0, 0.9, profile="cpu")])  # not the study
-    frame = pd.DataFrame([{"run_id": r, "state": "finished", "step": s, "z_share": z}
-                          for r, s, z in (("v0", 500, 0.5), ("v0", 20_000, 1.0),
-                                          ("v1", 20_000, 1.0), ("v2", 20_000, 0.9),
-                                          ("a0", 20_000, 0.001))])
+    frame = pd.DataFrame([{"run_id": r, "state": "finished", "step": s, "z_share": z,
+                           "profile": p}
+                          for r, s, z, p in (("v0", 500, 0.5, "study"),
+                                             ("v0", 20_000, 1.0, "study"),
+                                             ("v1", 20_000, 1.0, "study"),
+                                             ("v2", 20_000, 0.9, "study"),
+                                             ("a0", 20_000, 0.001, "study"),
+                                             # another profile's run of the same id
+                                             ("v2", 30_000, 0.1, "cpu"))])
     t = study.final_dci_table(runs)
     assert t.index.tolist() == ["vanilla (3 seeds)", "α=1 (1 seed)"]
     assert t.loc["vanilla (3 seeds)", ("D w/o colour", "ours")] == "0.300 [0.100, 0.600]"
@@ -453,3 +458,23 @@ def test_a_trainer_dies_with_its_parent(tmp_path: Path):
     while alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive()
+
+
+def test_a_shipped_run_gains_the_readout_from_its_model(tmp_path: Path):
+    """Runs shipped before the readout existed get it at their last milestone from
+    model.pt; on the study's alpha = 1 model it says memorisation, independently of the
+    z-share it was judged by (its rows barely move: local share near 0)."""
+    import shutil
+
+    from lvae.results import IMPORTED_DIR
+
+    src = IMPORTED_DIR / "study" / "shapes3d-a1e+00-b1-synthetic-s0"
+    dest = tmp_path / "study" / src.name
+    shutil.copytree(src, dest)
+    last = study.milestones(dest)[-1]
+    last.pop("readout", None)
+    study.milestone_path(dest, last["step"]).write_text(json.dumps(last))
+    rec = study.readout_shipped(dest)
+    assert rec is not None and rec["step"] == 20_000
+    assert rec["readout"]["local_share"] < 0.01 and rec["readout"]["kl"] < 0.1
+    assert study.readout_shipped(dest) is None  # already there: nothing to do
