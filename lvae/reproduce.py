@@ -46,7 +46,6 @@ run has logged (a heartbeat read from its ``log.jsonl``), then the book's phases
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import itertools
 import json
@@ -54,7 +53,6 @@ import os
 import random
 import shlex
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -63,14 +61,14 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
 from lvae.config import profile as get_profile
 from lvae.grid import Experiment, default_seeds, experiments
 from lvae.params import ExperimentSetup, experiment_config
-from lvae.store import atomic_write_json, now
+from lvae.store import LOCK_NAME, Lock, atomic_write_json, lock_file, lock_run, now
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENT_NOTEBOOK = REPO / "notebooks" / "experiment.ipynb"
@@ -648,61 +646,8 @@ def _record(p: PlannedRun, o: Outcome) -> tuple[str, str]:
 # --------------------------------------------------------------------------- locks
 
 
-#: A run's lock file, the one :func:`lvae.study.claimed` takes too.
-LOCK_NAME = ".lock"
 #: The staged book's lock, beside the runs of the profile (``<out>/<profile>/.book.lock``).
 BOOK_LOCK = ".book.lock"
-
-
-class Lock:
-    """An exclusive ``fcntl.flock`` held on ``path`` (released by the OS if this process
-    dies). :meth:`release` deletes the file, so a finished run folder holds no stray
-    ``.lock``; :func:`lock_file` checks after locking that the file it locked is still the
-    one at ``path``, so a file deleted by its releaser in between is never trusted."""
-
-    def __init__(self, path: Path, file: IO[str]) -> None:
-        self.path, self.file = path, file
-
-    def release(self) -> None:
-        if self.file.closed:
-            return
-        with contextlib.suppress(OSError):
-            if os.stat(self.path).st_ino == os.fstat(self.file.fileno()).st_ino:
-                self.path.unlink()
-        self.file.close()  # releases the flock
-
-
-def lock_run(run_dir: Path) -> Lock | str:
-    """Take ``<run_dir>/.lock`` (:func:`lock_file`): two invocations on one output folder
-    never compute one run twice."""
-    return lock_file(run_dir / LOCK_NAME)
-
-
-def lock_file(path: Path) -> Lock | str:
-    """Take an exclusive lock on ``path``: a :class:`Lock` while held, or the holder's note
-    ("pid ... on host since ...") when another process holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        f = path.open("a+")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "pid unknown"
-            f.close()
-            return holder
-        try:
-            same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        f.close()  # its holder deleted it as we opened it: lock the file now at path
-    f.seek(0)
-    f.truncate()
-    f.write(f"pid {os.getpid()} on {socket.gethostname()} since {now()} (lvae reproduce)\n")
-    f.flush()
-    return Lock(path, f)
 
 
 def clear_run(run_dir: Path) -> None:

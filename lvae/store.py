@@ -10,6 +10,7 @@ repository beside the current build's runs, each labelled.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -19,7 +20,7 @@ import subprocess
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -97,3 +98,61 @@ def machine() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "sklearn": sklearn.__version__,
     }
+
+
+# --------------------------------------------------------------------------- the lock
+
+#: A run folder's lock file: the one lock every writer of a run takes (``lvae reproduce``
+#: and the study's workers alike), so no two processes ever believe they hold one run.
+LOCK_NAME = ".lock"
+
+
+class Lock:
+    """An exclusive ``fcntl.flock`` held on ``path`` (released by the OS if this process
+    dies). :meth:`release` deletes the file, so a finished run folder holds no stray
+    ``.lock``; :func:`lock_file` checks after locking that the file it locked is still the
+    one at ``path``, so a file deleted by its releaser in between is never trusted."""
+
+    def __init__(self, path: Path, file: IO[str]) -> None:
+        self.path, self.file = path, file
+
+    def release(self) -> None:
+        if self.file.closed:
+            return
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == os.fstat(self.file.fileno()).st_ino:
+                self.path.unlink()
+        self.file.close()  # releases the flock
+
+
+def lock_run(run_dir: Path, by: str = "lvae reproduce") -> Lock | str:
+    """Take ``<run_dir>/.lock`` (:func:`lock_file`): two invocations on one output folder,
+    or a study worker and a reproduce run sharing one, never compute one run twice."""
+    return lock_file(run_dir / LOCK_NAME, by)
+
+
+def lock_file(path: Path, by: str = "lvae reproduce") -> Lock | str:
+    """Take an exclusive lock on ``path``: a :class:`Lock` while held, or the holder's note
+    ("pid ... on host since ...") when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        f = path.open("a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "pid unknown"
+            f.close()
+            return holder
+        try:
+            same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()  # its holder deleted it as we opened it: lock the file now at path
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()} since {now()} ({by})\n")
+    f.flush()
+    return Lock(path, f)

@@ -28,7 +28,6 @@ closing, or not there yet. It is built to run for days on a small machine, acros
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -48,7 +47,15 @@ from lvae.config import PROFILES
 from lvae.grid import Experiment
 from lvae.params import experiment_config
 from lvae.results import PROGRESS_DIR, visible
-from lvae.store import atomic_write_bytes, atomic_write_json, git_revision, now, read_json_or_none
+from lvae.store import (
+    Lock,
+    atomic_write_bytes,
+    atomic_write_json,
+    git_revision,
+    lock_run,
+    now,
+    read_json_or_none,
+)
 
 #: DCI sample sizes at a milestone: smaller than the final evaluation's, one GBT seed.
 MILESTONE_DCI = {"num_train": 2000, "num_test": 1000}
@@ -413,22 +420,16 @@ def milestones(rdir: str | Path) -> list[dict[str, Any]]:
 
 @contextmanager
 def claimed(rdir: Path) -> Iterator[bool]:
-    """Hold ``<rdir>/.lock`` for this process; yields False when another worker holds it."""
-    rdir.mkdir(parents=True, exist_ok=True)
-    with (rdir / ".lock").open("a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()} {now()}\n")
-        f.flush()
-        try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """Hold the run's lock (:func:`lvae.store.lock_run`, the one ``lvae reproduce`` takes
+    too) for this process; yields False when another process holds it."""
+    held = lock_run(rdir, "lvae study")
+    if not isinstance(held, Lock):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        held.release()
 
 
 def is_done(rdir: Path) -> bool:
@@ -537,14 +538,15 @@ def _train_one(out: str, name: str, parent: int | None = None) -> int:
     torch.set_num_threads(1)
     sr = study_run(name)
     st = setup(out, sr)
-    with claimed(st.run_dir) as mine:
-        if not mine:
-            holder = (st.run_dir / ".lock").read_text().strip() or "another process"
-            print(f"error: {name} is held by {holder} (pid, since); wait for it or stop it",
-                  file=sys.stderr)
-            return 3
+    held = lock_run(st.run_dir, "lvae study train")
+    if not isinstance(held, Lock):
+        print(f"error: {name} is held by {held}; wait for it or stop it", file=sys.stderr)
+        return 3
+    try:
         train(st.config, st.run_dir, progress=False,
               snapshot_steps=PROFILES[sr.profile].milestones, checkpoint_seconds=20)
+    finally:
+        held.release()
     return 0
 
 

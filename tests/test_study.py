@@ -423,7 +423,26 @@ def test_a_held_run_is_one_error_line_naming_the_holder(tmp_path: Path, capsys):
         assert mine
         assert study._train_one(str(tmp_path), run) == 3
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: {run} is held by {os.getpid()} ")
+    assert len(err) == 1 and err[0].startswith(f"error: {run} is held by pid {os.getpid()} ")
+    assert "(lvae study)" in err[0]
+
+
+def test_a_study_worker_and_a_reproduce_run_share_one_lock(tmp_path: Path):
+    """They took two flock locks with different rules on one file: after reproduce released
+    (and deleted) it, a worker and a new reproduce run could both believe they held the
+    run. One lock now: each side sees the other."""
+    from lvae import reproduce
+
+    rdir = tmp_path / "run"
+    held = reproduce.lock_run(rdir)
+    with study.claimed(rdir) as mine:
+        assert not mine
+    held.release()  # deletes the file
+    with study.claimed(rdir) as mine:
+        assert mine
+        other = reproduce.lock_run(rdir)
+        assert isinstance(other, str) and "(lvae study)" in other
+    assert not (rdir / ".lock").exists()  # released: no stray lock file
 
 
 def test_a_trainer_dies_with_its_parent(tmp_path: Path):
