@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lvae import paper
+from lvae import paper, runfolder
 from lvae.config import PROFILES, Profile, TrainConfig
 from lvae.config import profile as get_profile
 from lvae.grid import Experiment, experiments
@@ -691,11 +691,11 @@ def training_logs(df: pd.DataFrame, table: str, dataset: str = "shapes3d",
 
 def load_log(run_dir: str | Path) -> pd.DataFrame:
     """A run's ``log.jsonl`` as a frame (step, loss, inner_loss, recon, kl, wall_time_s)."""
-    path = Path(run_dir) / "log.jsonl"
-    if not path.exists():
+    rows = runfolder.read_log(run_dir)
+    if not rows:
         return pd.DataFrame(columns=["step", "loss", "inner_loss", "recon", "kl",
                                      "wall_time_s"])
-    return pd.DataFrame([json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()])
+    return pd.DataFrame(rows)
 
 
 def import_run(run_dir: str | Path, dest_root: str | Path = IMPORTED_DIR,

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lvae import runfolder
 from lvae.config import PROFILES
 from lvae.grid import Experiment
 from lvae.params import experiment_config
@@ -433,10 +434,9 @@ def claimed(rdir: Path) -> Iterator[bool]:
 
 
 def is_done(rdir: Path) -> bool:
-    """Trained, every milestone evaluated, and a parseable eval.json."""
-    result = read_json_or_none(rdir / "result.json")
-    ev = read_json_or_none(rdir / "eval.json")
-    return isinstance(result, dict) and isinstance(ev, dict) and "status" in ev
+    """Finished: trained and evaluated (:func:`lvae.runfolder.finished`, the one
+    definition); every milestone is evaluated before the final evaluation is written."""
+    return runfolder.finished(rdir) is not None
 
 
 def complete(out: str | Path, sr: StudyRun, log=print) -> dict[str, Any]:
@@ -826,12 +826,7 @@ def shipped_current(rdir: str | Path, dest_root: str | Path | None = None) -> bo
 
 
 def _last_log(rdir: Path) -> dict[str, Any]:
-    path = rdir / "log.jsonl"
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
-    try:
-        return json.loads(lines[-1]) if lines else {}
-    except json.JSONDecodeError:
-        return {}
+    return runfolder.last_log(rdir)
 
 
 def _checkpoint_facts(rdir: Path) -> dict[str, Any]:

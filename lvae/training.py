@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lvae import runfolder
 from lvae.config import TrainConfig
 from lvae.data.base import ImageDataset
 from lvae.model import VAE, Architecture
@@ -124,7 +125,7 @@ def _trim_log(path: Path, step: int) -> None:
     """Drop log lines written after the checkpoint we resume from (they will be redone)."""
     if not path.exists():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    keep = [json.dumps(r) for r in runfolder.read_log(path.parent) if r["step"] <= step]
     atomic_write_bytes(path, ("\n".join(keep) + "\n").encode() if keep else b"")
 
 
