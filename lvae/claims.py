@@ -34,8 +34,9 @@ of the pipeline, never as evidence for or against the paper. Divergence has its 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -244,32 +245,33 @@ def summary_line(v: str, detail: str) -> str:
 
 
 @dataclass(frozen=True)
-class Claim:
-    """One claim of the paper that our runs can test, and how it is judged."""
+class Verdict:
+    """A verdict as a value (:data:`SUPPORTS`, :data:`CONTRADICTS`, :data:`UNDECIDED`,
+    :data:`NOT_TESTED`) and the budget it holds at (``"at 20,000 steps"``; empty for the
+    paper's own budget, and for what a budget cannot undo: a divergence seen). Its text is
+    what the pages print."""
 
-    key: str  # glue names on the result pages: claim_<key>_{paper,ours,verdict}
-    table: str
-    text: str
-    paper_text: str
+    value: str
+    scope: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.value} {self.scope}" if self.scope else self.value
 
 
-#: Every quantitative claim the landing page judges, in its order.
-CLAIMS: tuple[Claim, ...] = (
-    Claim("nocolor", "table1", "Without colour, alpha = 1 disentangles better than the "
-          "vanilla VAE", "0.977 vs 0.150"),
-    Claim("color", "table1", "With colour, alpha = 1 disentangles better than the vanilla "
-          "VAE", "0.424 vs 0.246"),
-    Claim("best_alpha", "table1", "DCI without colour peaks at alpha = 1", "α = 1"),
-    Claim("diverge", "table1", "Training diverges at alpha = 1e2", "diverged"),
-    Claim("beta", "table1", "Without colour, alpha = 1 beats every beta-VAE",
-          "0.977 vs ≤ 0.690"),
-    Claim("fid", "table1", "Generations are better (lower FID) at alpha = 1 than at 0",
-          "43.2 vs 134.8"),
-    Claim("t2", "table2", "On CarsNORB, disentanglement peaks at alpha = 1e-2 on both "
-          "sub-datasets", "α = 1e-2 for both"),
-    Claim("t5", "table5", "Synthetic neighbourhoods beat input-space l2 ones (DCI "
-          "without colour)", "0.977 vs 0.676"),
-)
+@dataclass(frozen=True)
+class Found:
+    """What a claim's judge found on the runs: the verdict's value, our numbers (as the
+    paper's side puts the paper's), the interval(s) it rests on, the same in a few words,
+    and whether any run could be compared at all (``tested``)."""
+
+    value: str
+    ours: str
+    detail: str
+    short: str
+    tested: bool
+
+
+Judge = Callable[[pd.DataFrame, dict[str, Any]], Found]
 
 _D_NOCOLOR = "dci_nocolor.disentanglement"
 _VANILLA = "alpha = 0 (Vanilla)"
@@ -278,19 +280,142 @@ _T1_ALPHAS = ("alpha = 0 (Vanilla)", "alpha = 1e-3", "alpha = 1e-2", "alpha = 1e
 _BETAS = ("beta = 2", "beta = 4", "beta = 8", "beta = 16")
 
 
+def _paper(table: str, label: str, metric: str) -> float:
+    return float(_row(table, label)["values"][metric])
+
+
+def _paper_pair(table: str, a: str, b: str, metric: str, digits: int = 3) -> Callable[[], str]:
+    return lambda: f"{_paper(table, a, metric):.{digits}f} vs {_paper(table, b, metric):.{digits}f}"
+
+
+def _paper_beta() -> str:
+    worst = max(_paper("table1", b, _D_NOCOLOR) for b in _BETAS)
+    return f"{_paper('table1', 'alpha = 1', _D_NOCOLOR):.3f} vs ≤ {worst:.3f}"
+
+
+def _paper_best(table: str, rows: Sequence[str], metrics: Sequence[str]) -> Callable[[], str]:
+    """The paper's best row on each metric, as "α = 1" (or "α = 1e-2 for both")."""
+    def text() -> str:
+        bests = {max(rows, key=lambda r: _paper(table, r, m)) for m in metrics}
+        name = ", ".join(sorted("α = " + r.removeprefix("alpha = ").replace(" (Vanilla)", "")
+                                for r in bests))
+        return name + (" for both" if len(metrics) > 1 and len(bests) == 1 else "")
+    return text
+
+
+def _judge_difference(table: str, a: str, b: str, metric: str, better: str = "higher",
+                      digits: int = 3) -> Judge:
+    """A claim that row ``a`` beats row ``b`` on ``metric``: one Welch interval."""
+    def judge(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
+        d = compare(df, table, a, b, metric, better, **kw)
+        text = _difference(d, digits)
+        ours = _means(d, digits)
+        if metric == "fid":  # say which Frechet distance: FD-factors is not the paper's FID
+            measure = (resolve_metric(metric, df.columns) or "fid").split(".")[-1]
+            if measure.lower() != "fid":
+                ours = f"{measure}, not FID: {ours}"
+        return Found(d.verdict, ours, text, text, d.has_runs)
+    return judge
+
+
+def _judge_best_alpha(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
+    v, diffs = best_of(df, "table1", "alpha = 1", _T1_ALPHAS, _D_NOCOLOR, **kw)
+    best = _best_label(df, "table1", ("alpha = 1", *_T1_ALPHAS), _D_NOCOLOR, **kw)
+    return Found(v, best, _pairwise(diffs), _tally(diffs), any(d.has_runs for d in diffs))
+
+
+def _judge_diverge(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
+    v, text = divergence(df, "table1", "alpha = 1e2", **kw)
+    return Found(v, text, text, text, text != "no runs")
+
+
+def _judge_beta(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
+    v, diffs = best_of(df, "table1", "alpha = 1", _BETAS, _D_NOCOLOR, **kw)
+    xs = [d.mean_b for d in diffs if d.n_b]
+    a1 = diffs[0]
+    ours = (f"{'—' if not a1.n_a else f'{a1.mean_a:.3f}'} vs "
+            f"{'—' if not xs else f'≤ {max(xs):.3f}'}")
+    return Found(v, ours, _pairwise(diffs), _tally(diffs), any(d.has_runs for d in diffs))
+
+
+def _judge_t2(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
+    rows = [r["label"] for r in paper.table("table2")["rows"]]
+    others = [r for r in rows if r != "alpha = 1e-2"]
+    verdicts, details, bests, shorts, tested = [], [], [], [], False
+    for metric in paper.table("table2")["metrics"]:
+        v, diffs = best_of(df, "table2", "alpha = 1e-2", others, metric, **kw)
+        verdicts.append(v)
+        tested = tested or any(d.has_runs for d in diffs)
+        part = metric.split(".")[0].removeprefix("dci_")
+        details.append(f"{part}: {_pairwise(diffs)}")
+        shorts.append(f"{part}: {_tally(diffs)}")
+        bests.append(f"{part} {_best_label(df, 'table2', rows, metric, **kw)}")
+    if not tested:
+        shorts = details = ["no runs of Table 2's configurations (CarsNORB)"]
+    return Found(combine(verdicts), ", ".join(bests), " | ".join(details), "; ".join(shorts),
+                 tested)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper that our runs can test: its words, the paper's side (from
+    :mod:`lvae.paper`, never typed), and its judge. ``scoped``: whether its verdict holds
+    only at the budget it was measured at (False for a divergence: one seen is seen,
+    however long the paper trained)."""
+
+    key: str  # glue names on the result pages: claim_<key>_{paper,ours,verdict}
+    table: str
+    text: str
+    paper_side: Callable[[], str]
+    judge: Judge
+    scoped: bool = True
+
+    @property
+    def paper_text(self) -> str:
+        return self.paper_side()
+
+
+#: Every quantitative claim the landing page judges, in its order.
+CLAIMS: tuple[Claim, ...] = (
+    Claim("nocolor", "table1", "Without colour, alpha = 1 disentangles better than the "
+          "vanilla VAE", _paper_pair("table1", "alpha = 1", _VANILLA, _D_NOCOLOR),
+          _judge_difference("table1", "alpha = 1", _VANILLA, _D_NOCOLOR)),
+    Claim("color", "table1", "With colour, alpha = 1 disentangles better than the vanilla "
+          "VAE", _paper_pair("table1", "alpha = 1", _VANILLA, "dci_color.disentanglement"),
+          _judge_difference("table1", "alpha = 1", _VANILLA, "dci_color.disentanglement")),
+    Claim("best_alpha", "table1", "DCI without colour peaks at alpha = 1",
+          _paper_best("table1", ("alpha = 1", *_T1_ALPHAS), (_D_NOCOLOR,)), _judge_best_alpha),
+    Claim("diverge", "table1", "Training diverges at alpha = 1e2", lambda: "diverged",
+          _judge_diverge, scoped=False),
+    Claim("beta", "table1", "Without colour, alpha = 1 beats every beta-VAE", _paper_beta,
+          _judge_beta),
+    Claim("fid", "table1", "Generations are better (lower FID) at alpha = 1 than at 0",
+          _paper_pair("table1", "alpha = 1", _VANILLA, "fid", 1),
+          _judge_difference("table1", "alpha = 1", _VANILLA, "fid", "lower", 1)),
+    Claim("t2", "table2", "On CarsNORB, disentanglement peaks at alpha = 1e-2 on both "
+          "sub-datasets", _paper_best("table2", [r["label"] for r in paper.TABLE2],
+                                      paper.METRICS_T2), _judge_t2),
+    Claim("t5", "table5", "Synthetic neighbourhoods beat input-space l2 ones (DCI "
+          "without colour)", _paper_pair("table5", "Sampling", "l2 on input space",
+                                         _D_NOCOLOR),
+          _judge_difference("table5", "Sampling", "l2 on input space", _D_NOCOLOR)),
+)
+
+
 @dataclass(frozen=True)
 class Judgement:
     """A claim judged on one profile and source: verdict, our numbers, the interval(s)."""
 
     claim: Claim
-    verdict: str
+    verdict: Verdict
     ours: str  # our numbers, as the paper_text puts the paper's
     detail: str  # the interval(s) the verdict rests on
     short: str = ""  # the detail in a few words, for the landing page's table
+    tested: bool = True  # whether any run could be compared (False: "no runs of ...")
 
     @property
     def line(self) -> str:
-        return summary_line(self.verdict, self.short or self.detail)
+        return summary_line(str(self.verdict), self.short or self.detail)
 
 
 def _means(d: Difference, digits: int = 3) -> str:
@@ -324,21 +449,27 @@ def _tally(diffs: Sequence[Difference]) -> str:
     return text + (f", {con} contradict{'s' if con == 1 else ''}" if con else "")
 
 
+def claim(key: str) -> Claim:
+    """The claim ``key`` of :data:`CLAIMS` (an error naming the keys if none is)."""
+    by_key = {c.key: c for c in CLAIMS}
+    if key not in by_key:
+        raise ValueError(f"no claim {key!r}; claims: {sorted(by_key)}")
+    return by_key[key]
+
+
 def judge(df: pd.DataFrame, key: str, profile: str | None = None,
           source: str = "build") -> Judgement:
     """Judge the claim ``key`` of :data:`CLAIMS` on the runs of ``df`` (module docstring)."""
-    j = _judge(df, key, profile, source)
+    c = claim(key)
+    f = c.judge(df, {"profile": profile, "source": source})
     gate = budget_gate(df, profile)
     if gate is not None:
-        return Judgement(j.claim, NOT_TESTED, j.ours, f"{j.detail} (not evidence: {gate})",
-                         f"{gate.budget}; the numbers demonstrate the pipeline")
-    scope = _scope(profile)
-    if not scope or j.verdict not in (SUPPORTS, CONTRADICTS) or (
-            key == "diverge" and j.verdict == SUPPORTS):  # a divergence seen is seen
-        return j
+        return Judgement(c, Verdict(NOT_TESTED), f.ours, f"{f.detail} (not evidence: {gate})",
+                         f"{gate.budget}; the numbers demonstrate the pipeline", f.tested)
     # a verdict holds at the budget it was measured at: say which, where it is shorter
     # than the paper's (a claim about 300k steps may still hold where 20k cannot see it)
-    return Judgement(j.claim, f"{j.verdict} {scope}", j.ours, j.detail, j.short)
+    scope = _scope(profile) if c.scoped and f.value in (SUPPORTS, CONTRADICTS) else ""
+    return Judgement(c, Verdict(f.value, scope), f.ours, f.detail, f.short, f.tested)
 
 
 def _scope(profile: str | None) -> str:
@@ -348,60 +479,6 @@ def _scope(profile: str | None) -> str:
     if prof is None or prof.steps >= PAPER_STEPS:
         return ""
     return f"at {prof.steps:,} steps"
-
-
-def _judge(df: pd.DataFrame, key: str, profile: str | None, source: str) -> Judgement:
-    by_key = {c.key: c for c in CLAIMS}
-    if key not in by_key:
-        raise ValueError(f"no claim {key!r}; claims: {sorted(by_key)}")
-    c = by_key[key]
-    kw = {"profile": profile, "source": source}
-    if key in ("nocolor", "color", "fid"):
-        metric = {"nocolor": _D_NOCOLOR, "color": "dci_color.disentanglement",
-                  "fid": "fid"}[key]
-        d = compare(df, "table1", "alpha = 1", _VANILLA, metric,
-                    "lower" if key == "fid" else "higher", **kw)
-        text = _difference(d, 1 if key == "fid" else 3)
-        ours = _means(d, 1 if key == "fid" else 3)
-        if key == "fid":  # say which Frechet distance: FD-factors is not the paper's FID
-            col = resolve_metric(metric, df.columns) or "fid"
-            measure = col.split(".")[-1]
-            if measure.lower() != "fid":
-                ours = f"{measure}, not FID: {ours}"
-        return Judgement(c, d.verdict, ours, text, text)
-    if key == "best_alpha":
-        v, diffs = best_of(df, "table1", "alpha = 1", _T1_ALPHAS, _D_NOCOLOR, **kw)
-        best = _best_label(df, "table1", ("alpha = 1", *_T1_ALPHAS), _D_NOCOLOR, **kw)
-        return Judgement(c, v, best, _pairwise(diffs), _tally(diffs))
-    if key == "diverge":
-        v, text = divergence(df, "table1", "alpha = 1e2", **kw)
-        return Judgement(c, v, text, text, text)
-    if key == "beta":
-        v, diffs = best_of(df, "table1", "alpha = 1", _BETAS, _D_NOCOLOR, **kw)
-        xs = [d.mean_b for d in diffs if d.n_b]
-        a1 = diffs[0]
-        ours = (f"{'—' if not a1.n_a else f'{a1.mean_a:.3f}'} vs "
-                f"{'—' if not xs else f'≤ {max(xs):.3f}'}")
-        return Judgement(c, v, ours, _pairwise(diffs), _tally(diffs))
-    if key == "t2":
-        rows = [r["label"] for r in paper.table("table2")["rows"]]
-        others = [r for r in rows if r != "alpha = 1e-2"]
-        verdicts, details, bests, shorts = [], [], [], []
-        for metric in paper.table("table2")["metrics"]:
-            v, diffs = best_of(df, "table2", "alpha = 1e-2", others, metric, **kw)
-            verdicts.append(v)
-            part = metric.split(".")[0].removeprefix("dci_")
-            details.append(f"{part}: {_pairwise(diffs)}")
-            shorts.append(f"{part}: {_tally(diffs)}")
-            bests.append(f"{part} {_best_label(df, 'table2', rows, metric, **kw)}")
-        if all(t.endswith("no runs to compare") for t in shorts):
-            shorts = details = ["no runs of Table 2's configurations (CarsNORB)"]
-        return Judgement(c, combine(verdicts), ", ".join(bests), " | ".join(details),
-                         "; ".join(shorts))
-    # t5
-    d = compare(df, "table5", "Sampling", "l2 on input space", _D_NOCOLOR, **kw)
-    text = _difference(d)
-    return Judgement(c, d.verdict, _means(d), text, text)
 
 
 def _best_label(df: pd.DataFrame, table: str, rows: Sequence[str], metric: str,
@@ -426,10 +503,11 @@ def judge_all(df: pd.DataFrame, profile: str | None = None, source: str = "build
             continue
         j = judge(df, c.key, profile, source)
         rows.append({"key": c.key, "table": c.table, "claim": c.text,
-                     "paper": c.paper_text, "ours": j.ours, "verdict": j.verdict,
+                     "paper": c.paper_text, "ours": j.ours, "verdict": str(j.verdict),
+                     "value": j.verdict.value, "scope": j.verdict.scope, "tested": j.tested,
                      "detail": j.detail, "line": j.line})
     return pd.DataFrame(rows, columns=["key", "table", "claim", "paper", "ours", "verdict",
-                                       "detail", "line"])
+                                       "value", "scope", "tested", "detail", "line"])
 
 
 def glue_claims(df: pd.DataFrame, table: str, profile: str | None = None,

@@ -230,9 +230,10 @@ def screened(arms: pd.DataFrame) -> dict[str, list[str]]:
     return out
 
 
-def reproduction_status(verdict_line: str, arms: pd.DataFrame) -> str:
-    """A claim's status in the reproduction report, from its study verdict (the
-    :func:`lvae.claims.judge_all` line) and the diagnosis's screened arms:
+def reproduction_status(judged: Any, arms: pd.DataFrame) -> str:
+    """A claim's status in the reproduction report, from its study verdict (a row of
+    :func:`lvae.claims.judge_all`: its ``value`` and whether any run was ``tested``) and
+    the diagnosis's screened arms:
 
     * **not tested**: no runs of the claim's configurations;
     * **reproduced** (under the study's reading) when the study supports it;
@@ -241,9 +242,11 @@ def reproduction_status(verdict_line: str, arms: pd.DataFrame) -> str:
       memorise or diverge are not, since a Local VAE whose z carries nothing cannot show
       the disentangled, non-copying code the claims are about.
     """
-    if "no runs" in verdict_line:
+    from lvae.claims import SUPPORTS
+
+    if not judged["tested"]:
         return "not tested"
-    if verdict_line.startswith("supports"):
+    if judged["value"] == SUPPORTS:
         return "reproduced under the study's reading"
     s = screened(arms)
     done = len(s["memorises"]) + len(s["diverges"])

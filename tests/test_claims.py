@@ -122,12 +122,12 @@ def test_no_verdict_from_a_budget_that_cannot_decide(df: pd.DataFrame):
     assert str(gate) == f"quick, 100 steps: {PROFILES['quick'].judges_why}"
     for key in [c.key for c in claims.CLAIMS]:
         j = claims.judge(quick, key, profile="quick")
-        assert j.verdict == claims.NOT_TESTED, key
+        assert str(j.verdict) == claims.NOT_TESTED, key
         assert j.line.startswith("not tested at this budget: quick, 100 steps")
     j = claims.judge(quick, "nocolor", profile="quick")
     assert j.ours == "0.850 vs 0.150"  # the numbers are still shown
     assert set(claims.judge_all(quick, profile="quick").verdict) == {claims.NOT_TESTED}
-    assert claims.judge(df.assign(profile="smoke"), "diverge").verdict == claims.NOT_TESTED
+    assert str(claims.judge(df.assign(profile="smoke"), "diverge").verdict) == claims.NOT_TESTED
     assert "budget unknown" in str(claims.budget_gate(df, "nope"))
 
 
@@ -145,19 +145,19 @@ def test_noise_sources_sets_training_seeds_beside_gbt_seeds(df: pd.DataFrame):
 
 def test_judging_the_catalogue(df: pd.DataFrame):
     j = claims.judge(df, "nocolor")
-    assert j.verdict == "supports" and j.ours == "0.850 vs 0.150"
+    assert str(j.verdict) == "supports" and j.ours == "0.850 vs 0.150"
     assert j.detail.startswith("difference +0.700 [") and j.line.startswith("supports: ")
-    assert (claims.judge(df, "diverge").verdict, claims.judge(df, "diverge").ours) == \
+    assert (str(claims.judge(df, "diverge").verdict), claims.judge(df, "diverge").ours) == \
         ("supports", "2 of 2 runs diverged, at steps 700, 700")
     # on the study (20k steps) other verdicts name their budget; a divergence seen does not
-    assert claims.judge(df, "nocolor", profile="study").verdict == "supports at 20,000 steps"
-    assert claims.judge(df, "diverge", profile="study").verdict == "supports"
+    assert str(claims.judge(df, "nocolor", profile="study").verdict) == "supports at 20,000 steps"
+    assert str(claims.judge(df, "diverge", profile="study").verdict) == "supports"
     best = claims.judge(df, "best_alpha")
-    assert best.ours == "α = 1" and best.verdict == "cannot decide"  # 1e1 has one seed
+    assert best.ours == "α = 1" and str(best.verdict) == "cannot decide"  # 1e1 has one seed
     beta = claims.judge(df, "beta")
-    assert beta.ours == "0.850 vs ≤ 0.875" and beta.verdict == "cannot decide"
+    assert beta.ours == "0.850 vs ≤ 0.875" and str(beta.verdict) == "cannot decide"
     t2 = claims.judge(df, "t2")  # no CarsNORB runs at all
-    assert t2.verdict == "cannot decide"
+    assert str(t2.verdict) == "cannot decide" and not t2.tested
     assert t2.line == "cannot decide: no runs of Table 2's configurations (CarsNORB)"
     table = claims.judge_all(df)
     assert table.key.tolist() == [c.key for c in claims.CLAIMS]
@@ -169,18 +169,20 @@ def test_judging_the_catalogue(df: pd.DataFrame):
 def test_a_verdict_names_the_budget_it_holds_at(df: pd.DataFrame):
     """A study verdict is about 20k steps, not the paper's 300k: the cell says so."""
     study = claims.judge(df, "nocolor", profile="study")
-    assert study.verdict == "supports at 20,000 steps"
+    assert str(study.verdict) == "supports at 20,000 steps"
+    assert (study.verdict.value, study.verdict.scope) == ("supports", "at 20,000 steps")
     assert study.line.startswith("supports at 20,000 steps: difference +0.700 [")
     paper = claims.judge(df.assign(profile="paper"), "nocolor", profile="paper")
-    assert paper.verdict == "supports"  # the paper's own budget needs no scope
-    assert claims.judge(df, "best_alpha", profile="study").verdict == "cannot decide"
+    assert str(paper.verdict) == "supports"  # the paper's own budget needs no scope
+    assert str(claims.judge(df, "best_alpha", profile="study").verdict) == "cannot decide"
     quick = claims.judge(df.assign(profile="quick"), "nocolor", profile="quick")
     assert PROFILES["quick"].judges_why in quick.detail  # the reason, not only the budget
 
 
 def test_a_claim_without_runs_says_which_are_missing(df: pd.DataFrame):
     j = claims.judge(df[df["alpha"] != 0.0], "nocolor")
-    assert (j.verdict, j.detail) == ("cannot decide", "no runs of alpha = 0 (Vanilla)")
+    assert (str(j.verdict), j.detail) == ("cannot decide", "no runs of alpha = 0 (Vanilla)")
+    assert not j.tested
 
 
 def test_the_fid_claim_names_the_distance_it_measured(df: pd.DataFrame):
@@ -188,3 +190,21 @@ def test_the_fid_claim_names_the_distance_it_measured(df: pd.DataFrame):
     assert claims.judge(fd, "fid").ours.startswith("FD-factors, not FID: ")
     real = df.assign(fid=[40.0 + i for i in range(len(df))])
     assert claims.judge(real, "fid").ours == "41.0 vs 44.0"  # rows 0-2 vs 3-5; FID itself: no label
+
+
+def test_the_paper_side_comes_from_the_transcribed_tables():
+    """Each claim's paper text is computed from lvae.paper, and reads as the paper prints
+    it (typed here from the paper's Tables 1, 2 and 5 and section 5.1)."""
+    want = {"nocolor": "0.977 vs 0.150", "color": "0.424 vs 0.246", "best_alpha": "α = 1",
+            "diverge": "diverged", "beta": "0.977 vs ≤ 0.690", "fid": "43.2 vs 134.8",
+            "t2": "α = 1e-2 for both", "t5": "0.977 vs 0.676"}
+    assert {c.key: c.paper_text for c in claims.CLAIMS} == want
+
+
+def test_a_verdict_is_a_value_and_a_scope():
+    v = claims.Verdict(claims.SUPPORTS, "at 20,000 steps")
+    assert str(v) == "supports at 20,000 steps" and str(claims.Verdict("cannot decide")) == \
+        "cannot decide"
+    assert claims.claim("diverge").scoped is False and claims.claim("nocolor").scoped
+    with pytest.raises(ValueError, match="no claim 'nope'"):
+        claims.claim("nope")

@@ -54,14 +54,17 @@ def test_reproduction_status_follows_verdict_and_screen():
     arms = pd.DataFrame({"arm": ["control: vanilla VAE", "a", "b", "c"],
                          "outcome": ["escapes", "memorises", "diverges at step 13",
                                      "in progress"]})
-    assert diagnosis.reproduction_status("supports: 1 of 1 runs diverged", arms) \
+    def row(value, tested=True):
+        return {"value": value, "tested": tested}
+
+    assert diagnosis.reproduction_status(row("supports"), arms) \
         == "reproduced under the study's reading"
-    assert diagnosis.reproduction_status("cannot decide: no runs of X", arms) == "not tested"
-    status = diagnosis.reproduction_status("cannot decide: difference ...", arms)
+    assert diagnosis.reproduction_status(row("cannot decide", False), arms) == "not tested"
+    status = diagnosis.reproduction_status(row("cannot decide"), arms)
     assert status.startswith("not reproduced under any reading tried")
     assert "2 others (1 memorise, 1 diverge); 1 more in progress" in status  # no control
     arms.loc[1, "outcome"] = "escapes"
-    status = diagnosis.reproduction_status("contradicts: ...", arms)
+    status = diagnosis.reproduction_status(row("contradicts"), arms)
     assert "a escapes memorisation" in status and "candidate" in status
 
 
