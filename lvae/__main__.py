@@ -75,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=str(Path.home() / "lvae-study"),
                    help="study run folders (default: ~/lvae-study, outside the repository)")
     s.add_argument("--limit", type=int, default=None, help="work: stop after this many runs")
+    s.add_argument("--jobs", type=int, default=None,
+                   help="work: run on the grid's Dask executor with this many one-thread "
+                   "workers (a LocalCluster), instead of being one worker")
+    s.add_argument("--scheduler", default=None,
+                   help="work: a Dask scheduler's address (tcp://host:8786): the runs go to "
+                   "that cluster")
+    s.add_argument("--resources", default=None,
+                   help="work: Dask resources every run asks for, e.g. GPU=1")
     s.add_argument("--plan", default="study", choices=("study", "diagnosis"),
                    help="which runs: the reference study (default) or the diagnosis of the "
                    "choices the paper leaves open (lvae.study.DIAGNOSIS)")
@@ -99,7 +107,18 @@ def _study(args: argparse.Namespace) -> int:
         return 0 if all(c in (0, None) for c in codes.values()) else 1
     runs = study.plan(args.plan)
     if args.action == "work":
-        study.work(args.out, limit=args.limit, log=lambda m: print(m, flush=True), runs=runs)
+        log = lambda m: print(m, flush=True)  # noqa: E731
+        if args.jobs is None and args.scheduler is None:
+            study.work(args.out, limit=args.limit, log=log, runs=runs)
+            return 0
+        from lvae.reproduce import RunnerError, parse_resources
+
+        try:
+            study.work_on(args.out, runs, jobs=args.jobs or 1, scheduler=args.scheduler,
+                          resources=parse_resources(args.resources), log=log)
+        except (ValueError, RunnerError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         return 0
     if args.action == "ship":
         for sr in runs:

@@ -58,7 +58,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -301,7 +301,8 @@ def _short(exc: BaseException) -> str:
 class Executor(Protocol):
     """Runs tasks and yields their outcomes as they finish (in any order)."""
 
-    def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]: ...
+    def map(self, tasks: Sequence[Task], fn: Callable[[Task], Outcome] | None = None
+            ) -> Iterator[Outcome]: ...
 
     def close(self) -> None: ...
 
@@ -309,9 +310,10 @@ class Executor(Protocol):
 class SequentialExecutor:
     """One task after another in this process (each notebook still gets its own kernel)."""
 
-    def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+    def map(self, tasks: Sequence[Task], fn: Callable[[Task], Outcome] | None = None
+            ) -> Iterator[Outcome]:
         for t in tasks:
-            yield execute(t)
+            yield (fn or execute)(t)
 
     def close(self) -> None:
         pass
@@ -366,14 +368,17 @@ class DaskExecutor:
                                              resources=self.resources)
             self.client = Client(self._cluster)
 
-    def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+    def map(self, tasks: Sequence[Task], fn: Callable[[Task], Outcome] | None = None
+            ) -> Iterator[Outcome]:
+        """Each task through ``fn`` (:func:`execute`, a papermill run, by default; the
+        study's workers pass :func:`lvae.study.run_task`), yielded as it finishes."""
         from distributed import as_completed
 
         futures = {}
 
         def submit(t: Task) -> Any:
             res = self.resources if t.accelerated else None
-            fut = self.client.submit(execute, t, key=f"{t.name}-{uuid.uuid4().hex[:6]}",
+            fut = self.client.submit(fn or execute, t, key=f"{t.name}-{uuid.uuid4().hex[:6]}",
                                      pure=False, retries=self.retries, resources=res,
                                      priority=t.priority)
             futures[fut] = t

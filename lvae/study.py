@@ -501,6 +501,60 @@ def work(out: str | Path, limit: int | None = None, log=print,
     return done
 
 
+def run_task(task: Any) -> Any:
+    """Complete one study run on a Dask worker (:func:`work_on`): the task's ``parameters``
+    name the output folder (``out``) and the run (``run``). A run held by another process
+    (a worker of another invocation, a ``study train``) is left to it."""
+    from lvae.reproduce import Outcome
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    out, name = task.parameters["out"], task.parameters["run"]
+    sr = study_run(name)
+    rdir = run_dir(out, sr)
+    with claimed(rdir) as mine:
+        if not mine:
+            return Outcome(task.name, "skipped", str(rdir), "held by another process")
+        if not is_done(rdir):
+            complete(out, sr, log=lambda m: print(m, flush=True))
+    return Outcome(task.name, "executed", str(rdir), runfolder.state(rdir), 1,
+                   time.perf_counter() - t0)
+
+
+def work_on(out: str | Path, runs: tuple[StudyRun, ...] | None = None, jobs: int = 2,
+            scheduler: str | None = None, resources: dict[str, float] | None = None,
+            log=print, shipped_root: str | Path | None = None, inline: bool = False) -> int:
+    """Complete the runs of a plan (:data:`STUDY` by default) on the grid's executor
+    (:func:`lvae.reproduce.make_executor`): a LocalCluster of ``jobs`` one-thread workers,
+    or the cluster at ``scheduler``; ``resources`` (``{"GPU": 1}``) is asked for by every
+    run. Runs go in the plan's order (the first the highest priority); finished and shipped
+    ones are left out, and each run holds its lock while a worker computes it, so this and
+    other workers on the same folder never compute one run twice. Returns how many runs
+    were completed. ``inline``: one run after another in this process (tests, debugging).
+    """
+    from lvae.reproduce import Task, make_executor
+
+    todo = [sr for sr in (STUDY if runs is None else runs)
+            if not (is_done(run_dir(out, sr)) or shipped_done(sr, shipped_root))]
+    if not todo:
+        log(f"{now()}: no run left to take")
+        return 0
+    tasks = [Task(f"study:{sr.name}", "", str(run_dir(out, sr)),
+                  {"out": str(out), "run": sr.name}, priority=len(todo) - i,
+                  accelerated=True) for i, sr in enumerate(todo)]
+    log(f"{now()}: {len(todo)} runs for {jobs if scheduler is None else 'the cluster'}'s "
+        f"workers, first {todo[0].name}")
+    executor = make_executor(jobs, scheduler, inline=inline, resources=resources)
+    done = 0
+    try:
+        for o in executor.map(tasks, fn=run_task):
+            done += o.status == "executed"
+            log(f"{now()} {o.name.removeprefix('study:')}: {o.status} {o.message}".rstrip())
+    finally:
+        executor.close()
+    return done
+
+
 def study_run(name: str) -> StudyRun:
     """The run called ``name`` (``profile/run_id``, as ``status`` prints) in any plan."""
     every = [sr for p in PLANS.values() for sr in p]

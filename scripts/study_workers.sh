@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Start the reference study's workers in the background, pinned to one commit of the code.
+# Start the reference study's workers in the background, pinned to one commit of the code:
+# one `lvae study work --jobs N` process whose LocalCluster (the grid's Dask executor) runs
+# N one-thread workers, in a session of its own so that `stop` ends all of it.
 #
 #   scripts/study_workers.sh            # start 2 workers (one per core) on ~/lvae-study
 #   N=1 OUT=/data/study scripts/study_workers.sh
@@ -18,7 +20,13 @@ PLAN=${PLAN:-study}
 PY=${PY:-$REPO/.venv/bin/python}
 
 if [[ "${1:-start}" == "stop" ]]; then
-    pkill -f "lvae study work --plan $PLAN --out $OUT" && echo "stopped" || echo "no worker running"
+    pids=$(pgrep -f "lvae study work --plan $PLAN --out $OUT" || true)
+    [[ -n "$pids" ]] || { echo "no worker running"; exit 0; }
+    for pid in $pids; do  # the whole process group: the cluster's workers too
+        pgid=$(ps -o pgid= "$pid" | tr -d ' ')
+        [[ -n "$pgid" ]] && kill -- "-$pgid" 2> /dev/null || kill "$pid" 2> /dev/null || true
+    done
+    echo "stopped"
     exit 0
 fi
 mkdir -p "$OUT"
@@ -38,10 +46,8 @@ fi
 cd "$OUT"
 PYTHONPATH="$OUT/code" "$PY" -c "import lvae, sys; sys.exit(not lvae.__file__.startswith('$OUT/code/'))" \
     || { echo "error: workers would not import the pinned code in $OUT/code" >&2; exit 2; }
-for i in $(seq 1 "$N"); do
-    PYTHONPATH="$OUT/code" nohup nice -n 5 "$PY" -m lvae study work --plan "$PLAN" \
-        --out "$OUT" >> "$OUT/worker$i.log" 2>&1 &
-    sleep 2
-done
-echo "started $N worker(s) of plan $PLAN at ${COMMIT:0:12} on $OUT; progress:" \
+PYTHONPATH="$OUT/code" setsid nohup nice -n 5 "$PY" -m lvae study work --plan "$PLAN" \
+    --out "$OUT" --jobs "$N" >> "$OUT/work.log" 2>&1 < /dev/null &
+sleep 2
+echo "started $N worker(s) of plan $PLAN (log: $OUT/work.log) at ${COMMIT:0:12} on $OUT; progress:" \
     "PYTHONPATH=$OUT/code $PY -m lvae study status --plan $PLAN --out $OUT"

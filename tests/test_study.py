@@ -189,7 +189,8 @@ def test_replay_matches_the_shipped_log_and_catches_a_changed_one(finished: Path
     assert bad["log_hash"] == "not recorded"
 
 
-@pytest.mark.parametrize("capability", ["default", "avx2"])
+@pytest.mark.parametrize("capability", ["default",
+                                        pytest.param("avx2", marks=pytest.mark.slow)])
 def test_replay_holds_across_vector_paths(capability: str):
     """The replay failed an untouched shipped run on another CPU (KL 8% off at 200 steps):
     at REPLAY_STEPS it must hold whichever ISA path the kernels take (ATEN_CPU_CAPABILITY
@@ -312,6 +313,31 @@ def test_a_worker_completes_its_runs_end_to_end(tmp_path: Path, monkeypatch, one
     rec = study.milestones(rdir)[-1]["readout"]  # the memorisation readout at each milestone
     assert set(rec) >= {"kl", "kl_meta", "copy_distance", "local_share", "heldout"}
     assert rec["kl"] >= 0 and rec["copy_distance"] >= 0 and rec["object_variance"] > 0
+
+
+def test_the_study_runs_on_the_grids_executor(tmp_path: Path, monkeypatch, one_torch_thread):
+    """``study work --jobs N`` hands the plan's runs to reproduce's executor (here the
+    in-process one: a Dask worker would not see the shrunk profile); each run is trained,
+    its milestones and final model evaluated, and a second pass finds nothing to do."""
+    import dataclasses
+
+    from lvae import config
+
+    tiny = dataclasses.replace(config.PROFILES["smoke"], name="study", steps=4, lr=1e-3,
+                               milestones=(2, 4), judges=True)
+    monkeypatch.setitem(config.PROFILES, "study", tiny)
+    runs = (study.StudyRun(study._shapes(0.0, 0), "study", "t"),)
+    monkeypatch.setattr(study, "MILESTONE_DCI", SIZES)
+    lines: list[str] = []
+    none = tmp_path / "none"
+    assert study.work_on(tmp_path, runs, jobs=1, inline=True, log=lines.append,
+                         shipped_root=none) == 1
+    assert study.is_done(study.run_dir(tmp_path, runs[0]))
+    assert [m["step"] for m in study.milestones(study.run_dir(tmp_path, runs[0]))] == [2, 4]
+    assert sum(": executed finished" in ln for ln in lines) == 1, lines
+    assert study.work_on(tmp_path, runs, jobs=1, inline=True, log=lines.append,
+                         shipped_root=none) == 0
+    assert "no run left" in lines[-1]
 
 
 def test_a_fresh_machine_does_not_retrain_a_shipped_run(tmp_path: Path, monkeypatch):
