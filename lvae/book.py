@@ -8,6 +8,7 @@ for ``python -m lvae reproduce``)::
 
     <root>/book/                    staged source: _config.yml, _toc.yml, book/ (copied)
     <root>/book/notebooks/*.ipynb   executed copies (papermill), same names as the repo's
+    <root>/book/tables/*.csv        the result pages' tables (copied from <root>/tables)
     <root>/book/_build/html/        the built book
 
 so the toc's ``notebooks/teach_vae`` resolves to the executed copy, and two builds into
@@ -38,6 +39,12 @@ TEACHING_NOTEBOOKS = (
     "notebooks/teach_lle.ipynb",
 )
 BOOK_FILES = ("_config.yml", "_toc.yml")  # copied next to book/ into the staged source
+#: Where the result pages write their tables as CSV (``<root>/tables``, ``Page.csv`` of
+#: :mod:`lvae.results`) and where the staged source gets a copy (``<root>/book/tables``):
+#: a page offers them as downloads with MyST's ``{download}`` role
+#: (``{download}`table1.csv </tables/table1_paper_vs_ours.csv>```), which Sphinx resolves
+#: inside the source folder only and copies into ``_build/html/_downloads/``.
+TABLES_DIRNAME = "tables"
 
 
 def book_source(out_dir: str | Path) -> Path:
@@ -61,7 +68,9 @@ def stage_book(out_dir: str | Path) -> Path:
     """Copy the book's configuration and markdown pages into ``<out_dir>/book``.
 
     Executed notebooks already there are kept; the markdown pages are refreshed from the
-    working tree every time, so prose edits show up without re-running anything.
+    working tree every time, so prose edits show up without re-running anything. The
+    tables the result pages wrote (``<out_dir>/tables/*.csv``) replace the staged copies
+    (:data:`TABLES_DIRNAME`), so the pages' download links serve this build's numbers.
     MathJax 3 and its fonts come with the build (the ``sphinx-mathjax-offline`` extension
     of ``_config.yml`` copies them to ``_build/html/_static/mathjax``): no CDN, no network.
     """
@@ -70,18 +79,30 @@ def stage_book(out_dir: str | Path) -> Path:
     for name in BOOK_FILES:
         shutil.copy2(REPO_ROOT / name, src / name)
     shutil.copytree(REPO_ROOT / "book", src / "book", dirs_exist_ok=True)
+    tables, staged = Path(out_dir).resolve() / TABLES_DIRNAME, src / TABLES_DIRNAME
+    shutil.rmtree(staged, ignore_errors=True)  # a table no page writes any more is gone
+    if tables.is_dir():
+        staged.mkdir()
+        for csv in sorted(tables.glob("*.csv")):
+            shutil.copy2(csv, staged / csv.name)
     return src
+
+
+def toc_notebooks() -> list[str]:
+    """The notebooks ``_toc.yml`` names, in its order, as repository paths
+    (``notebooks/teach_vae.ipynb``): the book's pages that are executed notebooks."""
+    toc = (REPO_ROOT / "_toc.yml").read_text()
+    return [f + ("" if f.endswith(".ipynb") else ".ipynb")
+            for f in re.findall(r"file:\s*(\S+)", toc) if f.startswith("notebooks/")]
 
 
 def missing_pages(out_dir: str | Path) -> list[str]:
     """Notebooks named in ``_toc.yml`` that have no executed copy yet."""
-    toc = (REPO_ROOT / "_toc.yml").read_text()
     missing = []
-    for f in re.findall(r"file:\s*(\S+)", toc):
-        if f.startswith("notebooks/"):
-            p = executed_path(out_dir, f + ("" if f.endswith(".ipynb") else ".ipynb"))
-            if not p.exists():
-                missing.append(str(p.relative_to(book_source(out_dir))))
+    for f in toc_notebooks():
+        p = executed_path(out_dir, f)
+        if not p.exists():
+            missing.append(str(p.relative_to(book_source(out_dir))))
     return missing
 
 

@@ -366,6 +366,25 @@ def model_card(folder: str | Path) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def nested_card(folder: str | Path, top: int = 3) -> str:
+    """:func:`model_card` with every heading moved down so that its title is a level-``top``
+    heading (``###`` by default) and its sections the level below. Why: in
+    ``MODEL_CARD.md`` the card is a document of its own (``#`` title, ``##`` sections); on
+    a book page it sits under the page's section for its configuration, where a ``#``
+    would be the page's size and out of its outline. Lines inside fenced code (the "How to
+    load" snippet, whose comments start with ``#``) are left alone."""
+    if not 1 <= top <= 5:
+        raise ValueError(f"top must leave room for the sections below it (1 to 5), got {top}")
+    out, fenced = [], False
+    for line in model_card(folder).splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            line = "#" * (top - 1) + line
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def write_card(folder: str | Path) -> Path:
     """Write one run's ``MODEL_CARD.md`` (what shipping a run calls to keep its card current)
     and return its path; a card whose text is unchanged is left as it is, so regenerating

@@ -7,7 +7,8 @@ column), :func:`figure2_panels` with :func:`side_by_side` (fig. 2 for any config
 (``log.jsonl`` of runs), :func:`alpha_sweep` and :func:`table_sweep` (a metric against
 alpha, the paper's curve beside ours), :func:`frechet_sweep` (the paper's FID and our
 Frechet distance, each on its own axis), :func:`paper_bars` (a table's rows as bars),
-:func:`noise_bars`, :func:`milestone_curves` and :func:`milestone_pictures` (the study).
+:func:`noise_bars`, :func:`milestone_curves` and :func:`milestone_pictures` (the study),
+:func:`execution_bars` (a build's run times).
 They take tensors, arrays or result frames and return the matplotlib ``Figure``, so a
 notebook cell is one call and the page shows the figure. :func:`comparison_table` and
 :func:`codes_table` lay a result frame out as a page's table.
@@ -243,15 +244,38 @@ def _alpha_positions(alphas: Sequence[float], zero_at: float) -> np.ndarray:
     return np.where(a > 0, a, zero_at)
 
 
+def _value_points(ax: Any, x: Sequence[float], values: Sequence[Any], color: str,
+                  log_x: bool = False, width: float = 0.12, label: str | None = None) -> None:
+    """Each seed's value as a small point at its configuration's ``x``, where a
+    configuration has more than one (with one, the mean is the point). Why: a mean with an
+    interval hides how many seeds there are and whether one of them is far from the rest;
+    three points do not. The points of one ``x`` are spread over ``width`` (in decades on a
+    log axis) so that equal values stay countable. ``values[i]`` is a sequence of floats (a
+    missing one, NaN or None, draws nothing). ``label`` names the first group drawn, for
+    the legend."""
+    for xi, vals in zip(x, values, strict=True):
+        v = np.asarray([] if vals is None or (isinstance(vals, float) and math.isnan(vals))
+                       else list(vals), dtype=float)
+        v = v[np.isfinite(v)]
+        if len(v) < 2:
+            continue
+        offsets = np.linspace(-width / 2, width / 2, len(v))
+        xs = xi * 10.0 ** offsets if log_x else xi + offsets
+        ax.scatter(xs, v, s=10, color=color, alpha=0.75, lw=0, zorder=3, label=label)
+        label = None
+
+
 def alpha_sweep(ours: Mapping[str, Any], paper: Mapping[str, Any] | None = None,
                 metrics: Sequence[str] | None = None, ylabel: str = "score",
                 title: str | None = None) -> Figure:
     """Metrics against alpha: ours (mean, with CI bars) beside the paper's curve.
 
     ``ours[metric]`` is a DataFrame with columns ``alpha``, ``mean`` and optional
-    ``lo``/``hi``; ``paper[metric]`` maps alpha to the paper's number. alpha = 0 is drawn
-    left of the smallest positive alpha and labelled "0 (vanilla)"; diverged cells are
-    missing from ``ours`` and marked with an x on the axis.
+    ``lo``/``hi`` and ``values`` (each seed's value, drawn as small points beside the
+    mean where there are several: :func:`_value_points`); ``paper[metric]`` maps alpha to
+    the paper's number. alpha = 0 is drawn left of the smallest positive alpha and
+    labelled "0 (vanilla)"; diverged cells are missing from ``ours`` and marked with an x
+    on the axis.
     """
     import pandas as pd
 
@@ -270,6 +294,8 @@ def alpha_sweep(ours: Mapping[str, Any], paper: Mapping[str, Any] | None = None,
             if "lo" in ok and "hi" in ok and ok["lo"].notna().any():
                 yerr = np.vstack([ok["mean"] - ok["lo"], ok["hi"] - ok["mean"]]).clip(0)
             ax.errorbar(x, ok["mean"], yerr=yerr, marker="o", ms=4, capsize=3, label="ours")
+            if "values" in ok:
+                _value_points(ax, x, ok["values"], "C0", log_x=True, label="ours: each seed")
         bad = df[~np.isfinite(df["mean"].astype(float))]
         for a in bad.get("alpha", []):
             ax.plot(_alpha_positions([a], zero_at), [0], "rx", ms=8, clip_on=False,
@@ -316,7 +342,8 @@ def frechet_sweep(cmp: Any, measure: str, table: str = "table1") -> Figure:
     """The paper's FID and our Frechet distance (``measure``, e.g. "FD-factors") against
     alpha, each on its own axis: they are computed in different feature spaces on very
     different numbers of images, so only their trends can be compared, not their values.
-    Ours is the mean over seeds with its 95% t-interval (:func:`lvae.results.sweep_frame`).
+    Ours is the mean over seeds with its 95% t-interval (:func:`lvae.results.sweep_frame`)
+    and each seed as a small point.
     """
     from lvae.results import paper_curve, sweep_frame
 
@@ -330,6 +357,8 @@ def frechet_sweep(cmp: Any, measure: str, table: str = "table1") -> Figure:
     err = np.vstack([fd["mean"] - fd["lo"], fd["hi"] - fd["mean"]]).clip(0)
     axes[1].errorbar(_alpha_positions(list(fd["alpha"]), zero), list(fd["mean"]), yerr=err,
                      fmt="o-", color="C0", capsize=3)
+    _value_points(axes[1], _alpha_positions(list(fd["alpha"]), zero), fd["values"], "C0",
+                  log_x=True)
     for ax, name in zip(axes, ("paper: FID (Inception-v3)", f"ours: {measure}"), strict=True):
         ax.set_xscale("log")
         ax.set_xticks([zero, *pos], ["0\n(vanilla)"] + [f"{a:g}" for a in pos], fontsize=7)
@@ -349,7 +378,8 @@ def paper_bars(cmp: Any, metrics: Mapping[str, str], table: str, ticks: Sequence
     ``cmp`` is a :func:`lvae.results.paper_vs_ours` frame, of which the runs of ``source``
     are drawn; ``metrics`` maps its columns to panel titles and ``ticks`` names the paper's
     rows in order. Our bar is the mean over seeds with its 95% t-interval (none for one
-    seed); a row with no completed run says "diverged" or "—" at its foot.
+    seed) and each seed as a small black point on it; a row with no completed run says
+    "diverged" or "—" at its foot.
     """
     from lvae.paper import table as paper_table
 
@@ -367,6 +397,9 @@ def paper_bars(cmp: Any, metrics: Mapping[str, str], table: str, ticks: Sequence
         half = c["ours_ci95"].where(c["n"] > 1).astype(float).to_numpy()
         ax.bar(x + 0.2, np.nan_to_num(ours), 0.4, yerr=np.nan_to_num(half), capsize=3,
                color="C0", label="ours")
+        if "ours_values" in c:
+            _value_points(ax, x + 0.2, c["ours_values"], "black", width=0.25,
+                          label="ours: each seed")
         for xi, v, diverged in zip(x, ours, c["n_diverged"], strict=True):
             if np.isnan(v):
                 ax.text(xi + 0.2, 0.02, "diverged" if diverged else "—", rotation=90,
@@ -610,25 +643,38 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
                      paper: Mapping[str, Mapping[str, float]] | None = None,
                      paper_steps: int = 300_000,
                      ylim: tuple[float, float] | None = (0, 1.04),
-                     title: str | None = None) -> Figure:
+                     title: str | None = None, ncols: int | None = None,
+                     panel: tuple[float, float] = (3.7, 3.0)) -> Figure:
     """Metrics against training steps, one line per group (``frame[by]``): the mean over
-    seeds, a band from the lowest to the highest seed, thin lines for single runs.
+    seeds, a band from the lowest to the highest seed, and each seed as a small point
+    (:func:`_seed_points`), so a band is never read as a spread it does not have (three
+    seeds draw the same band as thirty); a group of one seed is its line alone.
 
     ``metrics`` maps a column of :func:`lvae.study.milestone_frame` to a panel title;
+    the panels fill a grid of ``ncols`` columns row by row (default: one row), each
+    ``panel`` inches (width, height): the book's text column is 688 px wide in a 1280 px
+    window, 6.9 in at the inline backend's 100 dpi, so two columns of 3.7 in are shrunk by
+    a tenth where a row of three is shrunk by 40% (the results_study DCI figure).
     ``paper[column][group]`` is the paper's value, drawn as a star at ``paper_steps`` (the
     paper's budget) so a reader sees how far our curves are from where it measured. A
     run still training is drawn dashed; a group whose every run diverged ends in a cross
     at the step it diverged (``frame["diverged_at"]``), named in its legend entry.
     """
     import pandas as pd
+    from matplotlib.lines import Line2D
 
     df = pd.DataFrame(frame)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.7 * len(metrics), 3.0),
+    ncols = max(1, min(ncols or len(metrics), len(metrics)))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows),
                              squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
     groups = list(dict.fromkeys(df[by])) if len(df) else []
     colors = {g: f"C{i}" for i, g in enumerate(groups)}
-    for ax, (col, name) in zip(axes[0], metrics.items(), strict=True):
-        for g in groups:
+    seeds_drawn = False
+    for k, (ax, (col, name)) in enumerate(zip(axes.flat, metrics.items(), strict=False)):
+        for i, g in enumerate(groups):
             sub = df[(df[by] == g) & df[col].notna()] if col in df else df.iloc[0:0]
             if sub.empty:
                 continue
@@ -648,22 +694,31 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
             if n > 1:
                 ax.fill_between(stats_.index, stats_["min"], stats_["max"],
                                 color=colors[g], alpha=0.18, lw=0)
+                _seed_points(ax, sub["step"], sub[col], colors[g], i, len(groups))
+                seeds_drawn = True
             if paper and g in paper.get(col, {}):
                 ax.plot([paper_steps], [paper[col][g]], marker="*", ms=11, color=colors[g],
                         mec="black", mew=0.6, ls="none")
         ax.set_xscale("log")
-        ax.set_xlabel("training steps")
+        if k + ncols >= len(metrics):  # the lowest panel of its column: one label a column
+            ax.set_xlabel("training steps")
         ax.set_title(name, fontsize=10)
         if ylim is not None:
             ax.set_ylim(*ylim)
         ax.grid(alpha=0.3)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles, labels = [], []
+    for ax in axes.flat[:len(metrics)]:  # every group, even one absent from the first panel
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if seeds_drawn:
+        handles.append(Line2D([], [], marker="o", ms=3, color="gray", alpha=0.7, ls="none"))
+        labels.append("each seed")
     if paper:
-        from matplotlib.lines import Line2D
-
         handles.append(Line2D([], [], marker="*", ms=11, color="gray", mec="black", ls="none"))
         labels.append(f"paper, at {paper_steps:,} steps")
-    ncol = min(max(len(labels), 1), 4)
+    ncol = min(max(len(labels), 1), 4, max(2, int(panel[0] * ncols / 2.2)))
     rows = math.ceil(len(labels) / ncol) if labels else 0
     top_in = 0.2 * rows + (0.3 if title else 0.0)  # inches above the panels
     fig.set_figheight(fig.get_figheight() + top_in)
@@ -675,6 +730,65 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
                    bbox_to_anchor=(0.5, 1 - (0.3 if title else 0.0) / height),
                    frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - top_in / height))
+    return fig
+
+
+#: How far apart (in decades of the step axis) the seed points of neighbouring groups are
+#: drawn at one milestone, so that groups whose values are close stay told apart.
+SEED_POINT_SPREAD = 0.025
+
+
+def _seed_points(ax: Any, steps: Any, values: Any, color: str, group: int,
+                 groups: int) -> None:
+    """One small point per seed and milestone, nudged sideways by the group's place among
+    ``groups`` (:data:`SEED_POINT_SPREAD` decades apart, centred on the milestone): on a log
+    axis a nudge of a few percent of a step is invisible as a step, and without it the
+    seeds of groups with close values hide each other."""
+    shift = 10 ** (SEED_POINT_SPREAD * (group - (groups - 1) / 2))
+    ax.scatter(np.asarray(steps, dtype=float) * shift, np.asarray(values, dtype=float), s=9,
+               color=color, alpha=0.7, lw=0, zorder=3)
+
+
+#: Bar colours of :func:`execution_bars`, by cache state (:mod:`lvae.execstats`).
+CACHE_COLORS = {"executed": "C0", "reused": "0.7", "unknown": "0.45"}
+
+
+def execution_bars(table: Any, title: str | None = None) -> Figure:
+    """Where a build's time went: one horizontal bar per notebook of an
+    :func:`lvae.execstats.execution_table` (papermill's run time, in the table's order,
+    first at the top), coloured by cache state (this build's executions blue, reused ones
+    grey: their time was spent by an earlier build), a failed one outlined in red. The
+    axis is logarithmic when the times span more than two decades (a 3-second page beside
+    a 20-minute run), so the short bars stay readable."""
+    from matplotlib.patches import Patch
+
+    names = [str(n) for n in table["notebook"]]
+    secs = np.asarray(table["run time (s)"], dtype=float)
+    fig, ax = plt.subplots(figsize=(7.0, 0.6 + 0.22 * max(len(names), 1)))
+    y = np.arange(len(names))
+    colors = [CACHE_COLORS.get(str(c), "0.45") for c in table["cache"]]
+    failed = [str(s).startswith("failed") for s in table["status"]]
+    shown = np.nan_to_num(secs, nan=0.0)
+    ax.barh(y, shown, color=colors, edgecolor=["red" if f else "none" for f in failed],
+            linewidth=1.2, height=0.7)
+    ok = secs[np.isfinite(secs) & (secs > 0)]
+    if len(ok) and ok.max() / ok.min() > 100:
+        ax.set_xscale("log")
+    ax.set_yticks(y, names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("run time (s, papermill)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    present = list(dict.fromkeys(str(c) for c in table["cache"]))
+    handles = [Patch(color=CACHE_COLORS.get(c, "0.45"), label=c) for c in present]
+    if any(failed):
+        handles.append(Patch(facecolor="white", edgecolor="red", label="failed"))
+    if handles:  # above the bars, where it hides none of them
+        ax.legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0),
+                  ncol=len(handles), frameon=False, borderaxespad=0.2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig
 
 

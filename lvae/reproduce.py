@@ -18,9 +18,12 @@
    time) with ``profile`` and ``out_dir`` injected. The executed copies are build products;
    the committed notebooks stay without outputs. The pages that read no run (the teaching
    pages and :data:`RUN_FREE_PAGES`) are executed beside the runs of step 1, in one
-   longest-first order with them; the others after the last run.
-3. ``lvae.book.build_book``: stage ``_config.yml``, ``_toc.yml`` and ``book/`` beside
-   them and run ``jupyter-book build``; the HTML is in ``<out>/<profile>/book/_build/html``.
+   longest-first order with them; the others after the last run, and
+   :data:`LAST_PAGES` (the execution statistics, which read every other notebook's
+   papermill record) after all of them.
+3. ``lvae.book.build_book``: stage ``_config.yml``, ``_toc.yml``, ``book/`` and the result
+   pages' CSV tables beside them and run ``jupyter-book build``; the HTML is in
+   ``<out>/<profile>/book/_build/html``.
 
 Every execution goes through one seam, :class:`Executor`. The grid runs on Dask
 distributed (:class:`DaskExecutor`): by default a ``LocalCluster`` on loopback of ``jobs``
@@ -84,13 +87,23 @@ RESULT_NOTEBOOKS: tuple[str, ...] = (
     "notebooks/results_table5.ipynb",
     "notebooks/results_traversal.ipynb",
     "notebooks/results_explore_alpha.ipynb",
+    "notebooks/results_model_cards.ipynb",
+    "notebooks/build_stats.ipynb",
 )
 
 #: Result pages that read none of the grid's runs: the study page reads the shipped runs
 #: under ``results/`` only (its ``out_dir`` parameter is unused: tested). With the teaching
 #: pages they are executed beside the grid's runs (:func:`reproduce`), not after them.
 RUN_FREE_PAGES: tuple[str, ...] = ("notebooks/results_study.ipynb",
-                                    "notebooks/results_diagnosis.ipynb")
+                                    "notebooks/results_diagnosis.ipynb",
+                                    "notebooks/results_model_cards.ipynb")
+
+#: Result pages executed after every other page of the build, with ``since`` (the time
+#: :func:`reproduce` started, ISO 8601 UTC) injected beside ``profile`` and ``out_dir``:
+#: the execution-statistics page reads the papermill record of every other executed
+#: notebook (:mod:`lvae.execstats`), so it must come after all of them, and ``since`` is
+#: how it tells the notebooks this build executed from those it reused.
+LAST_PAGES: tuple[str, ...] = ("notebooks/build_stats.ipynb",)
 
 #: Dask priority of the book's pages (the runs have :func:`cost_rank`, 0 to 3): the pages
 #: executed beside the grid are ordered among its runs by their cost, longest first, so
@@ -131,6 +144,7 @@ class Task:
     accelerated: bool = False  # asks for the executor's resources (a GPU): training runs do
     priority: int = 0  # larger starts first, so the longest runs do not finish the grid alone
     reads_runs: bool = True  # False: a book page that may run beside the grid (RUN_FREE_PAGES)
+    last: bool = False  # True: a book page executed after every other page (LAST_PAGES)
 
     def command(self) -> str:
         """The equivalent papermill command line."""
@@ -781,7 +795,8 @@ def _executed_copy(root: Path, src: Path) -> Path:
 
 
 def book_tasks(profile: str, out: Path, results: Sequence[str | Path] = RESULT_NOTEBOOKS,
-               teaching: Sequence[str | Path] | None = None, force: bool = False) -> list[Task]:
+               teaching: Sequence[str | Path] | None = None, force: bool = False,
+               since: str | None = None) -> list[Task]:
     """Papermill tasks for the book's pages, into ``<out>/<profile>/book/notebooks/``.
 
     Result pages always run again (they read the runs, which may have changed), with
@@ -790,13 +805,15 @@ def book_tasks(profile: str, out: Path, results: Sequence[str | Path] = RESULT_N
     only when their executed copy is missing or older than the source (or with ``force``).
     Pages not yet written are skipped with a warning. Kernels run in the repository root.
     Teaching pages and :data:`RUN_FREE_PAGES` get ``reads_runs=False``; every page its
-    :data:`PAGE_PRIORITY`.
+    :data:`PAGE_PRIORITY`. :data:`LAST_PAGES` get ``last=True`` and, when given, ``since``
+    (the time the build started) as a parameter.
     """
     from lvae.book import TEACHING_NOTEBOOKS
 
     root = out / profile
     tasks = []
     run_free = {(REPO / n).resolve() for n in RUN_FREE_PAGES}
+    last = {(REPO / n).resolve() for n in LAST_PAGES}
     pages = [(Path(n), False) for n in (TEACHING_NOTEBOOKS if teaching is None else teaching)]
     pages += [(Path(n), True) for n in results]
     for rel, is_result in pages:
@@ -808,10 +825,15 @@ def book_tasks(profile: str, out: Path, results: Sequence[str | Path] = RESULT_N
         if not (is_result or force) and dst.is_file() and \
                 dst.stat().st_mtime >= src.stat().st_mtime:
             continue
-        params = {"profile": profile, "out_dir": str(out)} if is_result else {}
+        params: dict[str, Any] = {"profile": profile, "out_dir": str(out)} if is_result \
+            else {}
+        is_last = is_result and src.resolve() in last
+        if is_last and since is not None:
+            params["since"] = since
         reads_runs = is_result and src.resolve() not in run_free
         tasks.append(Task(f"book:{src.stem}", str(src), str(dst), params, cwd=str(REPO),
-                          priority=PAGE_PRIORITY.get(src.stem, -1), reads_runs=reads_runs))
+                          priority=PAGE_PRIORITY.get(src.stem, -1), reads_runs=reads_runs,
+                          last=is_last))
     return tasks
 
 
@@ -850,6 +872,7 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
     locked runs' folders.
     """
     t0 = time.perf_counter()
+    started = now()  # what the statistics page (LAST_PAGES) compares executions with
     out = Path(out).resolve()
     planned = plan(profile, out, seeds, only, jobs, grid, notebook)
     if executor is None:
@@ -861,8 +884,8 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
     locks: list[Lock] = []
     try:
         todo = _claim(planned, summary, force, runs, locks)
-        pages = book_tasks(profile, out, result_notebooks, teaching_notebooks, force) \
-            if book else []
+        pages = book_tasks(profile, out, result_notebooks, teaching_notebooks, force,
+                           since=started) if book else []
         beside: list[Task] = []
         held: Lock | None = None
         if todo and any(not t.reads_runs for t in pages):
@@ -957,9 +980,10 @@ def _grid(summary: Summary, executor: Executor, todo: Sequence[PlannedRun], prof
 def _book(summary: Summary, executor: Executor, profile: str, out: Path,
           tasks: Sequence[Task], progress: bool = False, held: Lock | None = None) -> None:
     """Execute the book's pages ``tasks`` (:func:`book_tasks`, less those run beside the
-    grid) through the executor, then ``lvae.book.build_book``; a bar counts the pages and
-    then the build (its last step), naming each phase. ``held``: the book's lock when the
-    caller holds it already (the caller releases it)."""
+    grid) through the executor, those marked ``last`` (:data:`LAST_PAGES`) after all the
+    others, then ``lvae.book.build_book``; a bar counts the pages and then the build (its
+    last step), naming each phase. ``held``: the book's lock when the caller holds it
+    already (the caller releases it)."""
     from lvae import book
 
     own = held is None
@@ -970,11 +994,12 @@ def _book(summary: Summary, executor: Executor, profile: str, out: Path,
     bar = tqdm(total=len(tasks) + 1, desc=f"book ({profile})", disable=not progress)
     try:
         bar.set_postfix_str(f"executing {len(tasks)} pages", refresh=True)
-        for o in executor.map(tasks):
-            if o.status == "failed":
-                summary.failed.append((o.name, o.notebook, o.message))
-            bar.update(1)
-            bar.set_postfix_str(f"{o.name}: {o.status}", refresh=True)
+        for batch in ([t for t in tasks if not t.last], [t for t in tasks if t.last]):
+            for o in executor.map(batch) if batch else ():
+                if o.status == "failed":
+                    summary.failed.append((o.name, o.notebook, o.message))
+                bar.update(1)
+                bar.set_postfix_str(f"{o.name}: {o.status}", refresh=True)
         if not (REPO / "_config.yml").is_file():
             warnings.warn("no _config.yml at the repository root: book build skipped",
                           stacklevel=2)

@@ -9,10 +9,12 @@ session fixture ``built`` of ``conftest.py``, shared with ``test_browser.py``.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 import yaml
 
@@ -68,6 +70,16 @@ def test_result_pages_show_tables_and_figures(built: dict, page: str) -> None:
         assert "fixed before the results" in text and "local share" in text
         assert "<table" in text and "Traceback" not in text
         return
+    if page == "results_model_cards":  # four cards of shipped models, each with its fields
+        from lvae.cards import card_fields
+
+        assert text.count('class="rubric"') >= 4 * len(card_fields), "cards without sections"
+        assert "<table" in text and "Traceback" not in text
+        return
+    if page == "build_stats":  # every notebook, the machine, the versions
+        assert "Execution statistics" in text and "jupyter-book" in text and "papermill" in text
+        assert "<table" in text and "Traceback" not in text
+        return
     if page not in ("results_traversal", "results_explore_alpha"):  # figures only
         assert "<table" in text, f"{page}: no table in the HTML"
         assert "paper" in text and "ours" in text and "Δ" in text
@@ -84,6 +96,60 @@ def test_result_tables_written_as_csv(built: dict) -> None:
         text = (html / f"results_{name}.html").read_text()
         assert f"{PROFILE}/tables/{name}_paper_vs_ours.csv" in text, name
         assert str(tables) not in text, name
+
+
+@pytest.mark.parametrize("page, csv", [("results_table1", "table1_paper_vs_ours.csv"),
+                                       ("results_table2", "table2_paper_vs_ours.csv"),
+                                       ("results_table5", "table5_paper_vs_ours.csv"),
+                                       ("build_stats", "build_stats.csv")])
+def test_tables_are_downloads_of_this_builds_csv(built: dict, page: str, csv: str) -> None:
+    """The page links its table's CSV as a download served from the build itself
+    (``_downloads/``), the very file the page wrote, and it parses."""
+    html = built["summary"].book_html
+    text = (html / "notebooks" / f"{page}.html").read_text()
+    links = re.findall(r'<a class="reference download internal" download="" '
+                       r'href="([^"]+)"', text)
+    mine = [h for h in links if h.endswith("/" + csv)]
+    assert len(mine) == 1, f"{page}: download links {links}"
+    served = (html / "notebooks" / mine[0]).resolve()
+    assert served.is_relative_to(html / "_downloads")
+    written = Path(built["out"]) / PROFILE / "tables" / csv
+    assert served.read_bytes() == written.read_bytes()
+    assert len(pd.read_csv(served)) > 0
+
+
+def test_download_button_serves_the_executed_notebook(built: dict) -> None:
+    """The theme's .ipynb button serves ``_sources/<page>.ipynb``: the executed copy (with
+    its outputs and papermill's record), not the committed notebook without outputs."""
+    html = built["summary"].book_html
+    root = Path(built["out"]) / PROFILE
+    for nb in (*TEACHING_NOTEBOOKS, *RESULT_NOTEBOOKS):
+        page = Path(nb).stem
+        text = (html / "notebooks" / f"{page}.html").read_text()
+        assert f'href="../_sources/notebooks/{page}.ipynb"' in text, page
+        served = html / "_sources" / "notebooks" / f"{page}.ipynb"
+        assert served.read_bytes() == executed_path(root, nb).read_bytes(), page
+        book = json.loads(served.read_text())
+        assert book["metadata"]["papermill"]["duration"] > 0
+        assert any(c.get("outputs") for c in book["cells"] if c["cell_type"] == "code")
+
+
+def test_execution_statistics_list_every_notebook_of_the_build(built: dict) -> None:
+    """Every page of the toc (but the statistics page itself) and the build's one run, each
+    executed by this build; the run's time is papermill's, which lies within the wall time
+    lvae.reproduce measured around the whole execution (reproduce.json)."""
+    root = Path(built["out"]) / PROFILE
+    table = pd.read_csv(root / "tables" / "build_stats.csv")
+    pages = [Path(n).stem for n in (*TEACHING_NOTEBOOKS, *RESULT_NOTEBOOKS)]
+    assert set(table[table.kind == "page"].notebook) == set(pages) - {"build_stats"}
+    run = "shapes3d-a1e+00-b1-synthetic-s0"
+    assert table[table.kind == "run"].notebook.tolist() == [run]
+    assert set(table.status) == {"ok"} and set(table.cache) == {"executed"}
+    wall = json.loads((root / run / "reproduce.json").read_text())["wall_s"]
+    seconds = table.set_index("notebook").loc[run, "run time (s)"]
+    assert 0 < seconds <= wall
+    text = (built["summary"].book_html / "notebooks" / "build_stats.html").read_text()
+    assert '<a href="results_table1.html">results_table1</a>' in text
 
 
 def test_landing_page_claims_are_glued(built: dict) -> None:

@@ -9,6 +9,12 @@ table wider than the text column (sticking out of the page, or cut off in a box 
 scrolls sideways: tables must fit). Screenshots of the landing page and of Table 1 go to
 ``<out>/smoke/book/screenshots/`` and ``build-out/screenshots/``.
 
+The downloads are clicked as a reader clicks them, over the local server and from
+``file://`` (the book opened from disk, no server): every page's ``.ipynb`` button must
+deliver its executed notebook (JSON, with outputs) and every table's CSV link a CSV pandas
+reads; and the Model cards page must show each card with every field of
+``lvae.cards.card_fields``.
+
 The checker itself is tested first, on small hand-written pages served the same way.
 
 Needs ``/usr/bin/chromium`` (``apt-get install chromium``; Playwright's own browser download
@@ -21,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import io
+import json
 import os
 import re
 import shutil
@@ -33,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +66,11 @@ HUMAN_SCREENSHOTS = REPO / "build-out" / "screenshots"
 ASSET_DIRS = {"_static", "_sources", "_images", "_downloads"}
 #: A page that sends the browser on to another (the book's index.html).
 REFRESH = re.compile(r"<meta[^>]+http-equiv=[\"']?refresh", re.IGNORECASE)
+#: Pages that offer a table as CSV (a ``{download}`` link), and the file each offers.
+CSV_DOWNLOADS = {"notebooks/results_table1.html": "table1_paper_vs_ours.csv",
+                 "notebooks/results_table2.html": "table2_paper_vs_ours.csv",
+                 "notebooks/results_table5.html": "table5_paper_vs_ours.csv",
+                 "notebooks/build_stats.html": "build_stats.csv"}
 
 
 # --------------------------------------------------------------------------------------
@@ -399,3 +413,150 @@ def test_book_works_offline_in_a_browser(browser: Any, built: dict) -> None:
     bad = {page: problems for page, problems in report.items() if problems}
     lines = [f"{page}: {p}" for page, problems in bad.items() for p in problems[:8]]
     assert not bad, f"{len(bad)} of {len(pages)} pages fail in the browser:\n" + "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# Downloads and model cards
+# --------------------------------------------------------------------------------------
+
+
+def arrive(context: Any, page: Any, link: Any, timeout_s: float = 20.0) -> tuple[str, bytes]:
+    """Click ``link`` as a reader does; returns how the file arrived and its bytes.
+
+    "download": the browser saved it (a link with ``download``, or a type it does not
+    show); "tab": it opened in a new tab and shows the file as text (the theme's .ipynb
+    button has ``target="_blank"``; from ``file://`` Chrome shows JSON rather than saving
+    it, since the ``download`` attribute is ignored for file URLs); "page": the page itself
+    went to the file. A tab's or page's text is the file's text, as a reader would save it.
+    """
+    got: dict[str, Any] = {}
+
+    def on_download(d: Any) -> None:
+        got.setdefault("download", d)
+
+    def on_page(p: Any) -> None:
+        got.setdefault("tab", p)
+        p.on("download", on_download)
+
+    page.on("download", on_download)
+    context.on("page", on_page)
+    before = page.url
+    link.click()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        page.wait_for_timeout(100)
+        if "download" in got:
+            return "download", Path(got["download"].path()).read_bytes()
+        tab = got.get("tab")
+        if tab is not None and tab.url not in ("", "about:blank"):
+            tab.wait_for_load_state("load")
+            page.wait_for_timeout(300)  # a tab that downloads fires it now
+            if "download" not in got:
+                return "tab", tab.evaluate("document.body.innerText").encode()
+        elif page.url != before:
+            page.wait_for_load_state("load")
+            return "page", page.evaluate("document.body.innerText").encode()
+    raise AssertionError(f"clicking {link} delivered nothing in {timeout_s:.0f} s")
+
+
+def _offline(context: Any, base: str, problems: list[str]) -> None:
+    """Block every request that is not to ``base`` (the local server or the build folder)."""
+    def route(r: Any) -> None:
+        if r.request.url.startswith(base):
+            r.continue_()
+        else:
+            problems.append(f"external request: {r.request.url}")
+            r.abort("blockedbyclient")
+
+    context.route("**/*", route)
+
+
+def _check_downloads(browser: Any, built: dict, base: str,
+                     pages: list[str]) -> dict[str, str]:
+    """Click every page's .ipynb button and every CSV link of ``pages`` from ``base``;
+    returns how each arrived. The notebook must be the executed copy (JSON with outputs
+    and papermill's record, byte for byte what the build executed), the CSV the file the
+    page wrote, parsed by pandas."""
+    from lvae.book import book_source
+
+    staged = book_source(Path(built["out"]) / built["profile"])
+    tables = Path(built["out"]) / built["profile"] / "tables"
+    how: dict[str, str] = {}
+    problems: list[str] = []
+    context = browser.new_context(viewport=VIEWPORT, service_workers="block",
+                                  accept_downloads=True)
+    _offline(context, base, problems)
+    try:
+        for page_name in pages:
+            page = context.new_page()
+            page.goto(base + page_name, wait_until="load")
+            page.click(".dropdown-download-buttons button.dropdown-toggle")
+            way, data = arrive(context, page, page.locator("a.btn-download-source-button"))
+            how[page_name] = way
+            nb = json.loads(data)
+            assert nb["metadata"]["papermill"]["duration"] > 0, page_name
+            assert any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+            executed = staged / page_name.replace(".html", ".ipynb")
+            assert json.loads(executed.read_text()) == nb, f"{page_name}: not its notebook"
+            page.close()
+            if page_name in CSV_DOWNLOADS:
+                page = context.new_page()
+                page.goto(base + page_name, wait_until="load")
+                [link] = page.locator("a.download").all()
+                way, data = arrive(context, page, link)
+                how[page_name + " csv"] = way
+                frame = pd.read_csv(io.BytesIO(data))
+                assert len(frame) > 0 and frame.equals(
+                    pd.read_csv(tables / CSV_DOWNLOADS[page_name])), page_name
+                page.close()
+    finally:
+        context.close()
+    assert not problems, problems
+    return how
+
+
+@pytest.mark.book
+@pytest.mark.timeout(1500)
+def test_downloads_arrive_and_parse(browser: Any, built: dict) -> None:
+    """Over the local server: the pages with a CSV, and a teaching page. (Every page's
+    button serves its executed notebook: test_book.py checks the served files on disk;
+    clicking all of them here would add a second per page to the suite for nothing.)"""
+    html = built["summary"].book_html
+    pages = [*CSV_DOWNLOADS, "notebooks/teach_vae.html"]
+    assert set(pages) <= set(html_pages(html))
+    with serve(html) as base:
+        how = _check_downloads(browser, built, base, pages)
+    print("served:", sorted(set(how.values())))
+
+
+@pytest.mark.book
+@pytest.mark.timeout(1500)
+def test_downloads_work_from_file_urls(browser: Any, built: dict) -> None:
+    """The book opened from disk (file://): the buttons still deliver the files."""
+    html = built["summary"].book_html
+    how = _check_downloads(browser, built, html.as_uri() + "/", list(CSV_DOWNLOADS))
+    print("from file://:", how)
+
+
+@pytest.mark.book
+@pytest.mark.timeout(1500)
+def test_model_cards_page_shows_every_field_of_each_card(browser: Any, built: dict) -> None:
+    from lvae.cards import card_fields
+
+    html = built["summary"].book_html
+    with site(browser, html) as (context, base):
+        page = context.new_page()
+        page.goto(base + "notebooks/results_model_cards.html", wait_until="load")
+        cards = page.evaluate("""() => Array.from(
+            document.querySelectorAll('div.cell.tag_model-card'), cell => ({
+              heads: Array.from(cell.querySelectorAll('.rubric'), h => h.textContent.trim()),
+              tables: cell.querySelectorAll('table').length,
+              images: Array.from(cell.querySelectorAll('img'), i => i.naturalWidth)}))""")
+        page.close()
+    names = [re.search(r"\((.+), seed (\d+)\)$", c["heads"][0]).groups() for c in cards]
+    assert names == [("vanilla", "0"), ("beta=16", "0"), ("alpha=1", "0"), ("alpha=10", "0")]
+    for card in cards:
+        assert card["heads"][0].startswith("Model card: study/"), card["heads"]
+        assert card["heads"][1:] == card_fields, card["heads"]
+        assert card["tables"] >= 3  # the layers, the budget, the metrics
+        assert card["images"] and all(w > 0 for w in card["images"])

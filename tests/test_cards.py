@@ -133,3 +133,21 @@ def test_the_committed_cards_are_current():
         card = f / CARD_NAME
         assert card.is_file(), f"{card} is missing: run `python -m lvae.cards`"
         assert card.read_text() == model_card(f), f"{card} is stale: run `python -m lvae.cards`"
+
+
+def test_a_nested_card_is_the_card_one_level_below_a_page_section():
+    """On the book's Model cards page the card sits under a ``##`` section: its title is
+    ``###``, its fields ``####`` in card_fields' order, every other line unchanged."""
+    from lvae.cards import nested_card
+
+    card, nested = model_card(LOCAL), nested_card(LOCAL)
+    assert re.findall(r"^#### (.+)$", nested, re.MULTILINE) == card_fields
+    assert re.findall(r"^### (.+)$", nested, re.MULTILINE) == \
+        re.findall(r"^# (.+)$", card, re.MULTILINE)
+    assert not re.search(r"^##? ", nested, re.MULTILINE)
+    changed = [(a, b) for a, b in zip(card.splitlines(), nested.splitlines(), strict=True)
+               if a != b]
+    assert all(b == "##" + a and a.startswith("#") for a, b in changed)
+    assert len(changed) == 1 + len(card_fields)
+    with pytest.raises(ValueError, match="1 to 5"):
+        nested_card(LOCAL, top=6)

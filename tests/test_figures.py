@@ -53,7 +53,7 @@ def test_table_sweep_draws_ours_beside_the_papers_curve(cmp: pd.DataFrame) -> No
     fig = figures.table_sweep(cmp, {D: "disentanglement"}, title="DCI without colour")
     [ax] = fig.axes
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert sorted(labels) == ["ours", "ours: diverged", "paper"]
+    assert sorted(labels) == ["ours", "ours: diverged", "ours: each seed", "paper"]
     assert ax.get_title() == "disentanglement" and fig._suptitle.get_text() == "DCI without colour"
 
 
@@ -137,7 +137,77 @@ def test_milestone_curves_end_a_diverged_group_in_a_cross() -> None:
             for step in (500, 1000, 2000)]
     fig = figures.milestone_curves(pd.DataFrame(rows), {"dci": "D"})
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels == ["α=1 (n=2)", "α=100 (n=2, diverged at step 3,405)"]
+    assert labels == ["α=1 (n=2)", "α=100 (n=2, diverged at step 3,405)", "each seed"]
     crosses = [ln for ln in fig.axes[0].lines if ln.get_marker() == "X"]
     assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [3405]
     assert list(crosses[0].get_ydata()) == [pytest.approx(0.2)]  # at its last milestone's mean
+
+
+def _points(ax) -> list[tuple[float, float]]:
+    """The (x, y) of every scatter point an axis holds (the per-seed points)."""
+    return [tuple(map(float, xy)) for c in ax.collections
+            if hasattr(c, "get_offsets") and type(c).__name__ == "PathCollection"
+            for xy in c.get_offsets()]
+
+
+def test_milestone_curves_draw_each_seed_beside_the_mean_and_band() -> None:
+    """Every seed's value at every milestone is a point (at its step, nudged sideways by a
+    few percent at most), for groups with several seeds; a one-seed group is its line."""
+    rng = np.random.RandomState(0)
+    rows = [{"label": lab, "seed": s, "step": step, "state": "finished",
+             "d": float(rng.uniform()), "c": float(rng.uniform()), "i": float(rng.uniform())}
+            for lab, seeds in (("vanilla", (0, 1, 2)), ("α=1", (0, 1, 2)), ("pilot", (0,)))
+            for s in seeds for step in (500, 5000, 20_000)]
+    df = pd.DataFrame(rows)
+    fig = figures.milestone_curves(df, {"d": "D", "c": "C", "i": "I"}, ncols=2)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["D", "C", "I"] and len(fig.axes) == 4
+    w, h = fig.get_size_inches()
+    assert w == pytest.approx(2 * 3.7) and h > 2 * 3.0  # two columns, two rows, a legend
+    for ax, col in zip(shown, "dci", strict=True):
+        pts = _points(ax)
+        want = df[df.label != "pilot"]
+        assert sorted(y for _, y in pts) == pytest.approx(sorted(want[col]))
+        for x, y in pts:  # each point near the step of the row with that value
+            step = want.loc[(want[col] - y).abs().idxmin(), "step"]
+            assert abs(math.log10(x / step)) <= 0.05
+    assert "each seed" in [t.get_text() for t in fig.legends[0].get_texts()]
+    one = figures.milestone_curves(df[df.label == "pilot"], {"d": "D"})
+    assert not _points(one.axes[0])
+    assert "each seed" not in [t.get_text() for t in one.legends[0].get_texts()]
+
+
+def test_sweeps_and_bars_draw_each_seed(cmp: pd.DataFrame) -> None:
+    """The fixture's seeds: alpha = 0 at 0.1 and 0.2 (FD 90, 95), alpha = 1 at 0.6 and 0.8
+    (FD 40, 42); the diverged alpha = 100 has none."""
+    [ax] = figures.table_sweep(cmp, {D: "disentanglement"}).axes
+    assert sorted(y for _, y in _points(ax)) == pytest.approx([0.1, 0.2, 0.6, 0.8])
+    ours_ax = figures.frechet_sweep(cmp, "FD-factors").axes[1]
+    assert sorted(y for _, y in _points(ours_ax)) == pytest.approx([40, 42, 90, 95])
+    df = runs([(1.0, "synthetic", 0, "completed", 0.6, 40.0),
+               (1.0, "synthetic", 1, "completed", 0.8, 41.0),
+               (0.0, "synthetic", 0, "completed", 0.2, 90.0)])
+    [ax] = figures.paper_bars(paper_vs_ours(df, "table5"), {D: "D"}, "table5",
+                              ticks=("sampling", "l2 input", "vanilla")).axes
+    pts = _points(ax)
+    assert sorted(y for _, y in pts) == pytest.approx([0.6, 0.8])  # one seed: its bar alone
+    assert all(abs(x - 0.2) <= 0.15 for x, _ in pts)  # on ours' bar of the first row
+
+
+def test_execution_bars_show_each_notebooks_time_by_cache_state() -> None:
+    from matplotlib.colors import to_rgba
+
+    table = pd.DataFrame({"notebook": ["teach_vae", "results_table1", "run-a"],
+                          "status": ["ok", "failed: ValueError: x", "ok"],
+                          "run time (s)": [3.0, 40.0, 1200.0],
+                          "cache": ["reused", "executed", "executed"]})
+    fig = figures.execution_bars(table)
+    [ax] = fig.axes
+    bars = ax.patches
+    assert [b.get_width() for b in bars] == [3.0, 40.0, 1200.0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(table.notebook)
+    assert bars[0].get_facecolor() == to_rgba(figures.CACHE_COLORS["reused"])
+    assert bars[1].get_edgecolor() == to_rgba("red")  # the failed one
+    assert ax.get_xscale() == "log"  # 3 s beside 20 min
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["reused", "executed", "failed"]

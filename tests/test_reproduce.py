@@ -376,6 +376,43 @@ def test_pages_that_read_no_run_are_executed_beside_the_grid(tmp_path: Path, fak
     assert "page boom" in s3.failed[0][2]
 
 
+def test_last_pages_are_executed_after_every_other_page_with_the_builds_start(
+        tmp_path: Path, fake: Path, monkeypatch):
+    """A LAST_PAGES page (the execution statistics) reads the other pages' papermill
+    records, so it runs in a batch of its own after them, with ``since``: the time this
+    reproduce started, before any of its notebooks did."""
+    from datetime import datetime
+
+    from lvae import book
+    from lvae.store import now
+
+    out = tmp_path / "runs"
+    page_params = 'profile = "quick"\nout_dir = "x"'
+    free = notebook(tmp_path / "results_free.ipynb", page_params, "z = 3")
+    reads = notebook(tmp_path / "results_fake.ipynb", page_params, FAKE_RESULTS)
+    stats = notebook(tmp_path / "stats_fake.ipynb", page_params + '\nsince = ""',
+                     "assert since")
+    monkeypatch.setattr(rp, "RUN_FREE_PAGES", (str(free),))
+    monkeypatch.setattr(rp, "LAST_PAGES", (str(stats),))
+    monkeypatch.setattr(book, "build_book", lambda root: root / "html")
+    ex = _Recording()
+    before = now()
+    s = rp.reproduce("smoke", out, grid=GRID[:1], notebook=fake, progress=False, executor=ex,
+                     result_notebooks=[stats, free, reads], teaching_notebooks=())
+    assert s.ok, s.report()
+    assert ex.batches == [[GRID[0].run_id, "book:results_free"], ["book:results_fake"],
+                          ["book:stats_fake"]]
+    done = nbf.read(out / "smoke" / "book" / "notebooks" / "stats_fake.ipynb", as_version=4)
+    since = done.metadata["papermill"]["parameters"]["since"]
+    started = [nbf.read(p, as_version=4).metadata["papermill"]["start_time"]
+               for p in (out / "smoke").rglob("*.ipynb")]
+    assert datetime.fromisoformat(before) <= datetime.fromisoformat(since) <= min(
+        datetime.fromisoformat(t) for t in started)
+    tasks = rp.book_tasks("smoke", out, [stats, reads], teaching=(), since=since)
+    assert [(t.name, t.last, "since" in t.parameters) for t in tasks] == [
+        ("book:stats_fake", True, True), ("book:results_fake", False, False)]
+
+
 def test_the_run_free_pages_read_no_run():
     """A page beside the grid must not read the runs being computed: a RUN_FREE_PAGES page
     names ``out_dir`` (the runs' root that reproduce injects) in its parameters cell only."""

@@ -384,3 +384,21 @@ def test_frechet_sample_states_the_distance_its_sample_and_cost():
         "FD-factors on 5,000 images per side, about 2 s per run")
     assert frechet_sample(df.iloc[2:3]) == "no runs"
     assert frechet_sample(pd.DataFrame({"source": ["build"]})) == "no runs"
+
+
+def test_paper_vs_ours_keeps_each_seeds_value_for_the_figures(store, tmp_path: Path):
+    """The per-seed points the figures draw beside a mean: the completed runs' values in
+    seed order (the diverged run has none), written to the CSV joined by ';'."""
+    out, _ = store
+    csv = tmp_path / "t1.csv"
+    t = paper_vs_ours(collect(out, imported=None), "table1", csv=csv)
+    key = (t.metric == "dci_nocolor.disentanglement") & (t.profile == "smoke")
+    cell = t[key & (t.row == "alpha = 1")].iloc[0]
+    assert cell.ours_values == (0.5, 0.6, 0.8)  # make_run's seeds 0, 1, 2 in `store`
+    assert cell.ours_mean == pytest.approx(sum(cell.ours_values) / 3)
+    assert t[key & (t.row == "alpha = 1e2")].iloc[0].ours_values == ()
+    back = pd.read_csv(csv, keep_default_na=False)
+    row = back[(back.row == "alpha = 1") & (back.metric == "dci_nocolor.disentanglement")]
+    assert [float(v) for v in row.ours_values.item().split(";")] == [0.5, 0.6, 0.8]
+    sweep = sweep_frame(t, "dci_nocolor.disentanglement").set_index("alpha")
+    assert sweep.loc[1.0, "values"] == (0.5, 0.6, 0.8) and sweep.loc[0.0, "values"] == (0.1,)
