@@ -73,6 +73,10 @@ def formulations(arch, model, params, x, nb, ea, ei, alpha=1.0) -> dict[str, Cal
     def lvae_fo():
         local_vae_loss(params, arch, x, nb, ea, ei, alpha, loss, first_order=True).loss.backward()
 
+    def lvae_prior():  # eq. 5's prior kept (the diagnosis's arm): per-task decoder step norms
+        local_vae_loss(params, arch, x, nb, ea, ei, alpha, loss,
+                       prior_sigma=0.03).loss.backward()
+
     def loop():
         total = 0.0
         for i in range(B):
@@ -100,7 +104,7 @@ def formulations(arch, model, params, x, nb, ea, ei, alpha=1.0) -> dict[str, Cal
         grad(meta_vmap)(detached)
 
     return {"vanilla": vanilla, "loop": loop, "vmap": vmapped, "lvae": lvae_so,
-            "lvae-fo": lvae_fo}
+            "lvae-fo": lvae_fo, "lvae-prior": lvae_prior}
 
 
 def saved_bytes(fn: Callable) -> int:

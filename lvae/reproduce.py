@@ -68,6 +68,7 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
+from lvae import runfolder
 from lvae.config import profile as get_profile
 from lvae.grid import Experiment, default_seeds, experiments
 from lvae.params import ExperimentSetup, experiment_config
@@ -510,29 +511,27 @@ def _json_dict(path: Path) -> dict[str, Any] | None:
 
 
 def done_status(setup: ExperimentSetup) -> str | None:
-    """``"completed"`` or ``"diverged"`` when the folder holds a finished run of exactly
-    this config, evaluated with the same sample counts and seed (a diverged run needs no
-    metrics: there is no model), and its executed notebook; else None.
+    """``"completed"`` or ``"diverged"`` when the folder holds a finished run
+    (:func:`lvae.runfolder.finished`, the one definition) of exactly this config, evaluated
+    with the same sample counts and seed (a diverged run has no metrics: there is no model),
+    and its executed notebook; else None.
 
     Every file must parse: a notebook or result cut short by a full disk or a kill is not
     a finished run, so the run is executed again (training and an evaluation already made
     with these settings return at once; the notebook is written anew).
     """
     d = setup.run_dir
-    config = _json_dict(d / "config.json")
-    result = _json_dict(d / "result.json")
-    if config is None or result is None or config != json.loads(setup.config.to_json()):
+    ending = runfolder.finished(d)
+    config = _json_dict(d / runfolder.CONFIG)
+    if ending is None or config != json.loads(setup.config.to_json()):
         return None
     if not notebook_parses(d / "experiment.ipynb"):
         return None
-    if result.get("status") == "diverged":
+    if ending == "diverged":
         return "diverged"
-    ev = _json_dict(d / "eval.json")
-    if ev is None or ev.get("status") != "completed" or result.get("status") != "completed":
-        return None
     # an evaluation with other sample counts (the profile changed) is redone
     asked = setup.evaluation.identity()
-    done = ev.get("params", {})
+    done = (_json_dict(d / runfolder.EVAL) or {}).get("params", {})
     if not isinstance(done, dict) or any(done.get(k, v) != v for k, v in asked.items()):
         return None
     return "completed"
@@ -703,23 +702,9 @@ HEARTBEAT_S = 10.0
 
 
 def last_step(log: Path) -> int | None:
-    """The ``step`` of the newest whole line of a run's ``log.jsonl`` (read from its end:
-    the log of a long run is large), or None when there is none yet."""
-    try:
-        with log.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 8192))
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            step = json.loads(line).get("step")
-        except (ValueError, AttributeError):  # a line being written, or not an object
-            continue
-        if isinstance(step, int):
-            return step
-    return None
+    """The ``step`` of the newest whole line of a run's ``log.jsonl``
+    (:func:`lvae.runfolder.last_log`), or None when there is none yet."""
+    return runfolder.last_log(log.parent).get("step")
 
 
 def _written_since(path: Path, since: float) -> bool:

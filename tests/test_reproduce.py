@@ -36,6 +36,8 @@ status = "diverged" if alpha >= 100 else "completed"
 if status == "completed":
     (d / "eval.json").write_text(json.dumps({"status": "completed",
                                              "dci_nocolor": {"disentanglement": 0.5}}))
+else:  # evaluate() records a divergence in eval.json, as the real notebook does
+    (d / "eval.json").write_text(json.dumps({"status": "diverged"}))
 '''
 
 PARAMS = '''dataset = "shapes3d"

@@ -42,6 +42,8 @@ def make_done(out: Path, e: Experiment = FIG4, profile: str = "smoke",
     if status == "completed":
         params = setup.evaluation.identity()
         (d / "eval.json").write_text(json.dumps({"status": "completed", "params": params}))
+    else:  # evaluate() records a divergence in eval.json (lvae.runfolder.finished)
+        (d / "eval.json").write_text(json.dumps({"status": status}))
     assert rp.run_is_done(setup)
     return d
 
