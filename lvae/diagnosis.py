@@ -173,7 +173,8 @@ def _num(x: Any) -> float | None:
 
 def arm_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
     """One row per shipped diagnosis run in the plan's order: the choice, the arm, the
-    readout at the judged milestone, and the rule's outcome."""
+    readout at the judged milestone (``step``; KL in nats, ``copy``: the copy distance),
+    and the rule's outcome."""
     order = {(sr.profile, sr.run_id): i for i, sr in enumerate(study.DIAGNOSIS)}
     rows = []
     for (profile, run_id), g in fr.groupby(["profile", "run_id"], sort=False):
@@ -181,15 +182,31 @@ def arm_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
         first = g.iloc[0]
         rows.append({"order": order.get((profile, run_id), 99),
                      "choice": CHOICE_NAMES.get(first["choice"], "control"),
-                     "arm": first["arm"], "lr": first["lr"], "judged at": o["step"],
-                     "KL (nats)": o["kl"], "local share": o["local_share"],
-                     "z-share": o["z_share"], "copy distance": o["copy_distance"],
+                     "arm": first["arm"], "step": o["step"],
+                     "KL": o["kl"], "local share": o["local_share"],
+                     "z-share": o["z_share"], "copy": o["copy_distance"],
                      "D w/o colour": o["dci_nocolor"], "outcome": o["outcome"]})
-    cols = ["choice", "arm", "lr", "judged at", "KL (nats)", "local share", "z-share",
-            "copy distance", "D w/o colour", "outcome"]
+    cols = ["choice", "arm", "step", "KL", "local share", "z-share", "copy", "D w/o colour",
+            "outcome"]
     if not rows:
         return pd.DataFrame(columns=cols)
     return pd.DataFrame(rows).sort_values("order")[cols].reset_index(drop=True)
+
+
+def _compact(names: list[str]) -> str:
+    """``"a, sigma = 0.1; a, sigma = 0.2"`` as ``"a, sigma = 0.1; 0.2"``: arms of one
+    choice often differ only in their last value."""
+    if not names:
+        return "—"
+    if len(names) == 1:
+        return names[0]
+    common = next((i for i, chars in enumerate(zip(*names, strict=False))
+                   if len(set(chars)) > 1), min(map(len, names)))
+    cut = names[0][:common].rfind("= ")
+    if cut < 0:
+        return "; ".join(names)
+    head = names[0][: cut + 2]
+    return head + "; ".join(n[cut + 2:] for n in names)
 
 
 def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
@@ -206,8 +223,7 @@ def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
         if c.key == "resolution":
             results = "not tested: 64x64 needs a GPU (none was lent for the diagnosis yet)"
         rows.append({"choice": c.name, "the paper": c.paper, "the study": c.study,
-                     "tried (outcome)": results or "—",
-                     "planned": "; ".join(planned) or "—"})
+                     "tried (outcome)": results or "—", "planned": _compact(planned)})
     return pd.DataFrame(rows)
 
 
@@ -250,15 +266,16 @@ def reproduction_status(judged: Any, arms: pd.DataFrame) -> str:
         return "reproduced under the study's reading"
     s = screened(arms)
     done = len(s["memorises"]) + len(s["diverges"])
-    pending = f"; {len(s['pending'])} more in progress" if s["pending"] else ""
+    pending = f"; {len(s['pending'])} still training" if s["pending"] else ""
     if s["escapes"]:
         return (f"not reproduced under the study's reading; {', '.join(s['escapes'])} "
                 f"escapes memorisation in the screen and is a candidate (20k steps x 3 "
                 f"seeds next){pending}")
     if not done:
-        return f"not reproduced under the study's reading; other readings not screened yet{pending}"
-    return (f"not reproduced under any reading tried: the study's and {done} others "
-            f"({len(s['memorises'])} memorise, {len(s['diverges'])} diverge){pending}")
+        return f"not reproduced under the study's reading; no other screened yet{pending}"
+    return (f"not reproduced under any reading tried: the study's and {done} other"
+            f"{'s' if done != 1 else ''} ({len(s['memorises'])} memorise, "
+            f"{len(s['diverges'])} diverge){pending}")
 
 
 #: The readout columns of :func:`study_readout_table`, as the page names them.

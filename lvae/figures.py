@@ -839,14 +839,13 @@ def _log_step_axis(ax: Any, ticks: Sequence[int] = (250, 500, 1000, 2000, 5000, 
 
 #: The readout panels of :func:`readout_panels`: column of the frame, title, log scale.
 READOUT_PANELS = (("kl", "KL of the adapted codes (nats)", True),
-                  ("local_share", "local share (z's movement / the objects')", True),
-                  ("copy_distance", "copy distance (MSE to the reference)", True))
+                  ("local_share", "local share (z's movement / the objects')", True))
 
 
 def readout_panels(frame: Any, groups: Sequence[tuple[str, Sequence[str]]],
                    controls: Sequence[str] = (),
                    thresholds: Mapping[str, float] | None = None) -> Figure:
-    """The memorisation readout against training steps, one row of panels per group of
+    """The rule's two readouts (KL, local share) against training steps, one row per group of
     arms (an open choice of the diagnosis), the ``controls`` drawn in every row (grey and
     black) so each row reads as "does this choice move the readout away from the study's
     reading, towards the vanilla VAE?". ``frame``: :func:`lvae.diagnosis.frame` rows
@@ -857,7 +856,7 @@ def readout_panels(frame: Any, groups: Sequence[tuple[str, Sequence[str]]],
     df = pd.DataFrame(frame)
     rows = [(name, list(arms)) for name, arms in groups if arms]
     fig, axes = plt.subplots(max(1, len(rows)), len(READOUT_PANELS),
-                             figsize=(11.5, 2.5 * max(1, len(rows))), squeeze=False)
+                             figsize=(9.0, 2.4 * max(1, len(rows))), squeeze=False)
     shades = ("0.55", "black", "0.3", "0.75")
     for r, (name, arms) in enumerate(rows):
         styles = {a: (shades[i % len(shades)], ":") for i, a in enumerate(controls)}

@@ -62,7 +62,7 @@ def test_reproduction_status_follows_verdict_and_screen():
     assert diagnosis.reproduction_status(row("cannot decide", False), arms) == "not tested"
     status = diagnosis.reproduction_status(row("cannot decide"), arms)
     assert status.startswith("not reproduced under any reading tried")
-    assert "2 others (1 memorise, 1 diverge); 1 more in progress" in status  # no control
+    assert "2 others (1 memorise, 1 diverge); 1 still training" in status  # no control
     arms.loc[1, "outcome"] = "escapes"
     status = diagnosis.reproduction_status(row("contradicts"), arms)
     assert "a escapes memorisation" in status and "candidate" in status
