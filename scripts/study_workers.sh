@@ -7,11 +7,13 @@
 #   N=1 OUT=/data/study scripts/study_workers.sh
 #   PLAN=diagnosis OUT=~/lvae-diag scripts/study_workers.sh   # the diagnosis's runs
 #   scripts/study_workers.sh stop       # kill them (each resumes from its last checkpoint)
+#   PLAN=diagnosis scripts/study_workers.sh pin   # pin the plan to this checkout's HEAD
 #
-# Every run of the study is trained by the same code: the first start records the commit
-# in $OUT/COMMIT and checks it out into $OUT/code (a git worktree); later starts, in later
-# sessions, reuse that commit whatever the repository's HEAD is by then. Delete $OUT/COMMIT
-# to move the study to newer code on purpose (the runs' provenance lists every commit).
+# Every run of a plan is trained by the same code: the commit each plan is pinned to lives
+# in the repository (results/pins.json, committed with the runs), and is checked out into
+# $OUT/code (a git worktree), whatever the repository's HEAD is; a fresh machine uses the
+# same pin. `pin` moves a plan to newer code on purpose (commit results/pins.json; the
+# runs' provenance lists every commit they were trained by).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$HOME/lvae-study}
@@ -29,16 +31,32 @@ if [[ "${1:-start}" == "stop" ]]; then
     echo "stopped"
     exit 0
 fi
+PINS="$REPO/results/pins.json"
+if [[ "${1:-start}" == "pin" ]]; then
+    "$PY" - "$PINS" "$PLAN" "$(git -C "$REPO" rev-parse HEAD)" <<'PYEOF'
+import json, pathlib, sys
+path, plan, commit = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+pins = json.loads(path.read_text()) if path.is_file() else {}
+pins[plan] = commit
+path.write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
+print(f"pinned {plan} to {commit[:12]} in {path}: commit it")
+PYEOF
+    exit 0
+fi
+COMMIT=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ''))" \
+    "$PINS" "$PLAN" 2> /dev/null || true)
+[[ -n "$COMMIT" ]] || { echo "error: no commit is pinned for plan $PLAN in results/pins.json;" \
+    "pin this checkout's HEAD with: PLAN=$PLAN $0 pin (and commit the file)" >&2; exit 2; }
 mkdir -p "$OUT"
-[[ -f "$OUT/COMMIT" ]] || git -C "$REPO" rev-parse HEAD > "$OUT/COMMIT"
-COMMIT=$(cat "$OUT/COMMIT")
 # A checkout left by an earlier machine or clone of the repository is not a worktree of
-# this one any more: make it again at the same commit.
+# this one any more: make it again; one at an older pin moves to the pinned commit.
 git -C "$OUT/code" rev-parse HEAD > /dev/null 2>&1 || rm -rf "$OUT/code"
 if [[ ! -d "$OUT/code/lvae" ]]; then
     git -C "$REPO" worktree prune
     git -C "$REPO" worktree add --detach "$OUT/code" "$COMMIT" > /dev/null
 fi
+[[ "$(git -C "$OUT/code" rev-parse HEAD)" == "$COMMIT" ]] \
+    || git -C "$OUT/code" checkout --quiet --detach "$COMMIT"
 [[ "$(git -C "$OUT/code" rev-parse HEAD)" == "$COMMIT" ]] || {
     echo "error: $OUT/code is not at $COMMIT (delete it and run again)" >&2; exit 2; }
 # Run from $OUT: `python -m` puts the working directory first on sys.path, so started from

@@ -555,3 +555,19 @@ def test_a_shipped_run_gains_the_readout_from_its_model(tmp_path: Path):
     assert rec is not None and rec["step"] == 20_000
     assert rec["readout"]["local_share"] < 0.01 and rec["readout"]["kl"] < 0.1
     assert study.readout_shipped(dest) is None  # already there: nothing to do
+
+
+def test_the_plans_pins_live_in_the_repository(tmp_path: Path):
+    """A fresh machine used to re-pin the study to HEAD silently (the pin lived in
+    ~/lvae-study/COMMIT): the pins are committed, and a plan without one is refused."""
+    import subprocess
+
+    from lvae.results import IMPORTED_DIR
+
+    pins = json.loads((IMPORTED_DIR / "pins.json").read_text())
+    assert set(study.PLANS) <= set(pins) and all(len(c) == 40 for c in pins.values())
+    script = IMPORTED_DIR.parent / "scripts" / "study_workers.sh"
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                         env={**os.environ, "PLAN": "nope", "OUT": str(tmp_path / "o")})
+    assert out.returncode == 2 and "no commit is pinned for plan nope" in out.stderr
+    assert not (tmp_path / "o").exists()
