@@ -8,12 +8,15 @@ Data flows through the package in this order::
     lvae.objective      the paper's reading: eq. 1, the inner step (eqs. 7-8), eq. 6, a reference
     lvae.batched        the fast, batched form of the same objective (tested against it)
     lvae.training       Algorithm 1 with Adam, checkpoints, resume, divergence handling
+    lvae.runfolder      what a run folder is: its files, "finished", its log (one reader)
     lvae.generation     localized generation (figs. 2-3) and latent traversals (fig. 4)
     lvae.metrics        DCI, MIG, Frechet distances
     lvae.evaluation     one JSON of metrics per trained run
+    the report layer (never imported by the modules above; tests/test_layers.py keeps it):
     lvae.study          the reference study: long runs, milestones, shipped evidence
-    lvae.results, lvae.claims, lvae.figures, lvae.book, ...
-                        the report layer (never imported above)
+    lvae.diagnosis      the open choices screened by a rule fixed before their results
+    lvae.results, lvae.claims, lvae.figures, lvae.book, lvae.execstats, ...
+                        the results store, the verdicts, the plots, the book and its stats
     lvae.shipped, lvae.cards
                         a shipped model in one call (``lvae.load_shipped("alpha=1")``)
                         and its model card, both read from results/

@@ -18,7 +18,7 @@ LVAE = Path(__file__).resolve().parent.parent / "lvae"
 
 #: The report layer: what turns runs into the book.
 REPORT = {"results", "claims", "figures", "explore", "book", "paper", "grid", "params",
-          "reproduce", "study", "__main__"}
+          "reproduce", "study", "diagnosis", "execstats", "shipped", "cards", "__main__"}
 
 
 def _science_modules() -> list[Path]:
