@@ -168,5 +168,6 @@ def test_weights_that_differ_from_the_recorded_hash_are_refused(tmp_path: Path):
 
 def test_lvae_exports_load_shipped_lazily():
     assert lvae.load_shipped is load_shipped
-    code = "import sys, lvae; assert 'torch' not in sys.modules, 'import lvae loads torch'"
+    code = ("import sys, lvae; assert 'torch' not in sys.modules, 'import lvae loads torch'; "
+            "assert 'lvae.results' not in sys.modules, 'import lvae loads the report'")
     subprocess.run([sys.executable, "-c", code], check=True)
