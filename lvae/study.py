@@ -503,20 +503,24 @@ def work(out: str | Path, limit: int | None = None, log=print,
 
 def run_task(task: Any) -> Any:
     """Complete one study run on a Dask worker (:func:`work_on`): the task's ``parameters``
-    name the output folder (``out``) and the run (``run``). A run held by another process
-    (a worker of another invocation, a ``study train``) is left to it."""
+    hold the output folder (``out``) and the :class:`StudyRun` (``run``). A run held by
+    another process (a worker of another invocation, a ``study train``) is left to it; an
+    error in the run is its outcome ("failed", with the error), not a dead worker."""
     from lvae.reproduce import Outcome
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    out, name = task.parameters["out"], task.parameters["run"]
-    sr = study_run(name)
+    out, sr = task.parameters["out"], task.parameters["run"]
     rdir = run_dir(out, sr)
-    with claimed(rdir) as mine:
-        if not mine:
-            return Outcome(task.name, "skipped", str(rdir), "held by another process")
-        if not is_done(rdir):
-            complete(out, sr, log=lambda m: print(m, flush=True))
+    try:
+        with claimed(rdir) as mine:
+            if not mine:
+                return Outcome(task.name, "skipped", str(rdir), "held by another process")
+            if not is_done(rdir):
+                complete(out, sr, log=lambda m: print(m, flush=True))
+    except Exception as e:  # the run's own failure, reported as such
+        return Outcome(task.name, "failed", str(rdir), f"{type(e).__name__}: {e}", 1,
+                       time.perf_counter() - t0)
     return Outcome(task.name, "executed", str(rdir), runfolder.state(rdir), 1,
                    time.perf_counter() - t0)
 
@@ -540,7 +544,7 @@ def work_on(out: str | Path, runs: tuple[StudyRun, ...] | None = None, jobs: int
         log(f"{now()}: no run left to take")
         return 0
     tasks = [Task(f"study:{sr.name}", "", str(run_dir(out, sr)),
-                  {"out": str(out), "run": sr.name}, priority=len(todo) - i,
+                  {"out": str(out), "run": sr}, priority=len(todo) - i,
                   accelerated=True) for i, sr in enumerate(todo)]
     log(f"{now()}: {len(todo)} runs for {jobs if scheduler is None else 'the cluster'}'s "
         f"workers, first {todo[0].name}")

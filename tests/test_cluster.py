@@ -140,3 +140,24 @@ def test_a_task_whose_worker_always_dies_is_recorded_failed(tmp_path: Path):
     assert "KilledWorker" in message or "died" in message
     assert notebook.endswith("experiment.ipynb") and Path(notebook).is_file()
     assert (out / "smoke" / "shapes3d-a1e+00-b1-synthetic-s0" / "eval.json").is_file()
+
+
+def test_the_study_runs_against_a_scheduler_address(tmp_path: Path):
+    """``study work --scheduler ADDR``: the study's runs go to the cluster at that address
+    (here a LocalCluster's own scheduler) through the grid's executor; each run is trained
+    and evaluated on a worker process, and a second pass finds nothing left."""
+    from distributed import LocalCluster
+
+    from lvae import study
+
+    sr = study.StudyRun(study._shapes(0.0, 0), "smoke", "a smoke run of the study's kind")
+    lines: list[str] = []
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        done = study.work_on(tmp_path, (sr,), scheduler=cluster.scheduler_address,
+                             log=lines.append, shipped_root=tmp_path / "none")
+        assert done == 1, lines
+        assert study.is_done(study.run_dir(tmp_path, sr))
+        assert study.work_on(tmp_path, (sr,), scheduler=cluster.scheduler_address,
+                             log=lines.append, shipped_root=tmp_path / "none") == 0
+    assert "no run left" in lines[-1]
