@@ -301,3 +301,16 @@ def study_readout_table(ms: pd.DataFrame) -> pd.DataFrame:
             row[name] = study._spread(g[col].tolist(), 4 if col != "kl" else 2)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def findings(arms: pd.DataFrame) -> list[str]:
+    """One sentence per shipped arm (controls last), from :func:`arm_table`: its outcome
+    and the two numbers the rule read, so the page's summary is never typed by hand."""
+    def one(r: Any) -> str:
+        nums = ("" if r["KL"] is None or pd.isna(r["KL"]) else
+                f" (KL {r['KL']:.2f} nats, local share {r['local share']:.3f}, at step "
+                f"{int(r['step']):,})")
+        return f"**{r['arm']}**: {r['outcome']}{nums}"
+    rows = [r for _, r in arms.iterrows()]
+    return ([one(r) for r in rows if not str(r["arm"]).startswith("control")]
+            + [one(r) for r in rows if str(r["arm"]).startswith("control")])

@@ -89,3 +89,12 @@ def test_a_run_that_diverged_before_its_first_milestone_is_in_the_frame(tmp_path
     row = diagnosis.choice_table(fr).set_index("choice").loc["First or second order"]
     assert "first order, lr 1e-3: diverges at step 13" in row["tried (outcome)"]
     assert "first order, lr 1e-4" in row["planned"]
+
+
+def test_findings_say_each_outcome_with_the_numbers_read_readings_first():
+    arms = pd.DataFrame({"arm": ["control: vanilla VAE", "prior"], "step": [5000, 5000],
+                         "KL": [23.27, 6.0], "local share": [4.074, 0.4],
+                         "outcome": ["escapes", "escapes"]})
+    assert diagnosis.findings(arms) == [
+        "**prior**: escapes (KL 6.00 nats, local share 0.400, at step 5,000)",
+        "**control: vanilla VAE**: escapes (KL 23.27 nats, local share 4.074, at step 5,000)"]
