@@ -9,7 +9,7 @@ Formulations:
   vanilla      forward + backward of the negative ELBO on all 275 images (the unit)
   loop         per-task Python loop, autograd.grad(create_graph=True) (learn2learn/higher)
   vmap         torch.func.vmap over tasks of a grad-based task loss (functorch MAML example)
-  lvae         lvae.objective.local_vae_loss: shared inner pass, grouped weight gradients,
+  lvae         lvae.batched.local_vae_loss: shared inner pass, grouped weight gradients,
                low-rank linear layers (second order)      <- what training uses
   lvae-fo      the same, first order
 

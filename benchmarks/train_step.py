@@ -260,8 +260,9 @@ def part_step(dataset: str, alpha: float, neighborhood: str, steps: int, warmup:
 
 
 NOTEBOOK_IMPORTS = (
-    "import matplotlib.pyplot as plt; import torch; from lvae.params import experiment_config; "
-    "from lvae.evaluation import evaluate; from lvae.results import load_log; "
+    "import matplotlib.pyplot as plt; import torch; "
+    "from lvae.report.params import experiment_config; "
+    "from lvae.evaluation import evaluate; from lvae.report.results import load_log; "
     "from lvae.training import train, load_run; "
     "from lvae.generation import meta_samples, reconstructions"
 )
@@ -410,8 +411,8 @@ def part_eval(threads: int, dataset: str, alpha: float, prime: bool) -> None:
     statistics of the real images, are filled by the timed pass itself).
     """
     import lvae.evaluation as ev
-    from lvae.params import experiment_config
     from lvae.pool import ImagePool, split_pool
+    from lvae.report.params import experiment_config
     from lvae.training import build_dataset, train
 
     torch.set_num_threads(threads)

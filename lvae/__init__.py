@@ -12,14 +12,11 @@ Data flows through the package in this order::
     lvae.generation     localized generation (figs. 2-3) and latent traversals (fig. 4)
     lvae.metrics        DCI, MIG, Frechet distances
     lvae.evaluation     one JSON of metrics per trained run
-    the report layer (never imported by the modules above; tests/test_layers.py keeps it):
-    lvae.study          the reference study: long runs, milestones, shipped evidence
-    lvae.diagnosis      the open choices screened by a rule fixed before their results
-    lvae.results, lvae.claims, lvae.figures, lvae.book, lvae.execstats, ...
-                        the results store, the verdicts, the plots, the book and its stats
-    lvae.shipped, lvae.cards
-                        a shipped model in one call (``lvae.load_shipped("alpha=1")``)
-                        and its model card, both read from results/
+    lvae.report         the report layer, never imported by the modules above
+                        (tests/test_layers.py keeps it): the grid and its runner, the
+                        results store, the claims, the study and its diagnosis, shipped
+                        models and their cards, the figures and the book
+                        (``lvae.load_shipped("alpha=1")``: a shipped model in one call)
 """
 
 from typing import Any
@@ -31,7 +28,7 @@ def __getattr__(name: str) -> Any:
     """``lvae.load_shipped`` without importing torch and the results layer at ``import lvae``
     (PEP 562): the package's own import stays instant, and the name is resolved on first use."""
     if name == "load_shipped":
-        from lvae.shipped import load_shipped
+        from lvae.report.shipped import load_shipped
 
         return load_shipped
     raise AttributeError(f"module 'lvae' has no attribute {name!r}")

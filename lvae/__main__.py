@@ -1,6 +1,6 @@
 """Command line: ``python -m lvae reproduce --profile quick`` (also the ``lvae`` script).
 
-Thin on purpose: every option maps onto an argument of :func:`lvae.reproduce.reproduce`,
+Thin on purpose: every option maps onto an argument of :func:`lvae.report.reproduce.reproduce`,
 which tests and notebooks call directly.
 """
 
@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop after the runs (no result notebooks, no book build)")
     s = sub.add_parser("study", help="the reference study: long runs evaluated at milestones",
                        description="Workers that train and evaluate the study's runs "
-                       "(lvae.study.STUDY, in priority order), resumable across sessions.")
+                       "(lvae.report.study.STUDY, in priority order), resumable across sessions.")
     s.add_argument("action", choices=("work", "status", "ship", "train"),
                    help="work: take runs until none is left (start one worker per core); "
                    "status: where every run stands; ship: copy finished runs (and the "
@@ -85,12 +85,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="work: Dask resources every run asks for, e.g. GPU=1")
     s.add_argument("--plan", default="study", choices=("study", "diagnosis"),
                    help="which runs: the reference study (default) or the diagnosis of the "
-                   "choices the paper leaves open (lvae.study.DIAGNOSIS)")
+                   "choices the paper leaves open (lvae.report.study.DIAGNOSIS)")
     return p
 
 
 def _study(args: argparse.Namespace) -> int:
-    from lvae import study
+    from lvae.report import study
 
     if args.action == "train":
         if not args.runs:
@@ -111,7 +111,7 @@ def _study(args: argparse.Namespace) -> int:
         if args.jobs is None and args.scheduler is None:
             study.work(args.out, limit=args.limit, log=log, runs=runs)
             return 0
-        from lvae.reproduce import RunnerError, parse_resources
+        from lvae.report.reproduce import RunnerError, parse_resources
 
         try:
             study.work_on(args.out, runs, jobs=args.jobs or 1, scheduler=args.scheduler,
@@ -160,7 +160,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     """The reproduce subcommand. Everything a user can cause (a bad option, an output
     folder that cannot be written, a scheduler that cannot be reached, Ctrl-C) ends in one
     ``error:`` line, not a traceback; a traceback means a bug."""
-    from lvae.reproduce import RunnerError, list_commands, parse_resources, plan, reproduce
+    from lvae.report.reproduce import RunnerError, list_commands, parse_resources, plan, reproduce
 
     try:
         if args.list:

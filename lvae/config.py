@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 # The allowed values of the settings below, defined once: the config, the notebook's
-# parameters (lvae.params), the loss (lvae.objective) and the datasets check against these.
+# parameters (lvae.report.params), the loss (lvae.objective) and the datasets check against these.
 DATASETS = ("shapes3d", "cars3d", "smallnorb", "carsnorb")
 NEIGHBORHOODS = ("synthetic", "input_l2", "latent_knn")
 #: The decoder's likelihood p(x|z), which is also the noise the synthetic neighbourhoods
@@ -116,7 +116,7 @@ class ConfigError(ValueError):
     """A setting with a wrong type or value: ``name``, ``value`` and ``allowed`` say which.
 
     The fields are kept apart (not only in the message) so a caller that knows the setting
-    by another name, such as the experiment notebook's parameters (:mod:`lvae.params`),
+    by another name, such as the experiment notebook's parameters (:mod:`lvae.report.params`),
     can restate it without checking anything a second time.
     """
 
@@ -285,7 +285,7 @@ class Profile:
 
 
 #: One GBT seed on CarsNORB for the CPU book: no page shows its refits (the noise table,
-#: ``lvae.results.noise_sources``, is on the Table 1 page, 3D Shapes only; the Table 2 page
+#: ``lvae.report.results.noise_sources``, is on the Table 1 page, 3D Shapes only; the Table 2 page
 #: shows the headline DCI and the adapted codes' DCI, one fit each), and each refit costs
 #: a 183-class GBT for the car-model factor, about 41 s of the 255 s a quick CarsNORB
 #: evaluation took on one core. The estimator is disentanglement_lib's, unchanged.
@@ -336,8 +336,8 @@ PROFILES: dict[str, Profile] = {
                            "non-colour factors within a few thousand steps; this profile is "
                            "the pilot's comparison arm, not the study"),
         # diagnosis: the study's reading (32x32, lr 1e-3) for 5k steps with early milestones;
-        # each run changes one choice the paper leaves open (lvae.study.DIAGNOSIS) and is
-        # read by its memorisation readout (lvae.study.readout), not by a claim
+        # each run changes one choice the paper leaves open (lvae.report.study.DIAGNOSIS) and is
+        # read by its memorisation readout (lvae.report.study.readout), not by a claim
         Profile("diagnosis", steps=5000, resolution=32, pool_size=20_000, eval_train=2000,
                 eval_test=1000, eval_fd=1000, eval_elbo=500, fd_steps=None, eval_jobs=1,
                 seeds=1, gbt_seeds=1, lr=1e-3, milestones=(250, 500, 1000, 2000, 5000),

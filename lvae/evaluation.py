@@ -14,7 +14,7 @@ computes what the paper's Tables 1, 2 and 5 report, plus what the fidelity notes
 * **DCI's own noise**: with ``gbt_seeds > 1`` the meta codes' DCI is fit again on the *same*
   codes with GBT seeds ``seed + 1, ...`` (``dci_gbt``: every value; ``gbt_sd``: their sample
   standard deviation), so a reader can set the spread due to the classifiers' tie-breaking
-  beside the spread over training seeds (:func:`lvae.results.noise_sources`). A budget may
+  beside the spread over training seeds (:func:`lvae.report.results.noise_sources`). A budget may
   fit some datasets with fewer seeds (``EvalSettings.gbt_seeds_by_dataset``: quick fits
   CarsNORB once, since no page shows its refits and each is a 183-class GBT).
 * **MIG** on the same training codes (disentanglement_lib draws them with the same seed).
@@ -328,7 +328,7 @@ def copy_baseline(
     """The Frechet distance of :func:`frechet_block` with the generations replaced by the
     references themselves: what a model scores that returns a copy of the training image
     it was adapted to, whatever its prior draw. A localized generation that memorises its
-    reference (z-share near 0, :func:`lvae.study.z_share`) scores about this, so a Frechet
+    reference (z-share near 0, :func:`lvae.report.study.z_share`) scores about this, so a Frechet
     distance near it says "copies", not "generates well". Same real images, same features."""
     name = frechet_metric_name(run.dataset, weights, requested)
     if name is None:

@@ -32,14 +32,14 @@ all tasks at once without building any adapted copy of the network (``lvae.batch
 times faster); ``tests/test_objective.py`` holds it to the reference, loss and meta-gradient.
 ``lvae.batched`` builds on this module, so its public names (``local_vae_loss``,
 ``inner_gradients``, ``InnerGradients``, ``adapted_encode``, ``adapted_decode``,
-``AdaptedModel``) are re-exported from here when first used (:func:`__getattr__`).
+``AdaptedModel``) live there, and are imported from there: the fast path depends on this
+module, never the other way round.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -48,21 +48,9 @@ from torch import Tensor
 from lvae.config import LIKELIHOODS, REDUCTIONS
 from lvae.model import Architecture, Params, decode, encode
 
-if TYPE_CHECKING:  # resolved lazily at run time (module __getattr__ below)
-    from lvae.batched import (
-        AdaptedModel,
-        InnerGradients,
-        adapted_decode,
-        adapted_encode,
-        inner_gradients,
-        local_vae_loss,
-    )
-
 __all__ = [
-    "LIKELIHOODS", "REDUCTIONS", "AdaptedModel", "InnerGradients", "LocalLoss", "LossSpec",
-    "adapted_decode", "adapted_encode", "adapted_prior", "check_alpha", "check_task_batch",
-    "global_loss",
-    "inner_gradients", "inner_step", "is_decoder", "local_objective", "local_vae_loss",
+    "LIKELIHOODS", "REDUCTIONS", "LocalLoss", "LossSpec", "adapted_prior", "check_alpha",
+    "check_task_batch", "global_loss", "inner_step", "is_decoder", "local_objective",
     "local_vae_loss_reference", "neg_elbo", "neg_elbo_parts", "neg_elbo_terms",
     "reparameterize", "scaled_neg_elbo", "vanilla_vae_loss",
 ]
@@ -289,29 +277,3 @@ def vanilla_vae_loss(
     per, recon, kl = neg_elbo_parts(params, x, eps, arch, loss)
     mean = per.mean()
     return LocalLoss(mean, mean.detach(), recon.detach().mean(), kl.detach().mean())
-
-
-# --------------------------------------------------------------------------------------
-# The batched formulation, re-exported
-# --------------------------------------------------------------------------------------
-
-_BATCHED = ("AdaptedModel", "InnerGradients", "adapted_decode", "adapted_encode",
-            "inner_gradients", "local_vae_loss")
-
-
-def __getattr__(name: str) -> Any:
-    """``lvae.objective.local_vae_loss`` and the other batched names, from ``lvae.batched``.
-
-    ``lvae.batched`` imports this module (the fast path is built on eq. 1 as defined here),
-    so importing it back at the top would be circular; resolving the names on first use
-    keeps both import orders working.
-    """
-    if name in _BATCHED:
-        from lvae import batched
-
-        return getattr(batched, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_BATCHED))

@@ -1,8 +1,9 @@
 """What a run folder is: its files, when it is finished, and how its log is read.
 
 One training run lives in one folder, written by :func:`lvae.training.train` and
-:func:`lvae.evaluation.evaluate`, read by the grid's runner (:mod:`lvae.reproduce`), the
-study's workers (:mod:`lvae.study`) and the results store (:mod:`lvae.results`). This module
+:func:`lvae.evaluation.evaluate`, read by the grid's runner (:mod:`lvae.report.reproduce`), the
+study's workers (:mod:`lvae.report.study`) and the results store
+(:mod:`lvae.report.results`). This module
 is the one place that knows its layout (the file names below), the one definition of
 *finished* (:func:`finished`), and the one reader of its training log (:func:`read_log`,
 :func:`last_log`); the one lock on it is :func:`lvae.store.lock_run`.

@@ -34,11 +34,12 @@ import torch
 from tqdm.auto import tqdm
 
 from lvae import runfolder
+from lvae.batched import local_vae_loss
 from lvae.config import TrainConfig
 from lvae.data.base import ImageDataset
 from lvae.model import VAE, Architecture
 from lvae.neighborhoods import Neighborhood, make_neighborhood
-from lvae.objective import LocalLoss, LossSpec, local_vae_loss, vanilla_vae_loss
+from lvae.objective import LocalLoss, LossSpec, vanilla_vae_loss
 from lvae.pool import ImagePool, split_pool
 from lvae.store import atomic_torch_save, atomic_write_bytes, atomic_write_json, git_revision, now
 from lvae.store import machine as machine_info

@@ -73,13 +73,13 @@ BOOK_PROFILE = "smoke"
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The whole book through ``lvae.reproduce`` on the smoke profile, once per session.
+    """The whole book through ``lvae.report.reproduce`` on the smoke profile, once per session.
 
     One training run (3D Shapes, alpha = 1: the model behind Figures 2-4); ``out`` holds
     ``<profile>/book/_build/html``. A few minutes on 2 cores.
     """
-    from lvae.grid import Experiment
-    from lvae.reproduce import reproduce
+    from lvae.report.grid import Experiment
+    from lvae.report.reproduce import reproduce
 
     out = tmp_path_factory.mktemp("book-runs")
     grid = [Experiment("shapes3d", 1.0, tables=("table1", "fig2", "fig3", "fig4"))]

@@ -1,4 +1,4 @@
-"""The whole book, end to end on the ``smoke`` profile, through ``lvae.reproduce``.
+"""The whole book, end to end on the ``smoke`` profile, through ``lvae.report.reproduce``.
 
 One training run (3D Shapes, alpha = 1: the model behind Figures 2-4) keeps this within a
 few minutes on 2 cores; the other configurations are absent, which the result pages must
@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from lvae.book import TEACHING_NOTEBOOKS, book_source, executed_path
-from lvae.reproduce import RESULT_NOTEBOOKS
+from lvae.report.book import TEACHING_NOTEBOOKS, book_source, executed_path
+from lvae.report.reproduce import RESULT_NOTEBOOKS
 
 pytestmark = [pytest.mark.book, pytest.mark.timeout(1500)]  # the first test builds the book
 
@@ -71,7 +71,7 @@ def test_result_pages_show_tables_and_figures(built: dict, page: str) -> None:
         assert "<table" in text and "Traceback" not in text
         return
     if page == "results_model_cards":  # four cards of shipped models, each with its fields
-        from lvae.cards import card_fields
+        from lvae.report.cards import card_fields
 
         assert text.count('class="rubric"') >= 4 * len(card_fields), "cards without sections"
         assert "<table" in text and "Traceback" not in text
@@ -137,7 +137,7 @@ def test_download_button_serves_the_executed_notebook(built: dict) -> None:
 def test_execution_statistics_list_every_notebook_of_the_build(built: dict) -> None:
     """Every page of the toc (but the statistics page itself) and the build's one run, each
     executed by this build; the run's time is papermill's, which lies within the wall time
-    lvae.reproduce measured around the whole execution (reproduce.json)."""
+    lvae.report.reproduce measured around the whole execution (reproduce.json)."""
     root = Path(built["out"]) / PROFILE
     table = pd.read_csv(root / "tables" / "build_stats.csv")
     pages = [Path(n).stem for n in (*TEACHING_NOTEBOOKS, *RESULT_NOTEBOOKS)]
@@ -168,7 +168,7 @@ def test_build_has_no_warnings(built: dict) -> None:
 
 
 def test_no_verdict_from_the_smoke_budget(built: dict) -> None:
-    """Smoke runs are untrained: no page may judge a claim from them (lvae.claims gate).
+    """Smoke runs are untrained: no page may judge a claim from them (lvae.report.claims gate).
 
     The Evidence page and the landing page's first table judge the shipped study's runs,
     a profile declared able to; every verdict about this build's own runs must read

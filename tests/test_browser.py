@@ -13,7 +13,7 @@ The downloads are clicked as a reader clicks them, over the local server and fro
 ``file://`` (the book opened from disk, no server): every page's ``.ipynb`` button must
 deliver its executed notebook (JSON, with outputs) and every table's CSV link a CSV pandas
 reads; and the Model cards page must show each card with every field of
-``lvae.cards.card_fields``.
+``lvae.report.cards.card_fields``.
 
 The checker itself is tested first, on small hand-written pages served the same way.
 
@@ -477,7 +477,7 @@ def _check_downloads(browser: Any, built: dict, base: str,
     returns how each arrived. The notebook must be the executed copy (JSON with outputs
     and papermill's record, byte for byte what the build executed), the CSV the file the
     page wrote, parsed by pandas."""
-    from lvae.book import book_source
+    from lvae.report.book import book_source
 
     staged = book_source(Path(built["out"]) / built["profile"])
     tables = Path(built["out"]) / built["profile"] / "tables"
@@ -541,7 +541,7 @@ def test_downloads_work_from_file_urls(browser: Any, built: dict) -> None:
 @pytest.mark.book
 @pytest.mark.timeout(1500)
 def test_model_cards_page_shows_every_field_of_each_card(browser: Any, built: dict) -> None:
-    from lvae.cards import card_fields
+    from lvae.report.cards import card_fields
 
     html = built["summary"].book_html
     with site(browser, html) as (context, base):

@@ -1,4 +1,4 @@
-"""lvae.cards: every shipped model has a card, generated from its files: each section is
+"""lvae.report.cards: every shipped model has a card, generated from its files: each section is
 there, the numbers are the files' numbers, and an alpha > 0 model says what its z-share
 means for its localized generations."""
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lvae.cards import CARD_NAME, card_fields, model_card, write_cards
 from lvae.model import VAE, Architecture
-from lvae.results import IMPORTED_DIR
-from lvae.shipped import shipped_folders
+from lvae.report.cards import CARD_NAME, card_fields, model_card, write_cards
+from lvae.report.results import IMPORTED_DIR
+from lvae.report.shipped import shipped_folders
 
 VANILLA = IMPORTED_DIR / "study/shapes3d-a0e+00-b1-synthetic-s0"
 LOCAL = IMPORTED_DIR / "study/shapes3d-a1e+00-b1-synthetic-s0"
@@ -125,20 +125,21 @@ def test_write_cards_writes_one_beside_each_finished_model(tmp_path: Path):
 def test_the_committed_cards_are_current():
     """A card is generated, never edited: the one in results/ is what model_card writes
     now. After shipping a run again (which replaces its folder), regenerate them all with
-    ``python -m lvae.cards``."""
+    ``python -m lvae.report.cards``."""
     finished = [f for f in shipped_folders()
                 if _read(f, "result.json").get("status") == "completed"]
     assert finished
     for f in finished:
         card = f / CARD_NAME
-        assert card.is_file(), f"{card} is missing: run `python -m lvae.cards`"
-        assert card.read_text() == model_card(f), f"{card} is stale: run `python -m lvae.cards`"
+        assert card.is_file(), f"{card} is missing: run `python -m lvae.report.cards`"
+        assert card.read_text() == model_card(f), \
+            f"{card} is stale: run `python -m lvae.report.cards`"
 
 
 def test_a_nested_card_is_the_card_one_level_below_a_page_section():
     """On the book's Model cards page the card sits under a ``##`` section: its title is
     ``###``, its fields ``####`` in card_fields' order, every other line unchanged."""
-    from lvae.cards import nested_card
+    from lvae.report.cards import nested_card
 
     card, nested = model_card(LOCAL), nested_card(LOCAL)
     assert re.findall(r"^#### (.+)$", nested, re.MULTILINE) == card_fields

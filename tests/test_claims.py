@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lvae import claims
 from lvae.config import PROFILES
-from lvae.results import noise_sources
+from lvae.report import claims
+from lvae.report.results import noise_sources
 
 D = "dci_nocolor.disentanglement"
 
@@ -193,7 +193,7 @@ def test_the_fid_claim_names_the_distance_it_measured(df: pd.DataFrame):
 
 
 def test_the_paper_side_comes_from_the_transcribed_tables():
-    """Each claim's paper text is computed from lvae.paper, and reads as the paper prints
+    """Each claim's paper text is computed from lvae.report.paper, and reads as the paper prints
     it (typed here from the paper's Tables 1, 2 and 5 and section 5.1)."""
     want = {"nocolor": "0.977 vs 0.150", "color": "0.424 vs 0.246", "best_alpha": "α = 1",
             "diverge": "diverged", "beta": "0.977 vs ≤ 0.690", "fid": "43.2 vs 134.8",

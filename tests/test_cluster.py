@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-import lvae.reproduce as rp
+import lvae.report.reproduce as rp
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1500)]
 
@@ -48,7 +48,7 @@ def _kill_a_busy_worker(ex: rp.DaskExecutor, out: Path, record: dict,
 def _slice() -> list:
     """Vanilla, alpha = 1 with synthetic and input-l2 neighbourhoods (3D Shapes), and
     alpha = 1e-2 with latent kNN (CarsNORB): the grid's every kind of run."""
-    from lvae.grid import experiments
+    from lvae.report.grid import experiments
 
     keep = {"shapes3d-a0e+00-b1-synthetic-s0", "shapes3d-a1e+00-b1-synthetic-s0",
             "shapes3d-a1e+00-b1-input_l2-s0", "carsnorb-a1e-02-b1-latent_knn-s0"}
@@ -107,7 +107,7 @@ def test_a_task_whose_worker_always_dies_is_recorded_failed(tmp_path: Path):
     notebook, and the other runs go on."""
     import nbformat as nbf
 
-    from lvae.grid import Experiment
+    from lvae.report.grid import Experiment
 
     nb = nbf.v4.new_notebook(cells=[
         nbf.v4.new_code_cell('alpha = 1.0\nout_dir = "x"\nprofile = "smoke"\ndataset = "s"\n'
@@ -115,7 +115,7 @@ def test_a_task_whose_worker_always_dies_is_recorded_failed(tmp_path: Path):
                              'threads = None', metadata={"tags": ["parameters"]}),
         nbf.v4.new_code_cell(
             "import os, signal, json\n"
-            "from lvae.params import experiment_config\n"
+            "from lvae.report.params import experiment_config\n"
             "setup = experiment_config(dataset=dataset, alpha=alpha, beta=beta, "
             "neighborhood=neighborhood, seed=seed, profile=profile, out_dir=out_dir, "
             "threads=threads)\n"
@@ -148,7 +148,7 @@ def test_the_study_runs_against_a_scheduler_address(tmp_path: Path):
     and evaluated on a worker process, and a second pass finds nothing left."""
     from distributed import LocalCluster
 
-    from lvae import study
+    from lvae.report import study
 
     sr = study.StudyRun(study._shapes(0.0, 0), "smoke", "a smoke run of the study's kind")
     lines: list[str] = []

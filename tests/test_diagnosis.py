@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lvae import diagnosis, study
+from lvae.report import diagnosis, study
 
 
 def milestones(steps, kl, share, state="finished", diverged_at=None, run="r"):

@@ -15,7 +15,7 @@ import torch
 import lvae.evaluation as ev
 from lvae.config import PROFILES, ConfigError, EvalSettings, TrainConfig
 from lvae.metrics.inception import ENV_VAR
-from lvae.results import codes_comparison, collect, noise_sources
+from lvae.report.results import codes_comparison, collect, noise_sources
 from lvae.training import train
 
 SMALL = EvalSettings(num_train=120, num_test=60, num_fd=40, num_elbo=10, seed=0, n_jobs=1,

@@ -28,7 +28,7 @@ def _table(df: pd.DataFrame) -> dict[str, dict[str, str]]:
 
 def evidence() -> dict[str, object]:
     """What the Evidence page shows of the shipped study, as plain JSON."""
-    from lvae import claims, results, study
+    from lvae.report import claims, results, study
 
     root = results.IMPORTED_DIR
     runs = results.collect(None, profile="study", imported=root)

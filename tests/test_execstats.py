@@ -1,4 +1,4 @@
-"""lvae.execstats: the execution-statistics page's table, read from papermill's records.
+"""lvae.report.execstats: the execution-statistics page's table, read from papermill's records.
 
 The notebooks here are written by hand with the metadata papermill 2.x writes (its
 ``metadata.papermill`` block and each cell's ``metadata.papermill.status``), so the
@@ -19,8 +19,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from lvae import execstats
-from lvae.book import book_source
+from lvae.report import execstats
+from lvae.report.book import book_source
 
 SINCE = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
 

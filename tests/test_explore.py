@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from lvae.config import TrainConfig
-from lvae.explore import (
+from lvae.generation import meta_samples
+from lvae.report.explore import (
     alpha_label,
     alpha_slider_html,
     collect_frames,
@@ -22,8 +23,7 @@ from lvae.explore import (
     png_bytes,
     png_size,
 )
-from lvae.generation import meta_samples
-from lvae.grid import TABLE1_ALPHAS
+from lvae.report.grid import TABLE1_ALPHAS
 from lvae.training import load_run, train
 
 IMG_RE = re.compile(r"<img\b([^>]*)>")
@@ -116,7 +116,7 @@ def test_bad_frames_and_defaults_are_refused() -> None:
 
 
 def runs_frame(rows: list[dict]) -> pd.DataFrame:
-    """A :func:`lvae.results.collect`-like frame with only the columns find_run reads."""
+    """A :func:`lvae.report.results.collect`-like frame with only the columns find_run reads."""
     base = dict(dataset="shapes3d", beta=1.0, neighborhood="synthetic", seed=0,
                 reduction="pixel_mean", steps=2, source="build", run_dir="")
     return pd.DataFrame([{**base, **r} for r in rows])

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import torch
 
-from lvae import figures
 from lvae.config import TrainConfig
 from lvae.generation import localized_samples, meta_samples
-from lvae.results import paper_vs_ours
+from lvae.report import figures
+from lvae.report.results import paper_vs_ours
 from lvae.training import load_run, train
 
 matplotlib.use("Agg")
@@ -27,7 +27,7 @@ D = "dci_nocolor.disentanglement"
 
 
 def runs(rows: list[tuple]) -> pd.DataFrame:
-    """A :func:`lvae.results.collect`-like frame: (alpha, neighbourhood, seed, status, D,
+    """A :func:`lvae.report.results.collect`-like frame: (alpha, neighbourhood, seed, status, D,
     FD-factors) per run of 3D Shapes at beta = 1."""
     out = []
     for alpha, nbhd, seed, status, d, fd in rows:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lvae.__main__ import main
-from lvae.grid import Experiment, experiments, format_alpha, parse_only
+from lvae.report.grid import Experiment, experiments, format_alpha, parse_only
 
 
 def test_ids_are_stable():
@@ -96,7 +96,7 @@ def test_cli_rejects_bad_option(capsys):
 
 
 def test_data_path_and_custom_settings_extend_the_id():
-    from lvae.grid import data_tag
+    from lvae.report.grid import data_tag
 
     e = Experiment("shapes3d", 1.0, data_path="/data/3dshapes.h5")
     assert e.run_id == f"shapes3d-a1e+00-b1-synthetic-s0-d{data_tag('/data/3dshapes.h5')}"

@@ -1,7 +1,7 @@
 """Committed notebooks are sources: no outputs, no execution counts, parameters tagged.
 
 Executed copies are build products (``<out>/<profile>/book/notebooks``, see
-``lvae.book``); a notebook committed with outputs would show stale numbers in a build
+``lvae.report.book``); a notebook committed with outputs would show stale numbers in a build
 that failed to re-run it, and makes every diff unreadable.
 """
 
@@ -14,8 +14,8 @@ import nbformat
 import pytest
 import yaml
 
-from lvae.book import TEACHING_NOTEBOOKS
-from lvae.reproduce import RESULT_NOTEBOOKS
+from lvae.report.book import TEACHING_NOTEBOOKS
+from lvae.report.reproduce import RESULT_NOTEBOOKS
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -73,7 +73,7 @@ def test_config_renders_executed_notebooks_as_they_are() -> None:
 
 def test_missing_pages_are_the_toc_notebooks_without_an_executed_copy(tmp_path: Path) -> None:
     """What build_book refuses to build without: the toc's pages not yet executed."""
-    from lvae.book import executed_path, missing_pages
+    from lvae.report.book import executed_path, missing_pages
 
     expected = {*TEACHING_NOTEBOOKS, *RESULT_NOTEBOOKS}
     assert set(missing_pages(tmp_path)) == expected
@@ -87,7 +87,7 @@ def test_missing_pages_are_the_toc_notebooks_without_an_executed_copy(tmp_path: 
 @pytest.mark.parametrize("nb", RESULT_NOTEBOOKS)
 def test_result_pages_are_narrative_parameters_and_calls(nb: str) -> None:
     """A result page's logic lives in the library, where it is tested: no function or
-    class of its own, and every plot is one call into lvae.figures (no matplotlib)."""
+    class of its own, and every plot is one call into lvae.report.figures (no matplotlib)."""
     book = nbformat.read(REPO / nb, as_version=4)
     code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
     assert not re.search(r"^\s*(async\s+)?(def|class)\s", code, re.M), f"{nb} defines code"

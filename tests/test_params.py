@@ -10,8 +10,8 @@ import papermill as pm
 import pytest
 
 from lvae.config import PROFILES, EvalSettings
-from lvae.params import ParameterError, experiment_config
-from lvae.reproduce import EXPERIMENT_NOTEBOOK
+from lvae.report.params import ParameterError, experiment_config
+from lvae.report.reproduce import EXPERIMENT_NOTEBOOK
 
 
 def test_defaults_take_the_profile_budget(tmp_path: Path):
@@ -93,7 +93,7 @@ def test_papermill_sees_every_parameter():
 def test_a_budget_other_than_the_profiles_is_labelled_custom(tmp_path: Path):
     """-p profile quick -p steps 6 is not a quick run: its label says custom, its folder is
     apart, and the settings it changed are named."""
-    from lvae.params import CUSTOM, experiment_of
+    from lvae.report.params import CUSTOM, experiment_of
 
     base = experiment_config(profile="quick", out_dir=str(tmp_path))
     assert base.config.profile == "quick" and base.custom == ()
@@ -113,7 +113,7 @@ def test_a_budget_other_than_the_profiles_is_labelled_custom(tmp_path: Path):
     study = experiment_config(profile="study", out_dir=str(tmp_path))
     assert study.config.lr == PROFILES["study"].lr and study.config.profile == "study"
     assert experiment_config(profile="study", lr=1e-4).config.profile == CUSTOM
-    # the id follows from the stored config alone (what lvae.results reads back)
+    # the id follows from the stored config alone (what lvae.report.results reads back)
     for s in (base, short, study):
         stored = json.loads(s.config.to_json())
         assert experiment_of(stored).run_id == s.run_id == experiment_of(s.config).run_id
@@ -153,7 +153,7 @@ def _shapes_h5(path: Path) -> Path:
 
 
 def test_data_path_is_part_of_the_run_id(tmp_path: Path):
-    from lvae.grid import data_tag
+    from lvae.report.grid import data_tag
 
     h5 = _shapes_h5(tmp_path / "3dshapes.h5")
     twin = experiment_config(out_dir=str(tmp_path))
@@ -218,7 +218,7 @@ def test_real_notebook_refuses_a_text_file_as_data_before_writing_config(tmp_pat
 
 def test_a_misspelt_parameter_is_an_error_naming_the_nearest(tmp_path: Path):
     """``-p alpah 0`` used to print papermill's warning and train the default alpha = 1."""
-    from lvae.params import ParameterError, check_parameters
+    from lvae.report.params import ParameterError, check_parameters
 
     with pytest.raises(ParameterError, match=r"'alpah' \(did you mean 'alpha'\?\)"):
         check_parameters({"alpha": 1.0, "alpah": 0, "In": [], "_i": ""})

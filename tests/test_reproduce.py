@@ -1,6 +1,6 @@
 """The runner: skip what is done, record failures and divergence, go on, retry dead kernels.
 
-Most tests drive :func:`lvae.reproduce.reproduce` with a stand-in experiment notebook that
+Most tests drive :func:`lvae.report.reproduce.reproduce` with a stand-in experiment notebook that
 takes the real notebook's parameters and validation but writes its result files in
 milliseconds instead of training; one test runs the real notebook on a run made to diverge.
 """
@@ -14,13 +14,13 @@ from pathlib import Path
 import nbformat as nbf
 import pytest
 
-import lvae.reproduce as rp
-from lvae.grid import Experiment
-from lvae.results import collect
+import lvae.report.reproduce as rp
+from lvae.report.grid import Experiment
+from lvae.report.results import collect
 
 FAKE_EXPERIMENT = '''
 import json, os
-from lvae.params import experiment_config
+from lvae.report.params import experiment_config
 setup = experiment_config(dataset=dataset, alpha=alpha, beta=beta, neighborhood=neighborhood,
                           seed=seed, profile=profile, out_dir=out_dir, reduction=reduction,
                           threads=threads)
@@ -51,7 +51,7 @@ reduction = None
 threads = None'''
 
 FAKE_RESULTS = '''
-from lvae.results import collect, paper_vs_ours
+from lvae.report.results import collect, paper_vs_ours
 df = collect(out_dir, profile=profile, imported=None)
 paper_vs_ours(df, "table1", csv=f"{out_dir}/table1.csv")
 '''
@@ -130,7 +130,7 @@ def test_a_failed_run_is_recorded_and_the_rest_go_on(tmp_path: Path, fake: Path)
 
 
 def test_book_goes_on_after_divergence(tmp_path: Path, fake: Path, monkeypatch):
-    from lvae import book
+    from lvae.report import book
 
     out = tmp_path / "runs"
     results_nb = notebook(tmp_path / "results_fake.ipynb", 'profile = "quick"\nout_dir = "x"',
@@ -336,7 +336,7 @@ def test_pages_that_read_no_run_are_executed_beside_the_grid(tmp_path: Path, fak
     """Teaching pages and RUN_FREE_PAGES go to the executor with the runs (one map, so one
     longest-first order); result pages that read the runs only after the last run; every
     page is executed once and the book is built after them."""
-    from lvae import book
+    from lvae.report import book
 
     out = tmp_path / "runs"
     teach = notebook(tmp_path / "teach_fake.ipynb", "x = 1", "y = x + 1")
@@ -385,7 +385,7 @@ def test_last_pages_are_executed_after_every_other_page_with_the_builds_start(
     reproduce started, before any of its notebooks did."""
     from datetime import datetime
 
-    from lvae import book
+    from lvae.report import book
     from lvae.store import now
 
     out = tmp_path / "runs"
@@ -435,7 +435,7 @@ def test_the_local_cluster_gets_exact_longest_first_list_scheduling(tmp_path: Pa
     with a heap of worker free times, and never more than 2 tasks are in flight."""
     import heapq
 
-    from lvae.grid import experiments
+    from lvae.report.grid import experiments
 
     seconds = {3: 410.0, 2: 290.0, 1: 120.0, 0: 49.0}  # quick, per cost_rank (measured)
     tasks = [p.task for p in rp.plan("smoke", tmp_path, grid=experiments(seeds=2))]

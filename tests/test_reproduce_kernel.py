@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat as nbf
 import pytest
 
-import lvae.reproduce as rp
+import lvae.report.reproduce as rp
 
 WARNING = "without encryption"
 

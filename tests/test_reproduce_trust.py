@@ -17,10 +17,10 @@ import dask
 import nbformat as nbf
 import pytest
 
-import lvae.reproduce as rp
+import lvae.report.reproduce as rp
 from lvae.__main__ import main
-from lvae.grid import Experiment
-from lvae.params import experiment_config
+from lvae.report.grid import Experiment
+from lvae.report.params import experiment_config
 
 FIG4 = Experiment("shapes3d", 1.0)  # --only fig4 selects exactly this run
 FIG4_ID = "shapes3d-a1e+00-b1-synthetic-s0"
@@ -354,7 +354,7 @@ def test_heartbeat_reads_the_newest_step_of_each_running_run(tmp_path: Path):
 
 
 def test_progress_names_the_book_phases(tmp_path: Path, monkeypatch):
-    from lvae import book
+    from lvae.report import book
 
     if not (rp.REPO / "_config.yml").is_file():
         pytest.skip("no _config.yml: the book build is skipped")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lvae import paper
-from lvae.params import experiment_config
-from lvae.results import (
+from lvae.report import paper
+from lvae.report.params import experiment_config
+from lvae.report.results import (
     codes_comparison,
     collect,
     evidence_first,
@@ -262,7 +262,7 @@ def test_codes_comparison_pairs_meta_and_adapted_codes_of_the_same_run(tmp_path:
     half = 4.302653 * 0.1 / math.sqrt(3)
     assert (r["diff"], r.diff_lo, r.diff_hi) == pytest.approx((0.2, 0.2 - half, 0.2 + half),
                                                             abs=1e-5)
-    from lvae.figures import codes_table
+    from lvae.report.figures import codes_table
 
     t = codes_table(c, {"dci_nocolor.disentanglement": "D w/o colour"}).data
     assert t.iloc[0].tolist() == ["α=1", "D w/o colour", "0.633\u00a0±\u00a00.379",

@@ -1,4 +1,4 @@
-"""lvae.shipped: a model the repository ships loads in one call, from the name a reader has
+"""lvae.report.shipped: a model the repository ships loads in one call, from the name a reader has
 (run id, profile/run_id, or the book's short name), and only if it is the file shipped."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch
 import lvae
 from lvae.data import to_tensor
 from lvae.generation import localized_samples
-from lvae.results import IMPORTED_DIR
-from lvae.shipped import (
+from lvae.report.results import IMPORTED_DIR
+from lvae.report.shipped import (
     find_shipped,
     load_shipped,
     parse_short_name,
@@ -25,7 +25,7 @@ from lvae.shipped import (
     shipped_folders,
     short_name,
 )
-from lvae.study import z_share
+from lvae.report.study import z_share
 
 VANILLA = "study/shapes3d-a0e+00-b1-synthetic-s0"
 LOCAL = "study/shapes3d-a1e+00-b1-synthetic-s0"
@@ -35,7 +35,8 @@ pytestmark = pytest.mark.skipif(not (IMPORTED_DIR / VANILLA / "model.pt").is_fil
 
 
 def _references_and_codes(run, n_refs: int, n_codes: int, seed: int = 0):
-    """Held-out references and prior codes, drawn as lvae.study's Figure 3 grid draws them."""
+    """Held-out references and prior codes, drawn as lvae.report.study's Figure 3 grid
+    draws them."""
     rs = np.random.RandomState(seed)
     idx = np.sort(run.heldout[rs.choice(len(run.heldout), n_refs, replace=False)])
     z = rs.standard_normal((n_codes, run.arch.latent_dim)).astype(np.float32)
@@ -169,5 +170,5 @@ def test_weights_that_differ_from_the_recorded_hash_are_refused(tmp_path: Path):
 def test_lvae_exports_load_shipped_lazily():
     assert lvae.load_shipped is load_shipped
     code = ("import sys, lvae; assert 'torch' not in sys.modules, 'import lvae loads torch'; "
-            "assert 'lvae.results' not in sys.modules, 'import lvae loads the report'")
+            "assert 'lvae.report.results' not in sys.modules, 'import lvae loads the report'")
     subprocess.run([sys.executable, "-c", code], check=True)

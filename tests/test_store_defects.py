@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from lvae import results, study
+from lvae.report import results, study
 
 SHIPPED = results.IMPORTED_DIR / "study" / "shapes3d-a0e+00-b1-synthetic-s0"
 

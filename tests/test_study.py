@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lvae import study
 from lvae.config import PROFILES, EvalSettings, TrainConfig
 from lvae.evaluation import evaluate
+from lvae.report import study
 from lvae.training import load_run, snapshots, train
 
 TINY = dict(dataset="shapes3d", resolution=32, pool_size=400, heldout_size=40, k=3,
@@ -198,10 +198,10 @@ def test_replay_holds_across_vector_paths(capability: str):
     import subprocess
     import sys
 
-    from lvae.results import IMPORTED_DIR
+    from lvae.report.results import IMPORTED_DIR
 
     run = IMPORTED_DIR / "study" / "shapes3d-a0e+00-b1-synthetic-s0"
-    code = ("import json, sys; from lvae import study; "
+    code = ("import json, sys; from lvae.report import study; "
             "r = study.replay(sys.argv[1]); print(json.dumps([r['matches'], r['log_hash'], "
             "r['max_rel_diff'], r['steps']]))")
     out = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True,
@@ -489,7 +489,7 @@ def test_a_study_worker_and_a_reproduce_run_share_one_lock(tmp_path: Path):
     """They took two flock locks with different rules on one file: after reproduce released
     (and deleted) it, a worker and a new reproduce run could both believe they held the
     run. One lock now: each side sees the other."""
-    from lvae import reproduce
+    from lvae.report import reproduce
 
     rdir = tmp_path / "run"
     held = reproduce.lock_run(rdir)
@@ -511,7 +511,7 @@ def test_a_trainer_dies_with_its_parent(tmp_path: Path):
     import time
 
     ready = tmp_path / "ready"
-    child = ("import os, sys, time; from lvae.study import _die_with_parent; "
+    child = ("import os, sys, time; from lvae.report.study import _die_with_parent; "
              f"_die_with_parent(int(sys.argv[1])); open({str(ready)!r}, 'w').close(); "
              "time.sleep(120)")
     parent = (f"import os, subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
@@ -543,7 +543,7 @@ def test_a_shipped_run_gains_the_readout_from_its_model(tmp_path: Path):
     z-share it was judged by (its rows barely move: local share near 0)."""
     import shutil
 
-    from lvae.results import IMPORTED_DIR
+    from lvae.report.results import IMPORTED_DIR
 
     src = IMPORTED_DIR / "study" / "shapes3d-a1e+00-b1-synthetic-s0"
     dest = tmp_path / "study" / src.name
@@ -562,7 +562,7 @@ def test_the_plans_pins_live_in_the_repository(tmp_path: Path):
     ~/lvae-study/COMMIT): the pins are committed, and a plan without one is refused."""
     import subprocess
 
-    from lvae.results import IMPORTED_DIR
+    from lvae.report.results import IMPORTED_DIR
 
     pins = json.loads((IMPORTED_DIR / "pins.json").read_text())
     assert set(study.PLANS) <= set(pins) and all(len(c) == 40 for c in pins.values())

@@ -2,7 +2,7 @@
 
 ``python -m lvae reproduce --profile quick`` (or :func:`reproduce`) does, in order:
 
-1. For every experiment of :mod:`lvae.grid` (``--only`` selects tables or figures), execute
+1. For every experiment of :mod:`lvae.report.grid` (``--only`` selects tables or figures), execute
    ``notebooks/experiment.ipynb`` with papermill into
    ``<out>/<profile>/<run_id>/experiment.ipynb``, parameters injected, each in its own
    kernel process. A run whose result.json (and eval.json, unless it diverged) and
@@ -10,9 +10,9 @@
    the run folder and starts it again, but only once every option is checked, the output
    folder is writable and the executor (the Dask scheduler) is reached, so a mistyped
    option never costs a finished run. Each run being computed is locked
-   (``fcntl.flock`` on ``<run>/.lock``, the lock :mod:`lvae.study` workers take too): a
+   (``fcntl.flock`` on ``<run>/.lock``, the lock :mod:`lvae.report.study` workers take too): a
    second invocation on the same folder leaves it alone and says so.
-2. Execute the book's pages into the staged book of :mod:`lvae.book`,
+2. Execute the book's pages into the staged book of :mod:`lvae.report.book`,
    ``<out>/<profile>/book/notebooks/`` (the repository's layout, so ``_toc.yml`` needs no
    change): the teaching pages (once) and the result pages (:data:`RESULT_NOTEBOOKS`, every
    time) with ``profile`` and ``out_dir`` injected. The executed copies are build products;
@@ -21,7 +21,7 @@
    longest-first order with them; the others after the last run, and
    :data:`LAST_PAGES` (the execution statistics, which read every other notebook's
    papermill record) after all of them.
-3. ``lvae.book.build_book``: stage ``_config.yml``, ``_toc.yml``, ``book/`` and the result
+3. ``lvae.report.book.build_book``: stage ``_config.yml``, ``_toc.yml``, ``book/`` and the result
    pages' CSV tables beside them and run ``jupyter-book build``; the HTML is in
    ``<out>/<profile>/book/_build/html``.
 
@@ -70,11 +70,11 @@ from tqdm.auto import tqdm
 
 from lvae import runfolder
 from lvae.config import profile as get_profile
-from lvae.grid import Experiment, default_seeds, experiments
-from lvae.params import ExperimentSetup, experiment_config
+from lvae.report import REPO
+from lvae.report.grid import Experiment, default_seeds, experiments
+from lvae.report.params import ExperimentSetup, experiment_config
 from lvae.store import LOCK_NAME, Lock, atomic_write_json, lock_file, lock_run, now
 
-REPO = Path(__file__).resolve().parent.parent
 EXPERIMENT_NOTEBOOK = REPO / "notebooks" / "experiment.ipynb"
 
 #: The book's result pages, executed after the grid with ``profile`` and ``out_dir``
@@ -102,7 +102,7 @@ RUN_FREE_PAGES: tuple[str, ...] = ("notebooks/results_study.ipynb",
 #: Result pages executed after every other page of the build, with ``since`` (the time
 #: :func:`reproduce` started, ISO 8601 UTC) injected beside ``profile`` and ``out_dir``:
 #: the execution-statistics page reads the papermill record of every other executed
-#: notebook (:mod:`lvae.execstats`), so it must come after all of them, and ``since`` is
+#: notebook (:mod:`lvae.report.execstats`), so it must come after all of them, and ``since`` is
 #: how it tells the notebooks this build executed from those it reused.
 LAST_PAGES: tuple[str, ...] = ("notebooks/build_stats.ipynb",)
 
@@ -386,7 +386,7 @@ class DaskExecutor:
     def map(self, tasks: Sequence[Task], fn: Callable[[Task], Outcome] | None = None
             ) -> Iterator[Outcome]:
         """Each task through ``fn`` (:func:`execute`, a papermill run, by default; the
-        study's workers pass :func:`lvae.study.run_task`), yielded as it finishes."""
+        study's workers pass :func:`lvae.report.study.run_task`), yielded as it finishes."""
         from distributed import as_completed
 
         futures = {}
@@ -641,7 +641,7 @@ class Summary:
 def _record(p: PlannedRun, o: Outcome) -> tuple[str, str]:
     """Status of an executed experiment (completed/diverged/failed) and why it failed, kept
     in reproduce.json with the intended config, so a run that failed before training still
-    shows up in :func:`lvae.results.collect`. A reproduce.json that cannot be written (a
+    shows up in :func:`lvae.report.results.collect`. A reproduce.json that cannot be written (a
     full disk, a folder made read-only) fails this run, never the grid."""
     status, message = "failed", o.message
     if o.status == "executed":
@@ -771,7 +771,7 @@ class _Heartbeat:
 
 def _executed_copy(root: Path, src: Path) -> Path:
     """Where a notebook's executed copy goes in the staged book of ``root``."""
-    from lvae.book import executed_path
+    from lvae.report.book import executed_path
 
     src = src.resolve()
     if src.is_relative_to(REPO):
@@ -785,15 +785,15 @@ def book_tasks(profile: str, out: Path, results: Sequence[str | Path] = RESULT_N
     """Papermill tasks for the book's pages, into ``<out>/<profile>/book/notebooks/``.
 
     Result pages always run again (they read the runs, which may have changed), with
-    ``profile`` and ``out_dir`` (the runs root given to :func:`lvae.results.collect`)
-    injected. Teaching pages (``lvae.book.TEACHING_NOTEBOOKS``) run without parameters,
+    ``profile`` and ``out_dir`` (the runs root given to :func:`lvae.report.results.collect`)
+    injected. Teaching pages (``lvae.report.book.TEACHING_NOTEBOOKS``) run without parameters,
     only when their executed copy is missing or older than the source (or with ``force``).
     Pages not yet written are skipped with a warning. Kernels run in the repository root.
     Teaching pages and :data:`RUN_FREE_PAGES` get ``reads_runs=False``; every page its
     :data:`PAGE_PRIORITY`. :data:`LAST_PAGES` get ``last=True`` and, when given, ``since``
     (the time the build started) as a parameter.
     """
-    from lvae.book import TEACHING_NOTEBOOKS
+    from lvae.report.book import TEACHING_NOTEBOOKS
 
     root = out / profile
     tasks = []
@@ -841,7 +841,7 @@ def reproduce(profile: str = "quick", out: str | Path = "runs", seeds: int | Non
     (:func:`make_executor`: ``jobs``, ``scheduler``,
     ``resources``; ``inline`` for this process); ``executor`` overrides that;
     ``grid``, ``notebook``, ``result_notebooks`` and ``teaching_notebooks`` (None: the
-    book's, ``lvae.book.TEACHING_NOTEBOOKS``) replace the paper's (tests use stand-ins).
+    book's, ``lvae.report.book.TEACHING_NOTEBOOKS``) replace the paper's (tests use stand-ins).
 
     The book's pages that read no run (``Task.reads_runs`` False: the teaching pages and
     :data:`RUN_FREE_PAGES`) are executed with the grid's runs, in one longest-first order
@@ -966,10 +966,10 @@ def _book(summary: Summary, executor: Executor, profile: str, out: Path,
           tasks: Sequence[Task], progress: bool = False, held: Lock | None = None) -> None:
     """Execute the book's pages ``tasks`` (:func:`book_tasks`, less those run beside the
     grid) through the executor, those marked ``last`` (:data:`LAST_PAGES`) after all the
-    others, then ``lvae.book.build_book``; a bar counts the pages and then the build (its
+    others, then ``lvae.report.book.build_book``; a bar counts the pages and then the build (its
     last step), naming each phase. ``held``: the book's lock when the caller holds it
     already (the caller releases it)."""
-    from lvae import book
+    from lvae.report import book
 
     own = held is None
     lock = lock_file(out / profile / BOOK_LOCK) if own else held

@@ -2,12 +2,12 @@
 
 The study trains the paper's objective under one reading of what the paper leaves open
 and finds that one inner step copies the anchor, so z carries nothing. This module judges
-the runs of :data:`lvae.study.DIAGNOSIS`, each of which changes one open choice
+the runs of :data:`lvae.report.study.DIAGNOSIS`, each of which changes one open choice
 (:data:`CHOICES`), by a rule fixed before any of their results was seen (:data:`RULE`,
 :func:`outcome`), and lays them out for the Diagnosis page (:func:`frame`,
 :func:`choice_table`, :func:`arm_table`).
 
-The rule reads the memorisation readout of :func:`lvae.study.readout` at an arm's last
+The rule reads the memorisation readout of :func:`lvae.report.study.readout` at an arm's last
 screening milestone (5,000 steps, or the last before it diverged):
 
 * **escapes** memorisation when z moves the localized generations by at least a quarter of
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lvae import study
+from lvae.report import study
 
 #: The rule's thresholds (module docstring): the local share and the adapted KL (nats).
 LOCAL_SHARE_MIN = 0.25
@@ -107,7 +107,7 @@ def _arm_of(profile: str, run_id: str) -> study.StudyRun | None:
 
 
 def frame(root: str | Path | None = None) -> pd.DataFrame:
-    """Every milestone of every shipped diagnosis run (:func:`lvae.study.milestone_frame`
+    """Every milestone of every shipped diagnosis run (:func:`lvae.report.study.milestone_frame`
     rows, finished or still training), with its ``arm`` and ``choice``."""
     from lvae.store import read_json_or_none
 
@@ -248,7 +248,7 @@ def screened(arms: pd.DataFrame) -> dict[str, list[str]]:
 
 def reproduction_status(judged: Any, arms: pd.DataFrame) -> str:
     """A claim's status in the reproduction report, from its study verdict (a row of
-    :func:`lvae.claims.judge_all`: its ``value`` and whether any run was ``tested``) and
+    :func:`lvae.report.claims.judge_all`: its ``value`` and whether any run was ``tested``) and
     the diagnosis's screened arms:
 
     * **not tested**: no runs of the claim's configurations;
@@ -258,7 +258,7 @@ def reproduction_status(judged: Any, arms: pd.DataFrame) -> str:
       memorise or diverge are not, since a Local VAE whose z carries nothing cannot show
       the disentangled, non-copying code the claims are about.
     """
-    from lvae.claims import SUPPORTS
+    from lvae.report.claims import SUPPORTS
 
     if not judged["tested"]:
         return "not tested"
@@ -285,7 +285,7 @@ READOUT_NAMES = {"kl": "KL (nats)", "local_share": "local share",
 
 def study_readout_table(ms: pd.DataFrame) -> pd.DataFrame:
     """The readout of the study's finished runs at their last milestone (added from the
-    shipped models, :func:`lvae.study.readout_shipped`), one row per configuration:
+    shipped models, :func:`lvae.report.study.readout_shipped`), one row per configuration:
     ``mean [lowest, highest]`` over seeds. The yardsticks the screen's arms are read
     against, at four times the screen's budget."""
     done = ms[(ms["state"] == "finished") & ms["profile"].isin(["study", "cpu"])]

@@ -1,9 +1,9 @@
 """The paper's own numbers (Tables 1, 2 and 5), transcribed exactly as printed.
 
 Kept as data, never recomputed, so a page can put them beside ours. Keys are the grid's
-configuration parameters (:class:`lvae.grid.Experiment`), so a paper row finds our runs
+configuration parameters (:class:`lvae.report.grid.Experiment`), so a paper row finds our runs
 without matching on labels. Metric names are the columns of ``eval.json`` flattened by
-:func:`lvae.results.collect` (``dci_color.disentanglement``, ..., ``fid``).
+:func:`lvae.report.results.collect` (``dci_color.disentanglement``, ..., ``fid``).
 
 Table 1 has no row for alpha = 1e2: the text says "the loss diverged during training at
 alpha = 1e2", which :data:`TABLE1_DIVERGED` records so the comparison shows "diverged".
@@ -98,7 +98,7 @@ TABLES: dict[str, dict[str, Any]] = {
 }
 
 
-#: The keys of a paper row that name its configuration: what :func:`lvae.results.select`
+#: The keys of a paper row that name its configuration: what :func:`lvae.report.results.select`
 #: takes to find our runs of the row.
 CONFIG_KEYS = ("dataset", "alpha", "beta", "neighborhood")
 

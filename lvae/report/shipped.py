@@ -1,19 +1,19 @@
 """Loading a model the repository ships, in one call.
 
 The reference study's finished runs are committed under ``results/<profile>/<run_id>/``
-(:func:`lvae.study.ship`) with their final parameters (``model.pt``, float16), so a reader
+(:func:`lvae.report.study.ship`) with their final parameters (``model.pt``, float16), so a reader
 can look at a trained Local VAE without training one for hours. :func:`load_shipped` finds
 such a folder from the name a reader has at hand (a run id, ``profile/run_id``, or the
 book's short name of a configuration: ``alpha=1``, ``vanilla``, ``beta=16``), checks that
 the weights are the ones that were shipped, and returns the :class:`lvae.training.Run` that
 the rest of the package (``lvae.generation``, ``lvae.evaluation``) takes::
 
-    from lvae.shipped import load_shipped
+    from lvae.report.shipped import load_shipped
     run = load_shipped("alpha=1")               # results/study/shapes3d-a1e+00-b1-...-s0
 
 :func:`shipped_folders` lists what can be loaded. Folders whose names start with ``.``
 are never read: they are the staging and replaced copies that
-:func:`lvae.results.replace_folder` writes beside a run while shipping it (half-written, or
+:func:`lvae.report.results.replace_folder` writes beside a run while shipping it (half-written, or
 about to be deleted), and ``results/progress/`` holds runs still training (no model).
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from lvae.results import IMPORTED_DIR, PROGRESS_DIR
+from lvae.report.results import IMPORTED_DIR, PROGRESS_DIR
 from lvae.store import read_json_or_none
 from lvae.training import SHIPPED_MODEL, Run, load_run
 
@@ -43,7 +43,7 @@ CHECKED_FILES = ("config.json", SHIPPED_MODEL)
 
 
 def results_root(root: str | Path | None = None) -> Path:
-    """``root``, or the repository's ``results/`` (:data:`lvae.results.IMPORTED_DIR`)."""
+    """``root``, or the repository's ``results/`` (:data:`lvae.report.results.IMPORTED_DIR`)."""
     return Path(IMPORTED_DIR if root is None else root)
 
 
@@ -75,7 +75,7 @@ def qualified_name(folder: str | Path) -> str:
 
 def short_name(config: dict[str, Any]) -> str:
     """The configuration as a reader types it: ``vanilla``, ``alpha=1``, ``beta=16``,
-    ``alpha=1 (input_l2)``: the book's names (:func:`lvae.figures.config_label`) in ASCII,
+    ``alpha=1 (input_l2)``: the book's names (:func:`lvae.report.figures.config_label`) in ASCII,
     without importing the plotting layer."""
     a, b = float(config.get("alpha", 0.0)), float(config.get("beta", 1.0))
     parts = ([f"alpha={a:g}"] if a != 0 else []) + ([f"beta={b:g}"] if b != 1 else [])
@@ -144,7 +144,7 @@ def find_shipped(name: str, root: str | Path | None = None, *, seed: int | None 
     parts = [p for p in name.strip().split("/") if p]
     if any(p.startswith(".") for p in parts):
         raise ValueError(f"{name!r} names a hidden folder: those are the staging and replaced "
-                         "copies lvae.results.replace_folder writes while shipping, never a "
+                         "copies lvae.report.results.replace_folder writes while shipping, never a "
                          "shipped run")
     everything = shipped_folders(base, with_model=False)
     if len(parts) == 2 or (len(parts) == 1 and any(f.name == parts[0] for f in everything)):

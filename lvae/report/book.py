@@ -12,7 +12,7 @@ for ``python -m lvae reproduce``)::
     <root>/book/_build/html/        the built book
 
 so the toc's ``notebooks/teach_vae`` resolves to the executed copy, and two builds into
-different folders never touch each other or the working tree. :mod:`lvae.reproduce`
+different folders never touch each other or the working tree. :mod:`lvae.report.reproduce`
 executes every page into :func:`executed_path` and then calls :func:`build_book`, which
 stages the configuration and markdown pages and runs ``jupyter-book build``.
 ``jupyter-book build .`` at the repository root works too, but shows the committed
@@ -27,10 +27,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from lvae.report import REPO
+
+REPO_ROOT = REPO
 BOOK_DIRNAME = "book"  # staged book source under a run folder: <out_dir>/book
 #: The teaching pages, run without parameters (the result pages are
-#: :data:`lvae.reproduce.RESULT_NOTEBOOKS`).
+#: :data:`lvae.report.reproduce.RESULT_NOTEBOOKS`).
 TEACHING_NOTEBOOKS = (
     "notebooks/teach_vae.ipynb",
     "notebooks/teach_maml.ipynb",
@@ -40,7 +42,7 @@ TEACHING_NOTEBOOKS = (
 )
 BOOK_FILES = ("_config.yml", "_toc.yml")  # copied next to book/ into the staged source
 #: Where the result pages write their tables as CSV (``<root>/tables``, ``Page.csv`` of
-#: :mod:`lvae.results`) and where the staged source gets a copy (``<root>/book/tables``):
+#: :mod:`lvae.report.results`) and where the staged source gets a copy (``<root>/book/tables``):
 #: a page offers them as downloads with MyST's ``{download}`` role
 #: (``{download}`table1.csv </tables/table1_paper_vs_ours.csv>```), which Sphinx resolves
 #: inside the source folder only and copies into ``_build/html/_downloads/``.
@@ -110,7 +112,7 @@ def build_book(out_dir: str | Path) -> Path:
     """Stage the book in ``<out_dir>/book`` and build its HTML; returns ``_build/html``.
 
     Call this after every page has been executed to :func:`executed_path`
-    (``lvae.reproduce`` does). Raises if a page of the toc is still missing: a build would
+    (``lvae.report.reproduce`` does). Raises if a page of the toc is still missing: a build would
     silently show a blank page. The build's output is kept in ``<out_dir>/book/build.log``
     (the book's tests check it has no warnings).
     """

@@ -36,9 +36,9 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from lvae.figures import image_grid, to_hwc
-from lvae.grid import TABLE1_ALPHAS
-from lvae.results import find_run, select
+from lvae.report.figures import image_grid, to_hwc
+from lvae.report.grid import TABLE1_ALPHAS
+from lvae.report.results import find_run, select
 
 #: A frame: PNG bytes, a PIL image, or a matplotlib figure (rendered at its own dpi).
 FrameLike = bytes | Image.Image | Figure
@@ -360,7 +360,7 @@ def seed_state(df: Any, alpha: float, dataset: str = "shapes3d", beta: float = 1
     """``(state, run_dir)`` of one configuration's ``seed`` run in a collect frame.
 
     ``state`` is ``completed`` (with the folder of a build run that kept its checkpoint,
-    found by :func:`lvae.results.find_run`), ``diverged``, ``no checkpoint`` or
+    found by :func:`lvae.report.results.find_run`), ``diverged``, ``no checkpoint`` or
     ``not run`` (missing, failed or still incomplete). Only ``build`` runs count: an
     imported run belongs to another profile.
     """
@@ -398,7 +398,7 @@ def collect_frames(df: Any, alphas: Sequence[float] = TABLE1_ALPHAS, dataset: st
                    adapt_seed: int = 0, loader: Callable[[str], Any] | None = None
                    ) -> AlphaFrames:
     """Generation and traversal frames for each alpha's ``seed`` run in ``df`` (a
-    :func:`lvae.results.collect` frame), with placeholders where there is no model.
+    :func:`lvae.report.results.collect` frame), with placeholders where there is no model.
 
     What changes between frames is only alpha (and the model trained with it): the
     ``n_refs`` reference images are drawn once (pool positions ``ref_seed`` of the first

@@ -5,7 +5,7 @@ papermill injects parameters as Python literals (``-p alpha -1`` gives the int -
 wrong type. :func:`experiment_config` is the notebook's first line after its parameters
 cell: it raises ``ValueError`` naming the parameter, the value and what is allowed, before
 a dataset is rendered, a file is written or a kernel spends a minute training. The runner
-(:mod:`lvae.reproduce`) calls the same function to decide where a run lives and whether
+(:mod:`lvae.report.reproduce`) calls the same function to decide where a run lives and whether
 it is already done, so the notebook and the runner can never disagree on either.
 
 A profile's name is a promise about the budget: a run labelled ``quick`` trained what
@@ -30,7 +30,7 @@ from typing import Any
 
 from lvae.config import ConfigError, EvalSettings, TrainConfig
 from lvae.config import profile as get_profile
-from lvae.grid import Experiment
+from lvae.report.grid import Experiment
 
 #: The label of a run whose training settings are not its profile's.
 CUSTOM = "custom"
@@ -99,7 +99,7 @@ def settings_hash(config: Mapping[str, Any] | TrainConfig) -> str:
 
 
 def experiment_of(config: Mapping[str, Any] | TrainConfig) -> Experiment:
-    """The :class:`~lvae.grid.Experiment` (and so the run id and ``config_id``) a run's
+    """The :class:`~lvae.report.grid.Experiment` (and so the run id and ``config_id``) a run's
     config stands for: the one :func:`experiment_config` gave it. For pooling, use this
     rather than the dataset/alpha/beta/neighbourhood alone: it keeps real-data and custom
     runs apart."""
@@ -258,7 +258,7 @@ def experiment_config(
     errors are restated here in the notebook's parameter names (:class:`ParameterError`).
 
     The run folder is ``<out_dir>/<profile>/<run_id>`` with the id of
-    :attr:`lvae.grid.Experiment.run_id`, the same folder ``python -m lvae reproduce`` uses;
+    :attr:`lvae.report.grid.Experiment.run_id`, the same folder ``python -m lvae reproduce`` uses;
     a run whose training settings differ from the profile's is ``custom`` (module
     docstring). Nothing is written: a bad ``data_path`` fails here, not after a run
     folder exists.

@@ -11,10 +11,10 @@ notebook: ``metadata.papermill`` (``start_time``, ``end_time``, ``duration`` in 
 ``exception``) and, per cell, ``metadata.papermill.status`` (``completed``, ``failed``,
 ``pending`` for a cell never reached). :func:`notebook_record` reads it;
 :func:`execution_table` reads it for every notebook of a build folder ``<out>/<profile>``:
-the book's pages (``book/notebooks/*.ipynb``, :mod:`lvae.book`) and the grid's runs
-(``<run_id>/experiment.ipynb``, :mod:`lvae.reproduce`).
+the book's pages (``book/notebooks/*.ipynb``, :mod:`lvae.report.book`) and the grid's runs
+(``<run_id>/experiment.ipynb``, :mod:`lvae.report.reproduce`).
 
-Cache state: :mod:`lvae.reproduce` skips a run that is already done and a teaching page
+Cache state: :mod:`lvae.report.reproduce` skips a run that is already done and a teaching page
 whose executed copy is newer than its source, so their notebooks are the ones an earlier
 build wrote. Given the time this build started (``since``), a notebook whose papermill
 run started at or after it was executed by this build; one before it was reused.
@@ -114,12 +114,12 @@ def build_notebooks(root: str | Path, pages: Iterable[str] | None = None,
     """The executed notebooks of the build folder ``root`` (``<out>/<profile>``) as
     (name, kind, path): the book's pages (kind "page", named by stem, in the order of
     ``pages``: repository paths such as ``notebooks/teach_vae.ipynb``, by default those
-    ``_toc.yml`` names, :func:`lvae.book.toc_notebooks`) that have an executed copy, then
+    ``_toc.yml`` names, :func:`lvae.report.book.toc_notebooks`) that have an executed copy, then
     the grid's runs (``<run_id>/experiment.ipynb``, kind "run", named by run id, in id
     order). An executed copy of a page no longer in the toc is not part of the book, and
     hidden folders are not runs. ``exclude`` drops pages by stem (the statistics page
     itself, which cannot time its own execution)."""
-    from lvae.book import executed_path, toc_notebooks
+    from lvae.report.book import executed_path, toc_notebooks
 
     root = Path(root)
     skip = set(exclude)

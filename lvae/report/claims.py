@@ -42,9 +42,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lvae import paper
 from lvae.config import PROFILES
-from lvae.results import resolve_metric, select
+from lvae.report import paper
+from lvae.report.results import resolve_metric, select
 
 SUPPORTS, CONTRADICTS, UNDECIDED = "supports", "contradicts", "cannot decide"
 NOT_TESTED = "not tested at this budget"
@@ -167,7 +167,7 @@ def _row(table: str, label: str) -> dict:
 
 def _select(df: pd.DataFrame, table: str, label: str, profile: str | None,
             source: str) -> pd.DataFrame:
-    """The runs of a paper row (:func:`lvae.results.select`) of one profile and source."""
+    """The runs of a paper row (:func:`lvae.report.results.select`) of one profile and source."""
     return select(df, **paper.configuration(_row(table, label)), source=source,
                   profile=profile)
 
@@ -188,7 +188,7 @@ def compare(df: pd.DataFrame, table: str, a: str, b: str, metric: str,
             source: str = "build") -> Difference:
     """Paper row ``a`` against row ``b`` of ``table`` on ``metric``, over seeds.
 
-    ``df`` is a :func:`lvae.results.collect` frame; rows are the paper's labels
+    ``df`` is a :func:`lvae.report.results.collect` frame; rows are the paper's labels
     (``"alpha = 1"``, ``"alpha = 0 (Vanilla)"``, ``"beta = 4"``, ...).
     """
     xa = values(df, table, a, metric, profile, source)
@@ -359,7 +359,7 @@ def _judge_t2(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
 @dataclass(frozen=True)
 class Claim:
     """One claim of the paper that our runs can test: its words, the paper's side (from
-    :mod:`lvae.paper`, never typed), and its judge. ``scoped``: whether its verdict holds
+    :mod:`lvae.report.paper`, never typed), and its judge. ``scoped``: whether its verdict holds
     only at the budget it was measured at (False for a divergence: one seen is seen,
     however long the paper trained)."""
 

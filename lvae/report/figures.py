@@ -13,8 +13,8 @@ They take tensors, arrays or result frames and return the matplotlib ``Figure``,
 notebook cell is one call and the page shows the figure. :func:`comparison_table` and
 :func:`codes_table` lay a result frame out as a page's table.
 
-What the pictures are drawn from is chosen elsewhere: the runs by :mod:`lvae.results`
-(:func:`~lvae.results.find_run`), the book's staging and build by :mod:`lvae.book`.
+What the pictures are drawn from is chosen elsewhere: the runs by :mod:`lvae.report.results`
+(:func:`~lvae.report.results.find_run`), the book's staging and build by :mod:`lvae.report.book`.
 """
 
 from __future__ import annotations
@@ -171,20 +171,20 @@ def figure2_panels(df: Any, configs: Mapping[str, Mapping[str, Any]], n: int = 2
                    ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fig. 2 for each configuration: ``(adapted, meta)`` panels for :func:`side_by_side`.
 
-    ``configs`` maps a panel title to the configuration's :func:`lvae.results.find_run`
+    ``configs`` maps a panel title to the configuration's :func:`lvae.report.results.find_run`
     arguments (``{"alpha": 1.0}``, ``{"alpha": 1.0, "neighborhood": "input_l2"}``). For
     each, ``n`` training images of the run's pool (positions from ``RandomState(ref_seed)``)
     are the references: one inner step on each one's neighbourhood, then one shared prior
     code per reference (``code_seed``) through the adapted decoder; ``meta`` decodes the
     same codes with the meta-decoder alone. A configuration without a model to draw from
     is its state (``"diverged"``, ``"no run"``), which :func:`side_by_side` writes in its
-    place; a drawn one's title names its run (:func:`lvae.results.run_caption`).
+    place; a drawn one's title names its run (:func:`lvae.report.results.run_caption`).
     ``loader`` maps a run folder to a :class:`lvae.training.Run` (default ``load_run``).
     """
     import torch
 
     from lvae.generation import localized_samples, meta_samples
-    from lvae.results import find_run, run_caption, run_state
+    from lvae.report.results import find_run, run_caption, run_state
     from lvae.training import load_run
 
     z = torch.randn(n, 10, generator=torch.Generator().manual_seed(code_seed))
@@ -329,9 +329,9 @@ def alpha_sweep(ours: Mapping[str, Any], paper: Mapping[str, Any] | None = None,
 
 def table_sweep(cmp: Any, metrics: Mapping[str, str], table: str = "table1",
                 ylabel: str = "score", title: str | None = None) -> Figure:
-    """:func:`alpha_sweep` of a :func:`lvae.results.paper_vs_ours` frame: ours and the
+    """:func:`alpha_sweep` of a :func:`lvae.report.results.paper_vs_ours` frame: ours and the
     paper's Local VAE rows over alpha, one panel per metric (column -> panel title)."""
-    from lvae.results import paper_curve, sweep_frame
+    from lvae.report.results import paper_curve, sweep_frame
 
     return alpha_sweep({name: sweep_frame(cmp, m, table) for m, name in metrics.items()},
                        {name: paper_curve(m, table) for m, name in metrics.items()},
@@ -342,10 +342,10 @@ def frechet_sweep(cmp: Any, measure: str, table: str = "table1") -> Figure:
     """The paper's FID and our Frechet distance (``measure``, e.g. "FD-factors") against
     alpha, each on its own axis: they are computed in different feature spaces on very
     different numbers of images, so only their trends can be compared, not their values.
-    Ours is the mean over seeds with its 95% t-interval (:func:`lvae.results.sweep_frame`)
+    Ours is the mean over seeds with its 95% t-interval (:func:`lvae.report.results.sweep_frame`)
     and each seed as a small point.
     """
-    from lvae.results import paper_curve, sweep_frame
+    from lvae.report.results import paper_curve, sweep_frame
 
     fd = sweep_frame(cmp, "fid", table)
     pc = sorted(paper_curve("fid", table).items())
@@ -375,13 +375,13 @@ def paper_bars(cmp: Any, metrics: Mapping[str, str], table: str, ticks: Sequence
                ylabel: str = "score", source: str = "build") -> Figure:
     """A table's rows as bars, the paper's (hatched) beside ours, one panel per metric.
 
-    ``cmp`` is a :func:`lvae.results.paper_vs_ours` frame, of which the runs of ``source``
+    ``cmp`` is a :func:`lvae.report.results.paper_vs_ours` frame, of which the runs of ``source``
     are drawn; ``metrics`` maps its columns to panel titles and ``ticks`` names the paper's
     rows in order. Our bar is the mean over seeds with its 95% t-interval (none for one
     seed) and each seed as a small black point on it; a row with no completed run says
     "diverged" or "—" at its foot.
     """
-    from lvae.paper import table as paper_table
+    from lvae.report.paper import table as paper_table
 
     rows = paper_table(table)["rows"]
     labels = [r["label"] for r in rows]
@@ -447,7 +447,7 @@ def config_label(row: Mapping[str, Any]) -> str:
 
 def noise_bars(ns: Any, title: str = "Spread of DCI: training seeds vs GBT seeds") -> Figure:
     """Per configuration, the standard deviation of a DCI score over training seeds beside
-    its standard deviation over GBT seeds on the same codes (:func:`lvae.results.
+    its standard deviation over GBT seeds on the same codes (:func:`lvae.report.results.
     noise_sources`), one panel per metric, log scale (the two can differ by decades).
     A missing value (one seed, or no refits) is marked "n/a" at the foot of its bar."""
     metrics = list(dict.fromkeys(ns["metric"]))
@@ -484,7 +484,7 @@ def noise_bars(ns: Any, title: str = "Spread of DCI: training seeds vs GBT seeds
 def codes_table(cc: Any, names: Mapping[str, str], digits: int = 3) -> Any:
     """Meta-encoder vs adapted-encoder DCI, one row per configuration and score.
 
-    ``cc`` is a :func:`lvae.results.codes_comparison` frame, ``names`` maps its metric
+    ``cc`` is a :func:`lvae.report.results.codes_comparison` frame, ``names`` maps its metric
     columns to short labels (and picks which to show). Cells read ``mean ± 95% half-width``;
     the last column is the paired 95% interval for adapted - meta, which says whether the
     choice of codes matters for that configuration.
@@ -517,13 +517,13 @@ def codes_table(cc: Any, names: Mapping[str, str], digits: int = 3) -> Any:
 
 def comparison_tables(cmp: Any, profile: str,
                       parts: Mapping[str, Sequence[str]] | None = None) -> None:
-    """Show a :func:`lvae.results.paper_vs_ours` frame on a page: for each profile and
+    """Show a :func:`lvae.report.results.paper_vs_ours` frame on a page: for each profile and
     source in it, one :func:`comparison_table` per part (title -> the paper's headers it
     shows; None: every header in one table), each under a line naming the part, the
     profile (``profile`` where the frame has no runs) and the source."""
     from IPython.display import Markdown, display
 
-    from lvae.paper import table as paper_table
+    from lvae.report.paper import table as paper_table
 
     groups = parts or {"": paper_table(str(cmp["table"].iloc[0]))["headers"]}
     for prof, source in cmp[["profile", "source"]].drop_duplicates().itertuples(index=False):
@@ -535,7 +535,7 @@ def comparison_tables(cmp: Any, profile: str,
 
 def noise_table(ns: Any, names: Mapping[str, str]) -> Any:
     """The numbers behind :func:`noise_bars`: per configuration and score (``names`` maps a
-    :func:`lvae.results.noise_sources` metric to a short label), the standard deviation
+    :func:`lvae.report.results.noise_sources` metric to a short label), the standard deviation
     over training seeds and over GBT seeds on the same codes, and which is larger."""
     import pandas as pd
 
@@ -556,7 +556,7 @@ def comparison_table(cmp: Any, headers: Sequence[str], profile: str | None = Non
                      style: bool = True) -> Any:
     """Paper, ours and their difference per cell, for a few of a table's columns.
 
-    ``cmp`` is a :func:`lvae.results.paper_vs_ours` frame. One row per paper row (paper
+    ``cmp`` is a :func:`lvae.report.results.paper_vs_ours` frame. One row per paper row (paper
     order), columns ``(header, paper | ours | Δ)``; a diverged configuration reads
     "diverged", a missing one "—". Splitting a 7-column table into groups of headers, and
     writing the number of seeds once in the caption when every cell has the same, keeps
@@ -621,19 +621,6 @@ def _common_prefix(names: list[str]) -> str:
     return " ".join(common) + " " if common else ""
 
 
-def quiet_progress() -> None:
-    """Turn off tqdm progress bars in this process (pages should not show them).
-
-    Library code shows progress for long CPU jobs (graph building, re-encoding); on a book
-    page the bars are noise in stderr. Patching the base class silences ``tqdm.auto`` too.
-    """
-    from functools import partialmethod
-
-    from tqdm.std import tqdm
-
-    tqdm.__init__ = partialmethod(tqdm.__init__, disable=True)  # type: ignore[method-assign]
-
-
 # --------------------------------------------------------------------------------------
 # The study: curves against training steps, pictures per milestone
 # --------------------------------------------------------------------------------------
@@ -650,7 +637,7 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
     (:func:`_seed_points`), so a band is never read as a spread it does not have (three
     seeds draw the same band as thirty); a group of one seed is its line alone.
 
-    ``metrics`` maps a column of :func:`lvae.study.milestone_frame` to a panel title;
+    ``metrics`` maps a column of :func:`lvae.report.study.milestone_frame` to a panel title;
     the panels fill a grid of ``ncols`` columns row by row (default: one row), each
     ``panel`` inches (width, height): the book's text column is 688 px wide in a 1280 px
     window, 6.9 in at the inline backend's 100 dpi, so two columns of 3.7 in are shrunk by
@@ -749,13 +736,13 @@ def _seed_points(ax: Any, steps: Any, values: Any, color: str, group: int,
                color=color, alpha=0.7, lw=0, zorder=3)
 
 
-#: Bar colours of :func:`execution_bars`, by cache state (:mod:`lvae.execstats`).
+#: Bar colours of :func:`execution_bars`, by cache state (:mod:`lvae.report.execstats`).
 CACHE_COLORS = {"executed": "C0", "reused": "0.7", "unknown": "0.45"}
 
 
 def execution_bars(table: Any, title: str | None = None) -> Figure:
     """Where a build's time went: one horizontal bar per notebook of an
-    :func:`lvae.execstats.execution_table` (papermill's run time, in the table's order,
+    :func:`lvae.report.execstats.execution_table` (papermill's run time, in the table's order,
     first at the top), coloured by cache state (this build's executions blue, reused ones
     grey: their time was spent by an earlier build), a failed one outlined in red. The
     axis is logarithmic when the times span more than two decades (a 3-second page beside
@@ -795,7 +782,7 @@ def execution_bars(table: Any, title: str | None = None) -> Figure:
 def milestone_pictures(pictures: Mapping[int, Mapping[str, np.ndarray]],
                        steps: Sequence[int] | None = None, title: str | None = None,
                        cell: float = 0.5) -> Figure:
-    """What a run draws at each milestone (:func:`lvae.study.shipped_pictures`), one block
+    """What a run draws at each milestone (:func:`lvae.report.study.shipped_pictures`), one block
     of columns per step, side by side: rows are the references, their reconstructions by
     the meta-model alone and by the adapted model, the localized generations (one row per
     reference, one column per shared prior code z: the paper's Figure 3) and the
@@ -848,7 +835,7 @@ def readout_panels(frame: Any, groups: Sequence[tuple[str, Sequence[str]]],
     """The rule's two readouts (KL, local share) against training steps, one row per group of
     arms (an open choice of the diagnosis), the ``controls`` drawn in every row (grey and
     black) so each row reads as "does this choice move the readout away from the study's
-    reading, towards the vanilla VAE?". ``frame``: :func:`lvae.diagnosis.frame` rows
+    reading, towards the vanilla VAE?". ``frame``: :func:`lvae.report.diagnosis.frame` rows
     (``arm``, ``step`` and the readout columns); ``thresholds`` draws the rule's lines. A
     run that diverged ends in a cross; one still training is dashed."""
     import pandas as pd

@@ -45,9 +45,9 @@ import torch
 
 from lvae import runfolder
 from lvae.config import PROFILES
-from lvae.grid import Experiment
-from lvae.params import experiment_config
-from lvae.results import PROGRESS_DIR, visible
+from lvae.report.grid import Experiment
+from lvae.report.params import experiment_config
+from lvae.report.results import PROGRESS_DIR, visible
 from lvae.store import (
     Lock,
     atomic_write_bytes,
@@ -70,7 +70,7 @@ class StudyRun:
     """One run of the study: an experiment, the profile it runs at, and why it is there.
 
     ``settings`` are training settings the run changes from its profile (the diagnosis's
-    arms: ``(("lr", 1e-4),)``), passed to :func:`lvae.params.experiment_config`; ``arm``
+    arms: ``(("lr", 1e-4),)``), passed to :func:`lvae.report.params.experiment_config`; ``arm``
     names what it tests, as the Diagnosis page shows it.
     """
 
@@ -79,7 +79,7 @@ class StudyRun:
     purpose: str
     settings: tuple[tuple[str, Any], ...] = ()
     arm: str = ""
-    #: the open choice a diagnosis run tests (a key of lvae.diagnosis.CHOICES; "control"
+    #: the open choice a diagnosis run tests (a key of lvae.report.diagnosis.CHOICES; "control"
     #: for the readout's yardsticks)
     choice: str = ""
 
@@ -219,7 +219,7 @@ def run_dir(out: str | Path, sr: StudyRun) -> Path:
 
 
 def setup(out: str | Path, sr: StudyRun):
-    """The run's validated :class:`lvae.params.ExperimentSetup` (config and folder)."""
+    """The run's validated :class:`lvae.report.params.ExperimentSetup` (config and folder)."""
     e = sr.experiment
     return experiment_config(dataset=e.dataset, alpha=e.alpha, beta=e.beta,
                              neighborhood=e.neighborhood, seed=e.seed, profile=sr.profile,
@@ -506,7 +506,7 @@ def run_task(task: Any) -> Any:
     hold the output folder (``out``) and the :class:`StudyRun` (``run``). A run held by
     another process (a worker of another invocation, a ``study train``) is left to it; an
     error in the run is its outcome ("failed", with the error), not a dead worker."""
-    from lvae.reproduce import Outcome
+    from lvae.report.reproduce import Outcome
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -529,14 +529,14 @@ def work_on(out: str | Path, runs: tuple[StudyRun, ...] | None = None, jobs: int
             scheduler: str | None = None, resources: dict[str, float] | None = None,
             log=print, shipped_root: str | Path | None = None, inline: bool = False) -> int:
     """Complete the runs of a plan (:data:`STUDY` by default) on the grid's executor
-    (:func:`lvae.reproduce.make_executor`): a LocalCluster of ``jobs`` one-thread workers,
+    (:func:`lvae.report.reproduce.make_executor`): a LocalCluster of ``jobs`` one-thread workers,
     or the cluster at ``scheduler``; ``resources`` (``{"GPU": 1}``) is asked for by every
     run. Runs go in the plan's order (the first the highest priority); finished and shipped
     ones are left out, and each run holds its lock while a worker computes it, so this and
     other workers on the same folder never compute one run twice. Returns how many runs
     were completed. ``inline``: one run after another in this process (tests, debugging).
     """
-    from lvae.reproduce import Task, make_executor
+    from lvae.report.reproduce import Task, make_executor
 
     todo = [sr for sr in (STUDY if runs is None else runs)
             if not (is_done(run_dir(out, sr)) or shipped_done(sr, shipped_root))]
@@ -630,7 +630,7 @@ def train_only(out: str | Path, names: list[str], seconds: float | None = None,
                          "process")
     if seconds is not None and not seconds > 0:
         raise ValueError(f"seconds must be a number > 0 (or left out), got {seconds!r}")
-    code = ("import sys; from lvae.study import _train_one; "
+    code = ("import sys; from lvae.report.study import _train_one; "
             "sys.exit(_train_one(sys.argv[1], sys.argv[2], int(sys.argv[3])))")
     procs = {n: subprocess.Popen([sys.executable, "-c", code, str(out), n, str(os.getpid())])
              for n in names}
@@ -753,7 +753,7 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
     labelled as unfinished, while it is never counted as a result. Shipping the finished
     run removes that copy.
     """
-    from lvae.results import import_run, replace_folder
+    from lvae.report.results import import_run, replace_folder
     from lvae.training import SHIPPED_MODEL, snapshots
 
     rdir = Path(rdir)
@@ -788,7 +788,7 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
         files = {n: (rdir / n).read_bytes() for n in ("config.json", "log.jsonl", RESUME_FILE)
                  if (rdir / n).is_file()}
     else:
-        from lvae.results import IMPORT_FILES
+        from lvae.report.results import IMPORT_FILES
 
         files = {n: (rdir / n).read_bytes() for n in IMPORT_FILES if (rdir / n).is_file()}
     extra["provenance.json"] = (json.dumps({
@@ -809,7 +809,7 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
     if progress_copy.exists():
         shutil.rmtree(progress_copy)
     if result.get("status") == "completed":
-        from lvae.cards import write_card
+        from lvae.report.cards import write_card
 
         write_card(dest)  # the folder was replaced whole: its model card with it
     return dest
@@ -859,14 +859,14 @@ def _start_facts(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _results_root(dest_root: str | Path | None) -> Path:
-    from lvae.results import IMPORTED_DIR
+    from lvae.report.results import IMPORTED_DIR
 
     return Path(IMPORTED_DIR if dest_root is None else dest_root)
 
 
 def _shipped_dir(root: Path, rdir: Path, cfg: dict[str, Any], progress: bool = False) -> Path:
     """Where :func:`ship` puts a run: ``<root>[/progress]/<profile>/<run_id>`` (the layout
-    :func:`lvae.results.import_run` writes and :func:`lvae.results.collect` reads)."""
+    :func:`lvae.report.results.import_run` writes and :func:`lvae.report.results.collect` reads)."""
     return (root / PROGRESS_DIR if progress else root) / str(
         cfg.get("profile", "custom")) / rdir.name
 
@@ -949,7 +949,7 @@ def replay(shipped: str | Path, steps: int = REPLAY_STEPS, rtol: float = REPLAY_
     import tempfile
 
     from lvae.config import TrainConfig
-    from lvae.results import load_log
+    from lvae.report.results import load_log
     from lvae.training import train
 
     shipped = Path(shipped)
@@ -1015,7 +1015,7 @@ def replay(shipped: str | Path, steps: int = REPLAY_STEPS, rtol: float = REPLAY_
 def record_hashes(folder: str | Path) -> dict[str, str]:
     """Record in ``provenance.json`` the sha256 of every file of a shipped run that has
     none yet (runs shipped before :func:`ship` recorded them): from then on a change to
-    any of them is caught (:func:`replay`, :func:`lvae.shipped.load_shipped`). Returns
+    any of them is caught (:func:`replay`, :func:`lvae.report.shipped.load_shipped`). Returns
     the hashes added."""
     folder = Path(folder)
     prov = read_json_or_none(folder / runfolder.PROVENANCE)
@@ -1050,7 +1050,7 @@ def trained_device(folder: str | Path) -> str:
 
 
 def _config_columns(cfg: dict[str, Any]) -> dict[str, Any]:
-    from lvae.params import experiment_of
+    from lvae.report.params import experiment_of
 
     e = experiment_of(cfg)
     return {"config_id": e.config_id, "label": label(e, cfg.get("lr")), "alpha": e.alpha,
@@ -1059,9 +1059,10 @@ def _config_columns(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def label(e: Experiment, lr: float | None = None) -> str:
-    """The configuration as the book names it (:func:`lvae.figures.config_label`: ``vanilla``,
+    """The configuration as the book names it (:func:`lvae.report.figures.config_label`:
+    ``vanilla``,
     ``α=1``, ``β=16``, ``α=1 (input_l2)``), with ``, lr 1e-4`` when given."""
-    from lvae.figures import config_label
+    from lvae.report.figures import config_label
 
     name = config_label({"alpha": e.alpha, "beta": e.beta, "neighborhood": e.neighborhood})
     return name + (f", lr {lr:.0e}".replace("e-0", "e-") if lr else "")
@@ -1085,7 +1086,7 @@ def paper_points(frame: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str,
 def paper_values(alpha: float, beta: float, neighborhood: str) -> dict[str, float]:
     """The paper's numbers for one 3D Shapes configuration: its Table 1 row, or Table 5's
     for input-space neighbours; ``{}`` where the paper has none."""
-    from lvae import paper
+    from lvae.report import paper
 
     rows = [*paper.TABLE1, *[r for r in paper.TABLE5 if r["neighborhood"] == "input_l2"]]
     for r in rows:
@@ -1098,7 +1099,7 @@ def paper_values(alpha: float, beta: float, neighborhood: str) -> dict[str, floa
 def shipped_runs(root: str | Path | None = None) -> list[tuple[Path, str]]:
     """``(folder, "finished" | "training")`` of every shipped study-kind run under
     ``root`` (``results/`` by default): finished ones, then those still training."""
-    from lvae.results import IMPORTED_DIR
+    from lvae.report.results import IMPORTED_DIR
 
     root = Path(IMPORTED_DIR if root is None else root)
     found = []
@@ -1125,7 +1126,7 @@ def milestone_frame(root: str | Path | None = None) -> pd.DataFrame:
     profile, ``state`` (finished / training), ``step``, every DCI score flattened
     (``dci_nocolor.disentanglement``), ``z_share``, the training log's ``inner_loss`` and
     ``loss`` at that step, and ``diverged_at`` (the step a diverged run stopped at)."""
-    from lvae.results import flatten, load_log
+    from lvae.report.results import flatten, load_log
 
     rows = []
     for d, state in shipped_runs(root):
@@ -1181,7 +1182,7 @@ def status_frame(root: str | Path | None = None, runs: tuple[StudyRun, ...] | No
     with its state (finished, diverged, training at step N, planned), steps, where it trained
     (``trained on``: "CPU" or the accelerator's name) and its hours (training on that
     device plus the evaluations, which always run on the CPU)."""
-    from lvae.results import IMPORTED_DIR
+    from lvae.report.results import IMPORTED_DIR
 
     root = Path(IMPORTED_DIR if root is None else root)
     rows = []
@@ -1253,7 +1254,7 @@ def _spread(xs: list[Any], digits: int = 3) -> str:
 def _finished(runs: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame, dict[str, float]]]:
     """``(name with its seed count, the runs, the paper's values)`` per configuration of
     the study's finished runs (a run still training enters no table, as no verdict)."""
-    from lvae.figures import config_label
+    from lvae.report.figures import config_label
 
     done = runs[(runs["profile"] == "study") & runs["status"].isin(["completed", "diverged"])]
     for (alpha, beta, nb), g in done.groupby(["alpha", "beta", "neighborhood"], sort=True):
@@ -1264,7 +1265,7 @@ def _finished(runs: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame, dict[str,
 def final_dci_table(runs: pd.DataFrame) -> pd.DataFrame:
     """The study's DCI at a glance: one row per finished configuration, per metric ours
     (``mean [lowest, highest]`` over seeds of the final evaluation: the numbers the claims
-    are judged on) beside the paper's. ``runs``: a :func:`lvae.results.collect` frame."""
+    are judged on) beside the paper's. ``runs``: a :func:`lvae.report.results.collect` frame."""
     rows = {}
     for name, g, ref in _finished(runs):
         rows[name] = {}

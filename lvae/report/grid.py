@@ -4,14 +4,14 @@ One :class:`Experiment` is one training run (one seed). Several tables share run
 synthetic-neighbourhood row *is* Table 1's alpha = 1 run and its vanilla row *is* Table 1's
 alpha = 0 run, and figures 2-4 read Table 1's runs. :func:`experiments` therefore merges
 experiments by id, so nothing is trained twice, and each experiment remembers every table
-or figure it serves (``tables``), which ``--only`` and :mod:`lvae.results` select on.
+or figure it serves (``tables``), which ``--only`` and :mod:`lvae.report.results` select on.
 
 What a profile changes (steps, resolution, pool, evaluation sizes) is not part of the id:
 runs of different profiles live in different folders (``<out>/<profile>/<run_id>``). Two
 things outside the grid are, so that runs which differ in them never share a folder or get
 averaged together: the real files a run trained on (``-d<hash>`` of ``data_path``; the
 procedural twin has none) and, for a run whose settings are not its profile's (label
-``custom``, :func:`lvae.params.experiment_config`), a hash of those settings (``-c<hash>``).
+``custom``, :func:`lvae.report.params.experiment_config`), a hash of those settings (``-c<hash>``).
 """
 
 from __future__ import annotations

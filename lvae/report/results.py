@@ -10,15 +10,15 @@ Two kinds of run folders are collected, each row labelled with its ``profile`` a
               ``result.json`` (with its provenance: commit, machine, wall time),
               ``eval.json`` and ``log.jsonl``; no checkpoints (a study run also ships
               its milestone evaluations, its final parameters as ``model.pt`` and a few
-              pictures per milestone: :func:`lvae.study.ship`).
+              pictures per milestone: :func:`lvae.report.study.ship`).
               :func:`import_run` copies exactly those files.
 
 Runs of different profiles or sources are never averaged together: a 300-step CPU run and
 a 300k-step GPU run answer different questions, and the book shows them side by side.
 
 "The runs of a configuration" has one definition, :func:`select`: the tables
-(:func:`paper_vs_ours`), the claims (:mod:`lvae.claims`) and the figures (:func:`find_run`,
-:func:`run_state`, :mod:`lvae.explore`) all pick their runs with it.
+(:func:`paper_vs_ours`), the claims (:mod:`lvae.report.claims`) and the figures (:func:`find_run`,
+:func:`run_state`, :mod:`lvae.report.explore`) all pick their runs with it.
 
 The API used by the book's result pages (keep it stable): :func:`open_page` (the setup every
 result page shares), :func:`collect`, :func:`summarize`, :func:`noise_sources`,
@@ -46,14 +46,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lvae import paper, runfolder
+from lvae import runfolder
 from lvae.config import PROFILES, Profile, TrainConfig
 from lvae.config import profile as get_profile
-from lvae.grid import Experiment, experiments
+from lvae.report import REPO, paper
+from lvae.report.grid import Experiment, experiments
 from lvae.store import atomic_write_bytes, read_json_or_none
 
 #: Where committed runs from elsewhere live, relative to the repository root.
-IMPORTED_DIR = Path(__file__).resolve().parent.parent / "results"
+IMPORTED_DIR = REPO / "results"
 
 #: The folder of ``results/`` where runs still training are shipped (config, log,
 #: milestones so far, the checkpoint to resume from): :func:`collect` does not read it, so
@@ -102,7 +103,7 @@ def _tables_by_config() -> dict[str, str]:
 def _experiment_of(cfg: dict[str, Any]) -> Experiment:
     """The run's experiment as the runner named it, so real-data runs (``-d<hash>``) and
     custom-budget runs (``-c<hash>``) are never pooled with the profile's twin runs."""
-    from lvae.params import experiment_of
+    from lvae.report.params import experiment_of
 
     return experiment_of(cfg)
 
@@ -239,7 +240,7 @@ def open_page(out_dir: str | Path, profile: str, glue_prefix: str, *,
     import torch
     from myst_nb import glue
 
-    from lvae.figures import quiet_progress
+    from lvae.report import quiet_progress
 
     warnings.filterwarnings("ignore", message="IProgress not found")
     quiet_progress()
@@ -565,7 +566,7 @@ def frechet_measure(cmp: pd.DataFrame) -> str:
 def sweep_frame(cmp: pd.DataFrame, metric: str, table: str = "table1",
                 source: str = "build") -> pd.DataFrame:
     """Ours per alpha for a table's Local VAE rows (beta = 1), the input of
-    :func:`lvae.figures.alpha_sweep`: columns ``alpha``, ``mean``, ``lo``, ``hi`` (95%
+    :func:`lvae.report.figures.alpha_sweep`: columns ``alpha``, ``mean``, ``lo``, ``hi`` (95%
     interval) and ``values`` (one per completed seed) from a :func:`paper_vs_ours`
     frame. Configurations never run are left out; diverged ones have a NaN mean."""
     alpha_of = {r["label"]: r["alpha"] for r in paper.table(table)["rows"]
@@ -620,7 +621,7 @@ def select(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float = 1.
 
 
 #: The file a run's model is drawn from, per source: shipped runs keep their final
-#: parameters (``lvae.study.ship``), the build's runs their training checkpoint.
+#: parameters (``lvae.report.study.ship``), the build's runs their training checkpoint.
 MODEL_FILES = {"imported": "model.pt", "build": "checkpoint.pt"}
 
 
@@ -673,7 +674,7 @@ def training_logs(df: pd.DataFrame, table: str, dataset: str = "shapes3d",
                   seed: int = 0) -> dict[str, pd.DataFrame]:
     """The ``log.jsonl`` of each run of ``table`` on ``dataset`` with this ``seed``, by a
     short label (``α=0.001``, ``β=4``, ``(diverged)`` where it did): the input of
-    :func:`lvae.figures.loss_curves`, in the frame's order."""
+    :func:`lvae.report.figures.loss_curves`, in the frame's order."""
     runs = of_table(df, table)
     runs = runs[(runs["dataset"] == dataset) & (runs["seed"] == seed)]
     logs = {}
