@@ -571,3 +571,19 @@ def test_the_plans_pins_live_in_the_repository(tmp_path: Path):
                          env={**os.environ, "PLAN": "nope", "OUT": str(tmp_path / "o")})
     assert out.returncode == 2 and "no commit is pinned for plan nope" in out.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_the_evidence_pages_selections_are_library_calls():
+    """The page selected replay runs by spelled-out ids, seed 0 by a '-s0' suffix and the
+    pilot by re-listed labels; the library does it from each run's config."""
+    from lvae.report.results import IMPORTED_DIR
+
+    picks = study.replay_candidates()
+    assert {k: json.loads((f / "config.json").read_text())["alpha"]
+            for k, f in picks.items()} == {"vanilla": 0.0, "Local VAE": 1.0}
+    seed0 = study.shipped_configs(seed=0)
+    assert seed0 and all(c["seed"] == 0 and c["profile"] == "study" for _, _, c in seed0)
+    ms = study.milestone_frame(IMPORTED_DIR)
+    pilot = study.pilot_frame(ms)
+    assert set(pilot["label"]) <= set(study.PILOT_ARMS) and set(pilot["seed"]) == {0}
+    assert set(pilot["profile"]) <= {"study", "cpu"}

@@ -1218,13 +1218,63 @@ def hours_by_device(status: pd.DataFrame) -> dict[str, float]:
 PILOT_ARMS = ("vanilla, lr 1e-3", "vanilla, lr 1e-4", "α=1, lr 1e-3")
 
 
+def pilot_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The pilot's rows of a :func:`milestone_frame`: seed 0 of :data:`PILOT_ARMS`, of the
+    study and the pilot's paper-lr arm only (the diagnosis's controls share their labels)."""
+    return frame[(frame["seed"] == 0) & frame["label"].isin(PILOT_ARMS)
+                 & frame["profile"].isin(["study", "cpu"])]
+
+
+def shipped_configs(root: str | Path | None = None, profile: str = "study", seed: int | None = 0
+                    ) -> list[tuple[Path, str, dict[str, Any]]]:
+    """``(folder, state, config)`` of the shipped runs of ``profile`` (of ``seed`` only,
+    unless None), read from each run's own config rather than its folder's name."""
+    out = []
+    for folder, state in shipped_runs(root):
+        cfg = read_json_or_none(folder / runfolder.CONFIG) or {}
+        if cfg.get("profile") == profile and (seed is None or cfg.get("seed") == seed):
+            out.append((folder, state, cfg))
+    return out
+
+
+def replay_candidates(root: str | Path | None = None) -> dict[str, Path | None]:
+    """The finished shipped study run the Evidence page replays for each kind: the first
+    vanilla VAE and the first alpha = 1 Local VAE (synthetic neighbours, beta = 1)."""
+    found: dict[str, Path | None] = {"vanilla": None, "Local VAE": None}
+    for folder, state, cfg in shipped_configs(root, seed=None):
+        kind = {0.0: "vanilla", 1.0: "Local VAE"}.get(float(cfg.get("alpha", -1)))
+        if (kind and found[kind] is None and state == "finished" and cfg.get("beta") == 1.0
+                and cfg.get("neighborhood") == "synthetic"):
+            found[kind] = folder
+    return found
+
+
+def replay_checks(root: str | Path | None = None, steps: int = REPLAY_STEPS
+                  ) -> list[dict[str, Any]]:
+    """:func:`replay` of each kind's :func:`replay_candidates`, as the Evidence page's
+    table rows."""
+    checks: list[dict[str, Any]] = []
+    for kind, folder in replay_candidates(root).items():
+        if folder is None:
+            checks.append({"kind": kind, "run": "none shipped yet"})
+            continue
+        r = replay(folder, steps=steps)
+        checks.append({"kind": kind, "run": folder.name, "steps replayed": r["steps"],
+                       "losses compared": r["compared"],
+                       "largest relative difference": f"{r['max_rel_diff']:.1e}",
+                       "tolerance": f"{r['tolerance']:.0e}", "log hash": r["log_hash"],
+                       "replayed": ("matches" if r["matches"] else
+                                    f"not replayed here: {r['skipped']}" if r["matches"] is None
+                                    else f"differs: {r['worst']}")})
+    return checks
+
+
 def pilot_table(frame: pd.DataFrame,
                 metrics: tuple[str, ...] = ("dci_nocolor.disentanglement",
                                             "dci_nocolor.informativeness")) -> pd.DataFrame:
     """The pilot's arms (rows) against milestones (columns), one block per metric: the
     numbers the pilot's decision rests on, as a table a reader can check."""
-    pilot = frame[(frame["seed"] == 0) & frame["label"].isin(PILOT_ARMS)
-                  & frame["profile"].isin(["study", "cpu"])]
+    pilot = pilot_frame(frame)
     if pilot.empty:
         return pd.DataFrame()
     blocks = {m.split(".")[1]: pilot.pivot_table(index="label", columns="step", values=m)
