@@ -587,3 +587,21 @@ def test_the_evidence_pages_selections_are_library_calls():
     pilot = study.pilot_frame(ms)
     assert set(pilot["label"]) <= set(study.PILOT_ARMS) and set(pilot["seed"]) == {0}
     assert set(pilot["profile"]) <= {"study", "cpu"}
+
+
+def test_ship_copies_the_pictures_rendered_at_evaluation(finished: Path, tmp_path: Path):
+    """Shipping reloaded every snapshot to render its pictures; they are rendered when the
+    milestone is evaluated and copied: with the snapshots gone, ship still has them."""
+    import shutil
+
+    work = tmp_path / "run"
+    shutil.copytree(finished, work)
+    for step in (2, 6):
+        assert study.pictures_path(work, step).is_file()
+    kept = study.milestone_pictures(work, 2)
+    for snap in (work / "snapshots").glob("*.pt"):
+        snap.write_bytes(b"not a snapshot")  # ship must not need them
+    dest = study.ship(work, tmp_path / "results")
+    pics = study.shipped_pictures(dest)
+    assert sorted(pics) == [2, 6]
+    assert all(np.array_equal(pics[2][k], v) for k, v in kept.items())

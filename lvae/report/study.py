@@ -372,6 +372,7 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
         "readout": readout(run, refs, idx, samples, seed),
         "sample_counts": dict(sizes, zshare_refs=ZSHARE_REFS,
                               zshare_codes=ZSHARE_CODES),
+        "pictures": _keep_pictures(rdir, step, run, seed),
         "wall_time_s": round(time.perf_counter() - t0, 2),
         "evaluated": now(),
         "commit": git_revision(),
@@ -406,6 +407,14 @@ def readout_shipped(folder: str | Path, seed: int = 0) -> dict[str, Any] | None:
                        "readout_from": f"{SHIPPED_MODEL} (float16)"})
     atomic_write_json(milestone_path(folder, record["step"]), record)
     return record
+
+
+def _keep_pictures(rdir: str | Path, step: int, run: Any, seed: int) -> str:
+    """Render what the snapshot draws now, while it is loaded, beside the milestone's
+    record (shipping then copies them instead of reloading every snapshot)."""
+    path = pictures_path(rdir, step)
+    atomic_write_bytes(path, _npz_bytes(pictures_of(run, seed)))
+    return path.name
 
 
 def milestones(rdir: str | Path) -> list[dict[str, Any]]:
@@ -698,14 +707,29 @@ PICTURE_REFS, PICTURE_CODES = 4, 6
 @torch.no_grad()
 def milestone_pictures(rdir: str | Path, step: int, seed: int = 0, dataset=None
                        ) -> dict[str, np.ndarray]:
-    """What a snapshot draws, as uint8 ``(..., H, W, C)`` arrays: held-out references, their
+    """What a snapshot draws (:func:`pictures_of`): the ones rendered when the milestone
+    was evaluated (``milestones/step_NNNNNN.npz``), else rendered from the snapshot."""
+    from lvae.training import load_run
+
+    kept = pictures_path(rdir, step)
+    if kept.is_file():
+        with np.load(kept) as z:
+            return {k: z[k] for k in z.files}
+    return pictures_of(load_run(rdir, snapshot=step, dataset=dataset), seed)
+
+
+def pictures_path(rdir: str | Path, step: int) -> Path:
+    """Where a milestone's pictures are kept beside its record (``step_NNNNNN.npz``)."""
+    return milestone_path(rdir, step).with_suffix(".npz")
+
+
+def pictures_of(run: Any, seed: int = 0) -> dict[str, np.ndarray]:
+    """What a model draws, as uint8 ``(..., H, W, C)`` arrays: held-out references, their
     reconstructions under the meta-model and under the adapted model, the localized
     generations (row = reference, column = shared prior code z; Figure 3) and the
     meta-decoder alone on the same z."""
     from lvae.generation import localized_samples, meta_samples, reconstructions
-    from lvae.training import load_run
 
-    run = load_run(rdir, snapshot=step, dataset=dataset)
     refs, z = _references_and_codes(run, PICTURE_REFS, PICTURE_CODES,
                                     np.random.RandomState(seed + 1))
 
