@@ -106,3 +106,18 @@ def test_data_path_and_custom_settings_extend_the_id():
     v = Experiment("shapes3d", 1.0, seed=1, reduction="sum", variant="0123abcd")
     assert v.run_id == "shapes3d-a1e+00-b1-synthetic-s1-rsum-c0123abcd"
     assert v.config_id == "shapes3d-a1e+00-b1-synthetic-rsum-c0123abcd"
+
+
+def test_one_name_per_configuration():
+    """Figures, tables, cards and load_shipped name a configuration by config_name."""
+    from lvae.report.figures import config_label
+    from lvae.report.grid import config_name
+    from lvae.report.shipped import short_name
+
+    assert config_name(0.0) == "vanilla" and config_name(1e-3) == "α=0.001"
+    assert config_name(0.0, 16.0) == "β=16" and config_name(1.0, 4.0) == "α=1,β=4"
+    assert config_name(1.0, 1.0, "input_l2") == "α=1 (input_l2)"
+    assert config_name(0.0, 1.0, "input_l2") == "vanilla"  # no inner step: no neighbours
+    cfg = {"alpha": 1.0, "beta": 1.0, "neighborhood": "latent_knn"}
+    assert short_name(cfg) == "alpha=1 (latent_knn)"
+    assert config_label(cfg) == "α=1 (latent_knn)"

@@ -29,6 +29,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
+from lvae.report.grid import config_name
+
 # --------------------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------------------
@@ -436,13 +438,11 @@ def traversal_change(sweeps: Mapping[str, Any]) -> Figure:
 
 
 def config_label(row: Mapping[str, Any]) -> str:
-    """A short name for a configuration: ``vanilla``, ``α=1e-3``, ``β=4``, ``α=1 (input_l2)``."""
+    """A frame row's configuration by its one name (:func:`lvae.report.grid.config_name`):
+    ``vanilla``, ``α=1e-3``, ``β=4``, ``α=1 (input_l2)``."""
     if "alpha" not in row or "beta" not in row:
         return str(row.get("config_id", "?"))
-    a, b = float(row["alpha"]), float(row["beta"])
-    name = f"β={b:g}" if b != 1 else ("vanilla" if a == 0 else f"α={a:g}")
-    nb = row.get("neighborhood", "synthetic")
-    return name + (f" ({nb})" if a > 0 and nb not in ("synthetic", None) else "")
+    return config_name(row["alpha"], row["beta"], row.get("neighborhood", "synthetic"))
 
 
 def noise_bars(ns: Any, title: str = "Spread of DCI: training seeds vs GBT seeds") -> Figure:

@@ -49,6 +49,20 @@ def data_tag(data_path: str) -> str:
     return hashlib.sha256(data_path.encode()).hexdigest()[:8]
 
 
+def config_name(alpha: float, beta: float = 1.0, neighborhood: str | None = "synthetic",
+                ascii: bool = False) -> str:
+    """The one name of a configuration: ``vanilla``, ``α=1e-3``, ``β=4``, ``α=1 (input_l2)``
+    (with ``ascii``: ``alpha=0.001``, ``beta=4``, what a reader types; a beta-VAE with an
+    inner step: ``α=1,β=4``). Figures, tables, model cards and :func:`lvae.load_shipped`
+    all name configurations by it."""
+    a, b = float(alpha), float(beta)
+    al, be = ("alpha", "beta") if ascii else ("α", "β")
+    parts = ([f"{al}={a:g}"] if a != 0 else []) + ([f"{be}={b:g}"] if b != 1 else [])
+    name = ",".join(parts) or "vanilla"
+    nb = neighborhood or "synthetic"
+    return name + (f" ({nb})" if a != 0 and nb != "synthetic" else "")
+
+
 def format_number(x: float) -> str:
     """``2`` for 2.0, ``0.5`` for 0.5: integers without a point, others by shortest repr."""
     x = float(x)

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from lvae.report.grid import config_name
 from lvae.report.results import IMPORTED_DIR, PROGRESS_DIR
 from lvae.store import read_json_or_none
 from lvae.training import SHIPPED_MODEL, Run, load_run
@@ -75,13 +76,9 @@ def qualified_name(folder: str | Path) -> str:
 
 def short_name(config: dict[str, Any]) -> str:
     """The configuration as a reader types it: ``vanilla``, ``alpha=1``, ``beta=16``,
-    ``alpha=1 (input_l2)``: the book's names (:func:`lvae.report.figures.config_label`) in ASCII,
-    without importing the plotting layer."""
-    a, b = float(config.get("alpha", 0.0)), float(config.get("beta", 1.0))
-    parts = ([f"alpha={a:g}"] if a != 0 else []) + ([f"beta={b:g}"] if b != 1 else [])
-    name = ",".join(parts) or "vanilla"
-    nb = config.get("neighborhood") or "synthetic"
-    return name + (f" ({nb})" if a != 0 and nb != "synthetic" else "")
+    ``alpha=1 (input_l2)``: its one name (:func:`lvae.report.grid.config_name`) in ASCII."""
+    return config_name(config.get("alpha", 0.0), config.get("beta", 1.0),
+                       config.get("neighborhood"), ascii=True)
 
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
