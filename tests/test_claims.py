@@ -14,6 +14,8 @@ from lvae.report.results import noise_sources
 
 D = "dci_nocolor.disentanglement"
 
+A1, VANILLA = claims.cfg(1.0), claims.cfg(0.0)  # claims name paper rows by configuration
+
 
 def test_welch_interval_matches_scipy_and_hand_values():
     a, b = [0.9, 0.95, 0.99, 0.93], [0.1, 0.3, 0.2]
@@ -75,42 +77,42 @@ def df() -> pd.DataFrame:
 
 
 def test_compare_selects_the_paper_rows_runs(df: pd.DataFrame):
-    c = claims.compare(df, "table1", "alpha = 1", "alpha = 0 (Vanilla)", D)
+    c = claims.compare(df, "table1", A1, VANILLA, D)
     assert (c.n_a, c.n_b) == (3, 3) and c.diff == pytest.approx(0.70)
     ref = stats.ttest_ind([0.9, 0.8, 0.85], [0.1, 0.2, 0.15],
                           equal_var=False).confidence_interval()
     assert (c.lo, c.hi) == pytest.approx((ref.low, ref.high))
     assert c.verdict == "supports" and c.text().startswith("+0.700 [")
     # the other way round the same interval contradicts
-    assert claims.compare(df, "table1", "alpha = 0 (Vanilla)", "alpha = 1", D).verdict == \
+    assert claims.compare(df, "table1", VANILLA, A1, D).verdict == \
         "contradicts"
     # another profile or source: no runs, so nothing can be decided
-    other = claims.compare(df, "table1", "alpha = 1", "alpha = 0 (Vanilla)", D,
+    other = claims.compare(df, "table1", A1, VANILLA, D,
                            profile="cpu")
     assert other.verdict == "cannot decide" and other.text() == "no runs"
 
 
 def test_best_of_needs_every_comparison(df: pd.DataFrame):
-    v, diffs = claims.best_of(df, "table1", "alpha = 1", ["beta = 4", "beta = 8"], D)
+    v, diffs = claims.best_of(df, "table1", A1, [claims.cfg(0, 4), claims.cfg(0, 8)], D)
     assert [d.n_b for d in diffs] == [2, 0]  # beta = 8 never ran: left out
     assert v == "cannot decide"  # 0.85 vs 0.875, wide interval
-    v, _ = claims.best_of(df, "table1", "alpha = 1", ["alpha = 0 (Vanilla)"], D)
+    v, _ = claims.best_of(df, "table1", A1, [VANILLA], D)
     assert v == "supports"
-    v, _ = claims.best_of(df, "table1", "alpha = 1", ["beta = 16"], D)
+    v, _ = claims.best_of(df, "table1", A1, [claims.cfg(0, 16)], D)
     assert v == "cannot decide"  # nothing to compare with
 
 
 def test_divergence_counts(df: pd.DataFrame):
-    assert claims.divergence(df, "table1", "alpha = 1e1") == ("cannot decide",
+    assert claims.divergence(df, "table1", claims.cfg(10)) == ("cannot decide",
                                                              "1 of 2 runs diverged")
     # none diverged within 20k steps: the paper's runs were 300k long, so no contradiction
-    assert claims.divergence(df, "table1", "alpha = 1") == (
+    assert claims.divergence(df, "table1", A1) == (
         "cannot decide", "0 of 3 runs diverged within 20,000 steps (paper: 300,000)")
-    assert claims.divergence(df, "table1", "alpha = 1", min_steps=20_000) == (
+    assert claims.divergence(df, "table1", A1, min_steps=20_000) == (
         "contradicts", "0 of 3 runs diverged")
     long = df.assign(steps_done=300_000)
-    assert claims.divergence(long, "table1", "alpha = 1")[0] == "contradicts"
-    assert claims.divergence(df, "table1", "alpha = 1e-3") == ("cannot decide", "no runs")
+    assert claims.divergence(long, "table1", A1)[0] == "contradicts"
+    assert claims.divergence(df, "table1", claims.cfg(1e-3)) == ("cannot decide", "no runs")
 
 
 def test_no_verdict_from_a_budget_that_cannot_decide(df: pd.DataFrame):
@@ -208,3 +210,11 @@ def test_a_verdict_is_a_value_and_a_scope():
     assert claims.claim("diverge").scoped is False and claims.claim("nocolor").scoped
     with pytest.raises(ValueError, match="no claim 'nope'"):
         claims.claim("nope")
+
+
+def test_paper_rows_are_found_by_configuration_not_label():
+    assert claims._row("table5", claims.cfg(1.0, neighborhood="input_l2"))["label"] == \
+        "l2 on input space"
+    assert claims._row("table1", claims.cfg(0.0, 16.0))["label"] == "beta = 16"
+    with pytest.raises(ValueError, match="table1 has no row for"):
+        claims._row("table1", claims.cfg(0.5))

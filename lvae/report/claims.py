@@ -34,7 +34,7 @@ of the pipeline, never as evidence for or against the paper. Divergence has its 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,25 +157,38 @@ def combine(verdicts: Iterable[str]) -> str:
     return SUPPORTS if all(v == SUPPORTS for v in vs) else UNDECIDED
 
 
-def _row(table: str, label: str) -> dict:
-    for r in paper.table(table)["rows"]:
-        if r["label"] == label:
+#: A configuration as the claims name it: ``alpha``, ``beta``, ``neighborhood`` (the table
+#: gives the dataset); :func:`cfg` makes one.
+Config = Mapping[str, Any]
+
+
+def cfg(alpha: float, beta: float = 1.0, neighborhood: str = "synthetic") -> dict[str, Any]:
+    """A configuration: how a claim names the paper row it is about (never by its label)."""
+    return {"alpha": float(alpha), "beta": float(beta), "neighborhood": neighborhood}
+
+
+def _row(table: str, config: Config) -> dict:
+    """The paper's row of ``table`` for a configuration (its label is for display only)."""
+    rows = paper.table(table)["rows"]
+    for r in rows:
+        if all(r[k] == v for k, v in config.items()):
             return r
-    labels = [r["label"] for r in paper.table(table)["rows"]]
-    raise ValueError(f"{table} has no row {label!r}; rows: {labels}")
+    raise ValueError(f"{table} has no row for {dict(config)}; rows: "
+                     f"{[paper.configuration(r) for r in rows]}")
 
 
-def _select(df: pd.DataFrame, table: str, label: str, profile: str | None,
+def _select(df: pd.DataFrame, table: str, config: Config, profile: str | None,
             source: str) -> pd.DataFrame:
-    """The runs of a paper row (:func:`lvae.report.results.select`) of one profile and source."""
-    return select(df, **paper.configuration(_row(table, label)), source=source,
+    """Our runs of a paper row's configuration (:func:`lvae.report.results.select`), of one
+    profile and source."""
+    return select(df, **paper.configuration(_row(table, config)), source=source,
                   profile=profile)
 
 
-def values(df: pd.DataFrame, table: str, label: str, metric: str,
+def values(df: pd.DataFrame, table: str, config: Config, metric: str,
            profile: str | None = None, source: str = "build") -> list[float]:
-    """The metric over the completed runs (one per seed) of a paper row's configuration."""
-    g = _select(df, table, label, profile, source)
+    """The metric over the completed runs (one per seed) of a configuration."""
+    g = _select(df, table, config, profile, source)
     col = resolve_metric(metric, df.columns)
     if col is None:
         return []
@@ -183,42 +196,43 @@ def values(df: pd.DataFrame, table: str, label: str, metric: str,
     return [v for v in ok.tolist() if math.isfinite(v)]
 
 
-def compare(df: pd.DataFrame, table: str, a: str, b: str, metric: str,
+def compare(df: pd.DataFrame, table: str, a: Config, b: Config, metric: str,
             better: str = "higher", profile: str | None = None,
             source: str = "build") -> Difference:
-    """Paper row ``a`` against row ``b`` of ``table`` on ``metric``, over seeds.
-
-    ``df`` is a :func:`lvae.report.results.collect` frame; rows are the paper's labels
-    (``"alpha = 1"``, ``"alpha = 0 (Vanilla)"``, ``"beta = 4"``, ...).
+    """Configuration ``a`` against ``b`` (:func:`cfg`) of ``table`` on ``metric``, over
+    seeds. ``df`` is a :func:`lvae.report.results.collect` frame; the difference names
+    the two by the paper's row labels (``"alpha = 1"``, ``"alpha = 0 (Vanilla)"``).
     """
     xa = values(df, table, a, metric, profile, source)
     xb = values(df, table, b, metric, profile, source)
     d, lo, hi = welch_interval(xa, xb)
-    return Difference(a, b, metric, better, len(xa), len(xb),
+    return Difference(_row(table, a)["label"], _row(table, b)["label"], metric, better,
+                      len(xa), len(xb),
                       float(np.mean(xa)) if xa else math.nan,
                       float(np.mean(xb)) if xb else math.nan, d, lo, hi,
                       verdict(lo, hi, better))
 
 
-def best_of(df: pd.DataFrame, table: str, best: str, others: Sequence[str], metric: str,
+def best_of(df: pd.DataFrame, table: str, best: Config, others: Sequence[Config], metric: str,
             better: str = "higher", profile: str | None = None,
             source: str = "build") -> tuple[str, list[Difference]]:
-    """Does row ``best`` beat every row of ``others``? (:func:`combine` of the pairs; rows
+    """Does configuration ``best`` beat every one of ``others``? (:func:`combine` of the pairs; rows
     with no completed run are left out, and with none left the claim cannot be decided.)"""
     diffs = [compare(df, table, best, o, metric, better, profile, source) for o in others]
     judged = [d for d in diffs if d.has_runs]
     return (combine(d.verdict for d in judged) if judged else UNDECIDED), diffs
 
 
-def divergence(df: pd.DataFrame, table: str, label: str, profile: str | None = None,
+def divergence(df: pd.DataFrame, table: str, config: Config, profile: str | None = None,
                source: str = "build", min_steps: int = PAPER_STEPS) -> tuple[str, str]:
-    """The paper says this row's training diverged: ``(verdict, "k of n runs diverged")``.
+    """The paper says this configuration's training diverged: ``(verdict, "k of n runs
+    diverged")``.
 
     Every run diverged: supports. None did: contradicts only if every run trained at
     least ``min_steps`` (the paper's budget); a shorter run that has not diverged yet may
     still, so that cannot decide. Some did: cannot decide. No runs: cannot decide.
     """
-    g = _select(df, table, label, profile, source)
+    g = _select(df, table, config, profile, source)
     g = g[g["status"].isin(["completed", "diverged"])]
     n, k = len(g), int((g["status"] == "diverged").sum())
     if n == 0:
@@ -274,36 +288,41 @@ class Found:
 Judge = Callable[[pd.DataFrame, dict[str, Any]], Found]
 
 _D_NOCOLOR = "dci_nocolor.disentanglement"
-_VANILLA = "alpha = 0 (Vanilla)"
-_T1_ALPHAS = ("alpha = 0 (Vanilla)", "alpha = 1e-3", "alpha = 1e-2", "alpha = 1e-1",
-              "alpha = 1e1")
-_BETAS = ("beta = 2", "beta = 4", "beta = 8", "beta = 16")
+_A1, _VANILLA = cfg(1.0), cfg(0.0)
+_T1_ALPHAS = tuple(cfg(a) for a in (0.0, 1e-3, 1e-2, 1e-1, 10.0))
+_BETAS = tuple(cfg(0.0, b) for b in (2.0, 4.0, 8.0, 16.0))
+_T2 = tuple(cfg(a, neighborhood="latent_knn") for a in (0.0, 1e-2, 1e-1, 1.0))
+_T2_BEST = cfg(1e-2, neighborhood="latent_knn")
+_INPUT_L2 = cfg(1.0, neighborhood="input_l2")
 
 
-def _paper(table: str, label: str, metric: str) -> float:
-    return float(_row(table, label)["values"][metric])
+def _paper(table: str, config: Config, metric: str) -> float:
+    return float(_row(table, config)["values"][metric])
 
 
-def _paper_pair(table: str, a: str, b: str, metric: str, digits: int = 3) -> Callable[[], str]:
+def _paper_pair(table: str, a: Config, b: Config, metric: str, digits: int = 3
+                ) -> Callable[[], str]:
     return lambda: f"{_paper(table, a, metric):.{digits}f} vs {_paper(table, b, metric):.{digits}f}"
 
 
 def _paper_beta() -> str:
     worst = max(_paper("table1", b, _D_NOCOLOR) for b in _BETAS)
-    return f"{_paper('table1', 'alpha = 1', _D_NOCOLOR):.3f} vs ≤ {worst:.3f}"
+    return f"{_paper('table1', _A1, _D_NOCOLOR):.3f} vs ≤ {worst:.3f}"
 
 
-def _paper_best(table: str, rows: Sequence[str], metrics: Sequence[str]) -> Callable[[], str]:
+def _paper_best(table: str, rows: Sequence[Config], metrics: Sequence[str]
+                ) -> Callable[[], str]:
     """The paper's best row on each metric, as "α = 1" (or "α = 1e-2 for both")."""
     def text() -> str:
-        bests = {max(rows, key=lambda r: _paper(table, r, m)) for m in metrics}
+        bests = {_row(table, max(rows, key=lambda r: _paper(table, r, m)))["label"]
+                 for m in metrics}
         name = ", ".join(sorted("α = " + r.removeprefix("alpha = ").replace(" (Vanilla)", "")
                                 for r in bests))
         return name + (" for both" if len(metrics) > 1 and len(bests) == 1 else "")
     return text
 
 
-def _judge_difference(table: str, a: str, b: str, metric: str, better: str = "higher",
+def _judge_difference(table: str, a: Config, b: Config, metric: str, better: str = "higher",
                       digits: int = 3) -> Judge:
     """A claim that row ``a`` beats row ``b`` on ``metric``: one Welch interval."""
     def judge(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
@@ -319,18 +338,18 @@ def _judge_difference(table: str, a: str, b: str, metric: str, better: str = "hi
 
 
 def _judge_best_alpha(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
-    v, diffs = best_of(df, "table1", "alpha = 1", _T1_ALPHAS, _D_NOCOLOR, **kw)
-    best = _best_label(df, "table1", ("alpha = 1", *_T1_ALPHAS), _D_NOCOLOR, **kw)
+    v, diffs = best_of(df, "table1", _A1, _T1_ALPHAS, _D_NOCOLOR, **kw)
+    best = _best_label(df, "table1", (_A1, *_T1_ALPHAS), _D_NOCOLOR, **kw)
     return Found(v, best, _pairwise(diffs), _tally(diffs), any(d.has_runs for d in diffs))
 
 
 def _judge_diverge(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
-    v, text = divergence(df, "table1", "alpha = 1e2", **kw)
+    v, text = divergence(df, "table1", cfg(100.0), **kw)
     return Found(v, text, text, text, text != "no runs")
 
 
 def _judge_beta(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
-    v, diffs = best_of(df, "table1", "alpha = 1", _BETAS, _D_NOCOLOR, **kw)
+    v, diffs = best_of(df, "table1", _A1, _BETAS, _D_NOCOLOR, **kw)
     xs = [d.mean_b for d in diffs if d.n_b]
     a1 = diffs[0]
     ours = (f"{'—' if not a1.n_a else f'{a1.mean_a:.3f}'} vs "
@@ -339,11 +358,11 @@ def _judge_beta(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
 
 
 def _judge_t2(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
-    rows = [r["label"] for r in paper.table("table2")["rows"]]
-    others = [r for r in rows if r != "alpha = 1e-2"]
+    rows = _T2
+    others = [r for r in rows if r != _T2_BEST]
     verdicts, details, bests, shorts, tested = [], [], [], [], False
     for metric in paper.table("table2")["metrics"]:
-        v, diffs = best_of(df, "table2", "alpha = 1e-2", others, metric, **kw)
+        v, diffs = best_of(df, "table2", _T2_BEST, others, metric, **kw)
         verdicts.append(v)
         tested = tested or any(d.has_runs for d in diffs)
         part = metric.split(".")[0].removeprefix("dci_")
@@ -378,27 +397,25 @@ class Claim:
 #: Every quantitative claim the landing page judges, in its order.
 CLAIMS: tuple[Claim, ...] = (
     Claim("nocolor", "table1", "Without colour, alpha = 1 disentangles better than the "
-          "vanilla VAE", _paper_pair("table1", "alpha = 1", _VANILLA, _D_NOCOLOR),
-          _judge_difference("table1", "alpha = 1", _VANILLA, _D_NOCOLOR)),
+          "vanilla VAE", _paper_pair("table1", _A1, _VANILLA, _D_NOCOLOR),
+          _judge_difference("table1", _A1, _VANILLA, _D_NOCOLOR)),
     Claim("color", "table1", "With colour, alpha = 1 disentangles better than the vanilla "
-          "VAE", _paper_pair("table1", "alpha = 1", _VANILLA, "dci_color.disentanglement"),
-          _judge_difference("table1", "alpha = 1", _VANILLA, "dci_color.disentanglement")),
+          "VAE", _paper_pair("table1", _A1, _VANILLA, "dci_color.disentanglement"),
+          _judge_difference("table1", _A1, _VANILLA, "dci_color.disentanglement")),
     Claim("best_alpha", "table1", "DCI without colour peaks at alpha = 1",
-          _paper_best("table1", ("alpha = 1", *_T1_ALPHAS), (_D_NOCOLOR,)), _judge_best_alpha),
+          _paper_best("table1", (_A1, *_T1_ALPHAS), (_D_NOCOLOR,)), _judge_best_alpha),
     Claim("diverge", "table1", "Training diverges at alpha = 1e2", lambda: "diverged",
           _judge_diverge, scoped=False),
     Claim("beta", "table1", "Without colour, alpha = 1 beats every beta-VAE", _paper_beta,
           _judge_beta),
     Claim("fid", "table1", "Generations are better (lower FID) at alpha = 1 than at 0",
-          _paper_pair("table1", "alpha = 1", _VANILLA, "fid", 1),
-          _judge_difference("table1", "alpha = 1", _VANILLA, "fid", "lower", 1)),
+          _paper_pair("table1", _A1, _VANILLA, "fid", 1),
+          _judge_difference("table1", _A1, _VANILLA, "fid", "lower", 1)),
     Claim("t2", "table2", "On CarsNORB, disentanglement peaks at alpha = 1e-2 on both "
-          "sub-datasets", _paper_best("table2", [r["label"] for r in paper.TABLE2],
-                                      paper.METRICS_T2), _judge_t2),
+          "sub-datasets", _paper_best("table2", _T2, paper.METRICS_T2), _judge_t2),
     Claim("t5", "table5", "Synthetic neighbourhoods beat input-space l2 ones (DCI "
-          "without colour)", _paper_pair("table5", "Sampling", "l2 on input space",
-                                         _D_NOCOLOR),
-          _judge_difference("table5", "Sampling", "l2 on input space", _D_NOCOLOR)),
+          "without colour)", _paper_pair("table5", _A1, _INPUT_L2, _D_NOCOLOR),
+          _judge_difference("table5", _A1, _INPUT_L2, _D_NOCOLOR)),
 )
 
 
@@ -481,11 +498,11 @@ def _scope(profile: str | None) -> str:
     return f"at {prof.steps:,} steps"
 
 
-def _best_label(df: pd.DataFrame, table: str, rows: Sequence[str], metric: str,
+def _best_label(df: pd.DataFrame, table: str, rows: Sequence[Config], metric: str,
                 profile: str | None, source: str) -> str:
-    """The row with the highest mean (its alpha, as the paper names it), or "—"."""
-    means = {r: np.mean(v) for r in rows if (v := values(df, table, r, metric, profile,
-                                                          source))}
+    """The configuration with the highest mean (its alpha, as the paper names it), or "—"."""
+    means = {_row(table, r)["label"]: np.mean(v) for r in rows
+             if (v := values(df, table, r, metric, profile, source))}
     if len(means) < 2:
         return "—"
     best = max(means, key=means.__getitem__)
