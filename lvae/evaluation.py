@@ -48,16 +48,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lvae.config import EvalSettings
+from lvae.batched import AdaptedModel
+from lvae.config import PROFILES, EvalSettings
 from lvae.data.base import GroundTruthData, ImageDataset, to_tensor
+from lvae.generation import adapted_model, prepared_neighborhood, represent
 from lvae.metrics import sampling
 from lvae.metrics.dci import dci_from_codes
 from lvae.metrics.inception import explicit_inception_weights, find_inception_weights
 from lvae.metrics.mig import mig_from_codes
 from lvae.metrics.quality import fd_factors_result, fid_vs_dataset
 from lvae.metrics.sampling import RepresentationFunction
+from lvae.model import VAE
+from lvae.objective import LossSpec, neg_elbo_terms, reparameterize
 from lvae.store import atomic_write_json, git_revision, now, read_json_or_none
 from lvae.store import machine as machine_info
+from lvae.training import load_run
 
 EVAL_VERSION = 1  # bump when a metric's definition changes: old eval.json files recompute
 DCI_MODE = "parallel"
@@ -228,7 +233,6 @@ def generate_images(run: Any, num: int, seed: int, batch: int = 100) -> np.ndarr
     localized_samples`` shares one set of codes across references, which would correlate
     the samples); the inner step is the one of :func:`lvae.generation.adapt`.
     """
-    from lvae.generation import adapted_model, prepared_neighborhood
 
     rng = np.random.RandomState(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -267,7 +271,6 @@ def profile_frechet_metric(profile_name: str) -> str | None:
     FID costs about 0.16 s per image on one core (lvae.metrics.quality), so the CPU profiles
     that evaluate thousands of images per run keep FD-factors; custom runs have no profile.
     """
-    from lvae.config import PROFILES
 
     prof = PROFILES.get(profile_name)
     return getattr(prof, "frechet_metric", None) if prof is not None else None
@@ -364,10 +367,6 @@ def _frechet(run: Any, name: str, fake: np.ndarray, num: int, seed: int,
 @torch.no_grad()
 def heldout_neg_elbo(run: Any, num: int, seed: int, batch: int = 250) -> dict[str, Any]:
     """Mean negative ELBO (nats per image, beta = 1) on held-out images: meta and adapted."""
-    from lvae.batched import AdaptedModel
-    from lvae.generation import adapted_model
-    from lvae.model import VAE
-    from lvae.objective import LossSpec, neg_elbo_terms, reparameterize
 
     idx = np.asarray(run.heldout)[:num]
     if len(idx) == 0:
@@ -446,8 +445,6 @@ def evaluate(
         atomic_write_json(out_path, record)
         return record
 
-    from lvae.generation import represent
-    from lvae.training import load_run
 
     run = load_run(run_dir, dataset=dataset)
     s = settings if settings is not None else EvalSettings()

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from lvae import runfolder
 from lvae.batched import local_vae_loss
 from lvae.config import TrainConfig
+from lvae.data import load_dataset
 from lvae.data.base import ImageDataset
 from lvae.model import VAE, Architecture
 from lvae.neighborhoods import Neighborhood, make_neighborhood
@@ -50,7 +51,6 @@ def default_device() -> torch.device:
 
 
 def build_dataset(config: TrainConfig) -> ImageDataset:
-    from lvae.data import load_dataset
 
     return load_dataset(config.dataset, resolution=config.resolution, path=config.data_path,
                         **config.data_options)

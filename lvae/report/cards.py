@@ -24,6 +24,7 @@ import torch
 
 import lvae.config as lvae_config
 from lvae.config import PROFILES
+from lvae.data import load_dataset
 from lvae.model import KERNEL, Architecture, layer_specs
 from lvae.report.shipped import (
     PREFERRED_PROFILE,
@@ -131,7 +132,6 @@ def _data_section(cfg: dict[str, Any]) -> list[str]:
     if cfg.get("data_path"):
         what = [f"The real {cited} files (`{cfg['data_path']}`), resized to {res}x{res}."]
     else:
-        from lvae.data import load_dataset
 
         ds = load_dataset(name, resolution=int(res), **(cfg.get("data_options") or {}))
         factors = ", ".join(f"{f} ({s})" for f, s in

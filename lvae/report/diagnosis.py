@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from lvae.report import study
+from lvae.report.claims import SUPPORTS
+from lvae.store import read_json_or_none
 
 #: The rule's thresholds (module docstring): the local share and the adapted KL (nats).
 LOCAL_SHARE_MIN = 0.25
@@ -109,7 +111,6 @@ def _arm_of(profile: str, run_id: str) -> study.StudyRun | None:
 def frame(root: str | Path | None = None) -> pd.DataFrame:
     """Every milestone of every shipped diagnosis run (:func:`lvae.report.study.milestone_frame`
     rows, finished or still training), with its ``arm`` and ``choice``."""
-    from lvae.store import read_json_or_none
 
     ms = study.milestone_frame(root)
     # a run that diverged before its first milestone has none: one row at step 0 says so
@@ -258,7 +259,6 @@ def reproduction_status(judged: Any, arms: pd.DataFrame) -> str:
       memorise or diverge are not, since a Local VAE whose z carries nothing cannot show
       the disentangled, non-copying code the claims are about.
     """
-    from lvae.report.claims import SUPPORTS
 
     if not judged["tested"]:
         return "not tested"

@@ -34,6 +34,9 @@ from typing import Any
 
 import pandas as pd
 
+from lvae.report.book import executed_path, toc_notebooks
+from lvae.store import atomic_write_bytes, git_revision
+
 #: The distributions whose versions the page states: what trains, evaluates, executes and
 #: renders the book (pip names).
 VERSIONED = ("torch", "numpy", "scikit-learn", "pandas", "matplotlib", "papermill",
@@ -119,7 +122,6 @@ def build_notebooks(root: str | Path, pages: Iterable[str] | None = None,
     order). An executed copy of a page no longer in the toc is not part of the book, and
     hidden folders are not runs. ``exclude`` drops pages by stem (the statistics page
     itself, which cannot time its own execution)."""
-    from lvae.report.book import executed_path, toc_notebooks
 
     root = Path(root)
     skip = set(exclude)
@@ -152,7 +154,6 @@ def execution_table(root: str | Path, since: datetime | str | None = None,
     papermill's run time in seconds, its start time (UTC, to the minute) and its cache
     state against ``since`` (the time the build started). ``csv`` also writes the table
     there (atomically), for the page's download link."""
-    from lvae.store import atomic_write_bytes
 
     rows = []
     for name, kind, path in build_notebooks(root, pages, exclude):
@@ -250,7 +251,6 @@ def machine_facts() -> dict[str, str]:
 def versions(packages: Iterable[str] = VERSIONED) -> dict[str, str]:
     """Python's version and each installed distribution's ("not installed" where absent),
     plus the lvae checkout's commit (:func:`lvae.store.git_revision`)."""
-    from lvae.store import git_revision
 
     out = {"Python": platform.python_version() + f" ({sys.implementation.name})"}
     for name in packages:

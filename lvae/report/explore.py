@@ -36,9 +36,13 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from lvae.config import TrainConfig
+from lvae.data.base import to_tensor
+from lvae.generation import localized_samples, meta_samples, traversal
 from lvae.report.figures import image_grid, to_hwc
 from lvae.report.grid import TABLE1_ALPHAS
 from lvae.report.results import find_run, select
+from lvae.training import build_dataset, load_run
 
 #: A frame: PNG bytes, a PIL image, or a matplotlib figure (rendered at its own dpi).
 FrameLike = bytes | Image.Image | Figure
@@ -376,8 +380,6 @@ def seed_state(df: Any, alpha: float, dataset: str = "shapes3d", beta: float = 1
 
 def _default_loader() -> Callable[[str], Any]:
     """``load_run`` that shares one dataset between runs of the same data (render cache)."""
-    from lvae.config import TrainConfig
-    from lvae.training import build_dataset, load_run
 
     datasets: dict[str, Any] = {}
 
@@ -409,8 +411,6 @@ def collect_frames(df: Any, alphas: Sequence[float] = TABLE1_ALPHAS, dataset: st
     meta-model, which is the same). ``loader`` maps a run folder to a
     :class:`lvae.training.Run` (default: ``load_run``, one dataset per kind of data).
     """
-    from lvae.data.base import to_tensor
-    from lvae.generation import localized_samples, meta_samples, traversal
 
     if not 0 <= traversal_index < n_refs:
         raise ValueError(f"traversal_index must be in [0, {n_refs}), got {traversal_index}")

@@ -29,7 +29,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
+from lvae.generation import localized_samples, meta_samples
 from lvae.report.grid import config_name
+from lvae.report.paper import table as paper_table
+from lvae.report.results import find_run, paper_curve, run_caption, run_state, sweep_frame
+from lvae.training import load_run
 
 # --------------------------------------------------------------------------------------
 # Images
@@ -185,9 +189,6 @@ def figure2_panels(df: Any, configs: Mapping[str, Mapping[str, Any]], n: int = 2
     """
     import torch
 
-    from lvae.generation import localized_samples, meta_samples
-    from lvae.report.results import find_run, run_caption, run_state
-    from lvae.training import load_run
 
     z = torch.randn(n, 10, generator=torch.Generator().manual_seed(code_seed))
     adapted: dict[str, Any] = {}
@@ -333,7 +334,6 @@ def table_sweep(cmp: Any, metrics: Mapping[str, str], table: str = "table1",
                 ylabel: str = "score", title: str | None = None) -> Figure:
     """:func:`alpha_sweep` of a :func:`lvae.report.results.paper_vs_ours` frame: ours and the
     paper's Local VAE rows over alpha, one panel per metric (column -> panel title)."""
-    from lvae.report.results import paper_curve, sweep_frame
 
     return alpha_sweep({name: sweep_frame(cmp, m, table) for m, name in metrics.items()},
                        {name: paper_curve(m, table) for m, name in metrics.items()},
@@ -347,7 +347,6 @@ def frechet_sweep(cmp: Any, measure: str, table: str = "table1") -> Figure:
     Ours is the mean over seeds with its 95% t-interval (:func:`lvae.report.results.sweep_frame`)
     and each seed as a small point.
     """
-    from lvae.report.results import paper_curve, sweep_frame
 
     fd = sweep_frame(cmp, "fid", table)
     pc = sorted(paper_curve("fid", table).items())
@@ -383,7 +382,6 @@ def paper_bars(cmp: Any, metrics: Mapping[str, str], table: str, ticks: Sequence
     seed) and each seed as a small black point on it; a row with no completed run says
     "diverged" or "—" at its foot.
     """
-    from lvae.report.paper import table as paper_table
 
     rows = paper_table(table)["rows"]
     labels = [r["label"] for r in rows]
@@ -523,7 +521,6 @@ def comparison_tables(cmp: Any, profile: str,
     profile (``profile`` where the frame has no runs) and the source."""
     from IPython.display import Markdown, display
 
-    from lvae.report.paper import table as paper_table
 
     groups = parts or {"": paper_table(str(cmp["table"].iloc[0]))["headers"]}
     for prof, source in cmp[["profile", "source"]].drop_duplicates().itertuples(index=False):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lvae.config import ConfigError, EvalSettings, TrainConfig
+from lvae.config import PROFILES, ConfigError, EvalSettings, TrainConfig
 from lvae.config import profile as get_profile
 from lvae.report.grid import Experiment
 
@@ -115,7 +115,6 @@ def experiment_of(config: Mapping[str, Any] | TrainConfig) -> Experiment:
 def _hashed(profile: str | None) -> bool:
     """Whether runs labelled ``profile`` carry their settings' hash in their id: custom runs
     and those of a profile whose runs vary settings on purpose (the diagnosis)."""
-    from lvae.config import PROFILES
 
     return profile == CUSTOM or (profile in PROFILES and PROFILES[profile].varies_settings)
 

@@ -70,7 +70,8 @@ from tqdm.auto import tqdm
 
 from lvae import runfolder
 from lvae.config import profile as get_profile
-from lvae.report import REPO
+from lvae.report import REPO, book
+from lvae.report.book import TEACHING_NOTEBOOKS, executed_path
 from lvae.report.grid import Experiment, default_seeds, experiments
 from lvae.report.params import ExperimentSetup, experiment_config
 from lvae.store import LOCK_NAME, Lock, atomic_write_json, lock_file, lock_run, now
@@ -771,7 +772,6 @@ class _Heartbeat:
 
 def _executed_copy(root: Path, src: Path) -> Path:
     """Where a notebook's executed copy goes in the staged book of ``root``."""
-    from lvae.report.book import executed_path
 
     src = src.resolve()
     if src.is_relative_to(REPO):
@@ -793,7 +793,6 @@ def book_tasks(profile: str, out: Path, results: Sequence[str | Path] = RESULT_N
     :data:`PAGE_PRIORITY`. :data:`LAST_PAGES` get ``last=True`` and, when given, ``since``
     (the time the build started) as a parameter.
     """
-    from lvae.report.book import TEACHING_NOTEBOOKS
 
     root = out / profile
     tasks = []
@@ -969,7 +968,6 @@ def _book(summary: Summary, executor: Executor, profile: str, out: Path,
     others, then ``lvae.report.book.build_book``; a bar counts the pages and then the build (its
     last step), naming each phase. ``held``: the book's lock when the caller holds it
     already (the caller releases it)."""
-    from lvae.report import book
 
     own = held is None
     lock = lock_file(out / profile / BOOK_LOCK) if own else held

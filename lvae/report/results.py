@@ -49,8 +49,9 @@ from scipy import stats
 from lvae import runfolder
 from lvae.config import PROFILES, Profile, TrainConfig
 from lvae.config import profile as get_profile
-from lvae.report import REPO, paper
+from lvae.report import REPO, paper, quiet_progress
 from lvae.report.grid import Experiment, experiments
+from lvae.report.params import experiment_of
 from lvae.store import atomic_write_bytes, read_json_or_none
 
 #: Where committed runs from elsewhere live, relative to the repository root.
@@ -103,7 +104,6 @@ def _tables_by_config() -> dict[str, str]:
 def _experiment_of(cfg: dict[str, Any]) -> Experiment:
     """The run's experiment as the runner named it, so real-data runs (``-d<hash>``) and
     custom-budget runs (``-c<hash>``) are never pooled with the profile's twin runs."""
-    from lvae.report.params import experiment_of
 
     return experiment_of(cfg)
 
@@ -240,7 +240,6 @@ def open_page(out_dir: str | Path, profile: str, glue_prefix: str, *,
     import torch
     from myst_nb import glue
 
-    from lvae.report import quiet_progress
 
     warnings.filterwarnings("ignore", message="IProgress not found")
     quiet_progress()

@@ -28,10 +28,16 @@ closing, or not there yet. It is built to run for days on a small machine, acros
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import io
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,10 +50,33 @@ import pandas as pd
 import torch
 
 from lvae import runfolder
-from lvae.config import PROFILES
+from lvae.config import PROFILES, TrainConfig
+from lvae.data.base import to_tensor
+from lvae.evaluation import copy_baseline as baseline
+from lvae.evaluation import disentanglement_metrics, evaluate, heldout_neg_elbo, jsonable
+from lvae.generation import (
+    adapted_model,
+    localized_samples,
+    meta_samples,
+    reconstructions,
+    represent,
+)
+from lvae.report import paper
+from lvae.report.cards import write_card
+from lvae.report.figures import config_label
 from lvae.report.grid import Experiment
-from lvae.report.params import experiment_config
-from lvae.report.results import PROGRESS_DIR, visible
+from lvae.report.params import experiment_config, experiment_of
+from lvae.report.reproduce import Outcome, Task, make_executor
+from lvae.report.results import (
+    IMPORT_FILES,
+    IMPORTED_DIR,
+    PROGRESS_DIR,
+    flatten,
+    import_run,
+    load_log,
+    replace_folder,
+    visible,
+)
 from lvae.store import (
     Lock,
     atomic_write_bytes,
@@ -57,6 +86,7 @@ from lvae.store import (
     now,
     read_json_or_none,
 )
+from lvae.training import SHIPPED_MODEL, load_run, snapshot_path, snapshots, train
 
 #: DCI sample sizes at a milestone: smaller than the final evaluation's, one GBT seed.
 MILESTONE_DCI = {"num_train": 2000, "num_test": 1000}
@@ -257,7 +287,6 @@ def _references_and_codes(run: Any, n_refs: int, n_codes: int, rs: np.random.Ran
     """``n_refs`` held-out images (never trained on, in dataset order) and ``n_codes`` prior
     codes, drawn in that order from ``rs``: the rows and columns of a Figure 3 grid (and
     the references' dataset indices, ``with_indices``)."""
-    from lvae.data.base import to_tensor
 
     idx = np.sort(run.heldout[rs.choice(len(run.heldout), n_refs, replace=False)])
     z = rs.standard_normal((n_codes, run.arch.latent_dim)).astype(np.float32)
@@ -306,8 +335,6 @@ def readout(run: Any, refs: torch.Tensor, ref_idx: np.ndarray, samples: np.ndarr
     * ``heldout``: the held-out negative ELBO (nats per image) of the meta-model alone and
       of the adapted model (:func:`lvae.evaluation.heldout_neg_elbo`).
     """
-    from lvae.evaluation import heldout_neg_elbo
-    from lvae.generation import adapted_model
 
     def kl(mu: torch.Tensor, logvar: torch.Tensor) -> float:
         return float((0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)).mean())
@@ -335,9 +362,6 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
 
     ``dci_sizes`` overrides :data:`MILESTONE_DCI` (tests use tiny samples).
     """
-    from lvae.evaluation import disentanglement_metrics, jsonable
-    from lvae.generation import localized_samples, represent
-    from lvae.training import load_run, snapshot_path
 
     sizes = dict(MILESTONE_DCI if dci_sizes is None else dci_sizes)
 
@@ -387,9 +411,6 @@ def readout_shipped(folder: str | Path, seed: int = 0) -> dict[str, Any] | None:
     ``model.pt`` (the final parameters are that milestone's snapshot, in float16): runs
     shipped before the readout existed get it where their weights allow. Returns the new
     record, or None when there is nothing to do (already there, no model, other step)."""
-    from lvae.evaluation import jsonable
-    from lvae.generation import localized_samples
-    from lvae.training import SHIPPED_MODEL, load_run
 
     folder = Path(folder)
     recs = milestones(folder)
@@ -450,8 +471,6 @@ def is_done(rdir: Path) -> bool:
 
 def complete(out: str | Path, sr: StudyRun, log=print) -> dict[str, Any]:
     """Train, evaluate the milestones and the final model of one run (all resumable)."""
-    from lvae.evaluation import evaluate
-    from lvae.training import snapshots, train
 
     st = setup(out, sr)
     prof = PROFILES[sr.profile]
@@ -515,7 +534,6 @@ def run_task(task: Any) -> Any:
     hold the output folder (``out``) and the :class:`StudyRun` (``run``). A run held by
     another process (a worker of another invocation, a ``study train``) is left to it; an
     error in the run is its outcome ("failed", with the error), not a dead worker."""
-    from lvae.report.reproduce import Outcome
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -545,7 +563,6 @@ def work_on(out: str | Path, runs: tuple[StudyRun, ...] | None = None, jobs: int
     other workers on the same folder never compute one run twice. Returns how many runs
     were completed. ``inline``: one run after another in this process (tests, debugging).
     """
-    from lvae.report.reproduce import Task, make_executor
 
     todo = [sr for sr in (STUDY if runs is None else runs)
             if not (is_done(run_dir(out, sr)) or shipped_done(sr, shipped_root))]
@@ -583,9 +600,6 @@ def _die_with_parent(parent: int | None = None) -> None:
     trainer started by :func:`train_only` never outlives it (on a GPU lent for minutes, an
     orphan would go on spending them). ``parent``: the pid that started it; if that one is
     already gone (it died while this process was importing), exit now. Elsewhere a no-op."""
-    import ctypes
-    import signal
-    import sys
 
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -597,9 +611,7 @@ def _die_with_parent(parent: int | None = None) -> None:
 def _train_one(out: str, name: str, parent: int | None = None) -> int:
     """One trainer of :func:`train_only`; exit code 3 (and one ``error:`` line naming the
     holder) when another process holds the run."""
-    import sys
 
-    from lvae.training import train
 
     _die_with_parent(parent)
     torch.set_num_threads(1)
@@ -628,8 +640,6 @@ def train_only(out: str | Path, names: list[str], seconds: float | None = None,
     :func:`work` (on any machine) like any other. Returns each run's exit code (None when
     stopped at the deadline).
     """
-    import subprocess
-    import sys
 
     for n in names:
         study_run(n)  # an unknown name fails here, before anything starts
@@ -709,7 +719,6 @@ def milestone_pictures(rdir: str | Path, step: int, seed: int = 0, dataset=None
                        ) -> dict[str, np.ndarray]:
     """What a snapshot draws (:func:`pictures_of`): the ones rendered when the milestone
     was evaluated (``milestones/step_NNNNNN.npz``), else rendered from the snapshot."""
-    from lvae.training import load_run
 
     kept = pictures_path(rdir, step)
     if kept.is_file():
@@ -728,7 +737,6 @@ def pictures_of(run: Any, seed: int = 0) -> dict[str, np.ndarray]:
     reconstructions under the meta-model and under the adapted model, the localized
     generations (row = reference, column = shared prior code z; Figure 3) and the
     meta-decoder alone on the same z."""
-    from lvae.generation import localized_samples, meta_samples, reconstructions
 
     refs, z = _references_and_codes(run, PICTURE_REFS, PICTURE_CODES,
                                     np.random.RandomState(seed + 1))
@@ -747,7 +755,6 @@ def pictures_of(run: Any, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    import io
 
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
@@ -755,7 +762,6 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def _model_bytes(rdir: Path) -> bytes:
-    import io
 
     ck = torch.load(rdir / "checkpoint.pt", map_location="cpu", weights_only=False)
     buf = io.BytesIO()
@@ -777,8 +783,6 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
     labelled as unfinished, while it is never counted as a result. Shipping the finished
     run removes that copy.
     """
-    from lvae.report.results import import_run, replace_folder
-    from lvae.training import SHIPPED_MODEL, snapshots
 
     rdir = Path(rdir)
     result = read_json_or_none(rdir / "result.json") or {}
@@ -812,7 +816,6 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
         files = {n: (rdir / n).read_bytes() for n in ("config.json", "log.jsonl", RESUME_FILE)
                  if (rdir / n).is_file()}
     else:
-        from lvae.report.results import IMPORT_FILES
 
         files = {n: (rdir / n).read_bytes() for n in IMPORT_FILES if (rdir / n).is_file()}
     extra["provenance.json"] = (json.dumps({
@@ -833,7 +836,6 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
     if progress_copy.exists():
         shutil.rmtree(progress_copy)
     if result.get("status") == "completed":
-        from lvae.report.cards import write_card
 
         write_card(dest)  # the folder was replaced whole: its model card with it
     return dest
@@ -883,7 +885,6 @@ def _start_facts(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _results_root(dest_root: str | Path | None) -> Path:
-    from lvae.report.results import IMPORTED_DIR
 
     return Path(IMPORTED_DIR if dest_root is None else dest_root)
 
@@ -970,11 +971,7 @@ def replay(shipped: str | Path, steps: int = REPLAY_STEPS, rtol: float = REPLAY_
     Returns ``{"matches", "max_rel_diff", "max_kl_diff", "worst", "steps", "compared",
     "tolerance", "log_hash", "device"}`` (and ``skipped`` when not replayed).
     """
-    import tempfile
 
-    from lvae.config import TrainConfig
-    from lvae.report.results import load_log
-    from lvae.training import train
 
     shipped = Path(shipped)
     config = TrainConfig.load(shipped / runfolder.CONFIG)
@@ -1074,7 +1071,6 @@ def trained_device(folder: str | Path) -> str:
 
 
 def _config_columns(cfg: dict[str, Any]) -> dict[str, Any]:
-    from lvae.report.params import experiment_of
 
     e = experiment_of(cfg)
     return {"config_id": e.config_id, "label": label(e, cfg.get("lr")), "alpha": e.alpha,
@@ -1086,7 +1082,6 @@ def label(e: Experiment, lr: float | None = None) -> str:
     """The configuration as the book names it (:func:`lvae.report.figures.config_label`:
     ``vanilla``,
     ``α=1``, ``β=16``, ``α=1 (input_l2)``), with ``, lr 1e-4`` when given."""
-    from lvae.report.figures import config_label
 
     name = config_label({"alpha": e.alpha, "beta": e.beta, "neighborhood": e.neighborhood})
     return name + (f", lr {lr:.0e}".replace("e-0", "e-") if lr else "")
@@ -1110,7 +1105,6 @@ def paper_points(frame: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str,
 def paper_values(alpha: float, beta: float, neighborhood: str) -> dict[str, float]:
     """The paper's numbers for one 3D Shapes configuration: its Table 1 row, or Table 5's
     for input-space neighbours; ``{}`` where the paper has none."""
-    from lvae.report import paper
 
     rows = [*paper.TABLE1, *[r for r in paper.TABLE5 if r["neighborhood"] == "input_l2"]]
     for r in rows:
@@ -1123,7 +1117,6 @@ def paper_values(alpha: float, beta: float, neighborhood: str) -> dict[str, floa
 def shipped_runs(root: str | Path | None = None) -> list[tuple[Path, str]]:
     """``(folder, "finished" | "training")`` of every shipped study-kind run under
     ``root`` (``results/`` by default): finished ones, then those still training."""
-    from lvae.report.results import IMPORTED_DIR
 
     root = Path(IMPORTED_DIR if root is None else root)
     found = []
@@ -1150,7 +1143,6 @@ def milestone_frame(root: str | Path | None = None) -> pd.DataFrame:
     profile, ``state`` (finished / training), ``step``, every DCI score flattened
     (``dci_nocolor.disentanglement``), ``z_share``, the training log's ``inner_loss`` and
     ``loss`` at that step, and ``diverged_at`` (the step a diverged run stopped at)."""
-    from lvae.report.results import flatten, load_log
 
     rows = []
     for d, state in shipped_runs(root):
@@ -1206,7 +1198,6 @@ def status_frame(root: str | Path | None = None, runs: tuple[StudyRun, ...] | No
     with its state (finished, diverged, training at step N, planned), steps, where it trained
     (``trained on``: "CPU" or the accelerator's name) and its hours (training on that
     device plus the evaluations, which always run on the CPU)."""
-    from lvae.report.results import IMPORTED_DIR
 
     root = Path(IMPORTED_DIR if root is None else root)
     rows = []
@@ -1328,7 +1319,6 @@ def _spread(xs: list[Any], digits: int = 3) -> str:
 def _finished(runs: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame, dict[str, float]]]:
     """``(name with its seed count, the runs, the paper's values)`` per configuration of
     the study's finished runs (a run still training enters no table, as no verdict)."""
-    from lvae.report.figures import config_label
 
     done = runs[(runs["profile"] == "study") & runs["status"].isin(["completed", "diverged"])]
     for (alpha, beta, nb), g in done.groupby(["alpha", "beta", "neighborhood"], sort=True):
@@ -1381,8 +1371,6 @@ def copy_baseline(root: str | Path | None = None) -> dict[str, Any] | None:
     (:func:`lvae.evaluation.copy_baseline`), with the real images, sample size and
     features of the first finished study run's own evaluation; None before any finished.
     Beside it, the study's FD-factors read as "generates like the data" or "copies it"."""
-    from lvae.evaluation import copy_baseline as baseline
-    from lvae.training import load_run
 
     for folder, state in shipped_runs(root):
         ev = read_json_or_none(folder / "eval.json") or {}
