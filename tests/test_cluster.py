@@ -161,3 +161,48 @@ def test_the_study_runs_against_a_scheduler_address(tmp_path: Path):
         assert study.work_on(tmp_path, (sr,), scheduler=cluster.scheduler_address,
                              log=lines.append, shipped_root=tmp_path / "none") == 0
     assert "no run left" in lines[-1]
+
+
+def test_the_study_completes_a_run_exactly_once_when_its_worker_is_killed(tmp_path: Path):
+    """The study on a cluster (its scheduler's address), a worker SIGKILLed in the middle
+    of training: the nanny starts another, the run is retried and finished once, its log
+    has every step once, and nothing half-written is left; a second pass has nothing to do."""
+    from distributed import Client, LocalCluster
+
+    from lvae.report import study
+
+    sr = study.StudyRun(study._shapes(0.0, 0), "smoke", "long enough to be killed",
+                        settings=(("steps", 400), ("checkpoint_every", 100)))
+    rdir = study.run_dir(tmp_path, sr)
+    killed: dict = {}
+    stop = threading.Event()
+
+    def kill_when_training(address: str) -> None:
+        with Client(address) as client:
+            deadline = time.monotonic() + 240
+            while not stop.is_set() and time.monotonic() < deadline:
+                busy = [w for w, keys in client.processing().items() if keys]
+                if busy and (rdir / "log.jsonl").is_file() and not (rdir / "result.json").exists():
+                    pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.update(pid=pid)
+                    return
+                time.sleep(0.05)
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        killer = threading.Thread(target=kill_when_training, args=(cluster.scheduler_address,))
+        killer.start()
+        try:
+            done = study.work_on(tmp_path, (sr,), scheduler=cluster.scheduler_address,
+                                 log=lambda m: None, shipped_root=tmp_path / "none")
+        finally:
+            stop.set()
+            killer.join()
+        assert killed, "the run finished before the killer saw it training"
+        assert done == 1 and study.is_done(rdir)
+        steps = [json.loads(ln)["step"] for ln in (rdir / "log.jsonl").read_text().splitlines()]
+        assert steps == sorted(set(steps)) and steps[-1] == 400
+        assert not [p.name for p in rdir.iterdir() if p.name.startswith(".") or ".tmp" in p.name]
+        assert study.work_on(tmp_path, (sr,), scheduler=cluster.scheduler_address,
+                             log=lambda m: None, shipped_root=tmp_path / "none") == 0

@@ -245,7 +245,9 @@ def plan(name: str) -> tuple[StudyRun, ...]:
 
 
 def run_dir(out: str | Path, sr: StudyRun) -> Path:
-    return Path(out) / sr.profile / sr.run_id
+    """Where a run of a plan lives: ``<out>/<label>/<run_id>``, its profile's label (or
+    ``custom``, for a run of a profile that does not vary settings with some changed)."""
+    return setup(out, sr).run_dir
 
 
 def setup(out: str | Path, sr: StudyRun):
