@@ -61,6 +61,11 @@ class Choice:
     name: str
     paper: str
     study: str
+    short: str = ""  # a figure's row label
+
+    @property
+    def label(self) -> str:
+        return self.short or self.name
 
 
 #: The open choices, in the order the page lists them (``StudyRun.choice`` keys them).
@@ -68,34 +73,35 @@ CHOICES: tuple[Choice, ...] = (
     Choice("lr", "Learning rate",
            "Adam, learning rate 1e-4 (Table 4)",
            "1e-3, ten times Table 4's, which the pilot chose so the vanilla VAE learns "
-           "within 20k steps"),
+           "within 20k steps", "learning rate"),
     Choice("scale", "Loss scale (what alpha means)",
            "eq. 1 is a sum over pixels; the settings follow Locatello et al. (2019), whose "
            "loss is summed; Table 1's alphas run from 1e-3 to 1e2",
            "the negative ELBO divided by the number of pixel values (pixel_mean), under "
-           "which alpha = 1 trains at all"),
+           "which alpha = 1 trains at all", "loss scale"),
     Choice("order", "First or second order",
            "cites MAML; does not say which",
-           "second order (the gradient flows through the inner step)"),
+           "second order (the gradient flows through the inner step)", "1st/2nd order"),
     Choice("algorithm1", "1/K on the decoder's step",
            "eq. 7 has it; Algorithm 1's line 5 has it for the encoder only",
-           "eqs. 7-8: 1/K on both steps"),
+           "eqs. 7-8: 1/K on both steps", "1/K on the decoder"),
     Choice("noise", "The synthetic neighbourhood's noise",
            '"the noise distribution assumed as the observation process" (section 3.1)',
-           "Bernoulli draws of the anchor's intensities (the Bernoulli decoder of Table 4)"),
+           "Bernoulli draws of the anchor's intensities (the Bernoulli decoder of Table 4)",
+           "neighbours' noise"),
     Choice("prior", "Eq. 5's prior on the local parameters",
            "eq. 5 keeps p(theta_N | theta); eq. 6 replaces the integral by the one-step "
            "estimate and drops it",
-           "dropped, as eq. 6"),
+           "dropped, as eq. 6", "eq. 5's prior"),
     Choice("neighbourhood", "The neighbourhood",
            "synthetic for 3D Shapes; latent-space kNN for CarsNORB (section 3.1)",
-           "synthetic"),
+           "synthetic", "neighbourhood"),
     Choice("budget", "Budget (the baselines)",
            "300,000 steps at lr 1e-4 (Table 4); beta = 16 reaches D w/o colour 0.690",
-           "20,000 steps at lr 1e-3, where beta = 16 reaches 0.032"),
+           "20,000 steps at lr 1e-3, where beta = 16 reaches 0.032", "budget"),
     Choice("resolution", "Resolution and data",
            "64x64, the real 3D Shapes (Table 4)",
-           "32x32, the procedural twin (CPU budget)"),
+           "32x32, the procedural twin (CPU budget)", "resolution"),
 )
 
 CHOICE_NAMES = {c.key: c.name for c in CHOICES}
