@@ -151,15 +151,16 @@ def outcome(rows: pd.DataFrame, step: int = SCREEN_STEP) -> dict[str, Any]:
     rows = rows.sort_values("step")
     upto = rows[rows["step"] <= step]
     last = upto.iloc[-1] if len(upto) else None
-    out: dict[str, Any] = {"step": None if last is None else int(last["step"])}
+    out: dict[str, Any] = {"step": None if last is None or not last["step"] else
+                           int(last["step"])}  # step 0: diverged before its first milestone
     for key in ("kl", "local_share", "z_share", "copy_distance"):
         out[key] = None if last is None else _num(last.get(key))
     out["dci_nocolor"] = None if last is None else _num(
         last.get("dci_nocolor.disentanglement"))
     died = pd.to_numeric(rows["diverged_at"], errors="coerce").dropna()
-    if len(died) and (last is None or died.iloc[0] <= step or out["step"] < step):
+    if len(died) and (out["step"] is None or died.iloc[0] <= step or out["step"] < step):
         out["outcome"] = f"diverges at step {int(died.iloc[0]):,}"
-    elif last is None or (out["step"] < step and (rows["state"] == "training").any()):
+    elif out["step"] is None or (out["step"] < step and (rows["state"] == "training").any()):
         out["outcome"] = "in progress"
     elif out["kl"] is None or out["local_share"] is None:
         out["outcome"] = "no readout"
