@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _study(args: argparse.Namespace) -> int:
+    from lvae import runfolder  # (imports torch: not at the CLI's start)
     from lvae.report import study
 
     if args.action == "train":
@@ -123,9 +124,9 @@ def _study(args: argparse.Namespace) -> int:
     if args.action == "ship":
         for sr in runs:
             rdir = study.run_dir(args.out, sr)
-            if not (rdir / "config.json").is_file():
+            if not (rdir / runfolder.CONFIG).is_file():
                 continue
-            if not (study.milestones(rdir) or (rdir / "result.json").is_file()):
+            if not (study.milestones(rdir) or (rdir / runfolder.RESULT).is_file()):
                 print(f"not shipped: {sr.name} (no milestone evaluated yet)")
                 continue
             if study.shipped_current(rdir):

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lvae import runfolder
 from lvae.batched import AdaptedModel
 from lvae.config import PROFILES, EvalSettings
 from lvae.data.base import GroundTruthData, ImageDataset, to_tensor
@@ -429,8 +430,8 @@ def evaluate(
         The eval.json content.
     """
     run_dir = Path(run_dir)
-    out_path = run_dir / "eval.json"
-    result = read_json_or_none(run_dir / "result.json")
+    out_path = run_dir / runfolder.EVAL
+    result = read_json_or_none(run_dir / runfolder.RESULT)
     if result is None:
         raise RuntimeError(f"{run_dir} has no result.json: train the run before evaluating")
     status = result.get("status")
@@ -438,7 +439,7 @@ def evaluate(
         record = {
             "status": status,
             "message": result.get("message", f"run {status}: nothing to evaluate"),
-            "config": read_json_or_none(run_dir / "config.json"),
+            "config": read_json_or_none(run_dir / runfolder.CONFIG),
             "eval_version": EVAL_VERSION,
             "evaluated": now(),
         }

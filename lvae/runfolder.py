@@ -117,3 +117,38 @@ def last_log(folder: str | Path, tail: int = 8192) -> dict[str, Any]:
         if isinstance(rec, dict) and isinstance(rec.get("step"), int):
             return rec
     return {}
+
+
+def _step_file(folder: str | Path, sub: str, step: int, suffix: str) -> Path:
+    return Path(folder) / sub / f"step_{step:06d}{suffix}"
+
+
+def snapshot_path(folder: str | Path, step: int) -> Path:
+    """Where the parameters at ``step`` are kept (``snapshots/step_001000.pt``)."""
+    return _step_file(folder, SNAPSHOTS, step, ".pt")
+
+
+def snapshots(folder: str | Path) -> dict[int, Path]:
+    """The snapshots a run folder holds, by step."""
+    found = Path(folder) / SNAPSHOTS
+    paths = sorted(found.glob("step_*.pt")) if found.is_dir() else []
+    return {int(p.stem.split("_")[1]): p for p in paths}
+
+
+def milestone_path(folder: str | Path, step: int) -> Path:
+    """Where a milestone's evaluation is kept (``milestones/step_001000.json``)."""
+    return _step_file(folder, MILESTONES, step, ".json")
+
+
+def pictures_path(folder: str | Path, step: int) -> Path:
+    """Where a milestone's pictures are kept beside its record (``step_001000.npz``)."""
+    return _step_file(folder, MILESTONES, step, ".npz")
+
+
+def milestones(folder: str | Path) -> list[dict[str, Any]]:
+    """Every milestone record of a run folder that parses, by step (one cut short while
+    written is not a record)."""
+    found = Path(folder) / MILESTONES
+    paths = sorted(found.glob("step_*.json")) if found.is_dir() else []
+    recs = [read_json_or_none(p) for p in paths]
+    return [r for r in recs if isinstance(r, dict) and "step" in r]

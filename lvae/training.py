@@ -111,7 +111,7 @@ class Run:
 
 
 def _check_config_matches(run_dir: Path, config: TrainConfig) -> None:
-    path = run_dir / "config.json"
+    path = run_dir / runfolder.CONFIG
     if path.exists():
         old, new = json.loads(path.read_text()), json.loads(config.to_json())
         if old != new:
@@ -131,21 +131,11 @@ def _trim_log(path: Path, step: int) -> None:
 
 
 #: The final parameters of a run shipped under ``results/`` (float16, no optimiser state).
-SHIPPED_MODEL = "model.pt"
+SHIPPED_MODEL = runfolder.MODEL
 
 
-def snapshot_path(run_dir: str | Path, step: int) -> Path:
-    """Where the parameters at ``step`` are kept (``snapshots/step_001000.pt``)."""
-    return Path(run_dir) / "snapshots" / f"step_{step:06d}.pt"
-
-
-def snapshots(run_dir: str | Path) -> dict[int, Path]:
-    """The snapshots a run folder holds, by step."""
-    folder = Path(run_dir) / "snapshots"
-    found = {}
-    for p in sorted(folder.glob("step_*.pt")) if folder.is_dir() else []:
-        found[int(p.stem.split("_")[1])] = p
-    return found
+snapshot_path = runfolder.snapshot_path
+snapshots = runfolder.snapshots
 
 
 def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str | None = None,
@@ -164,10 +154,10 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_config_matches(run_dir, config)
-    result_path = run_dir / "result.json"
+    result_path = run_dir / runfolder.RESULT
     if result_path.exists():
         return json.loads(result_path.read_text())
-    atomic_write_bytes(run_dir / "config.json", (config.to_json() + "\n").encode())
+    atomic_write_bytes(run_dir / runfolder.CONFIG, (config.to_json() + "\n").encode())
 
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -187,7 +177,7 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
     start, wall_before, cpu_before = 0, 0.0, 0.0
     commits: list[str] = []
     started, resumed = now(), None  # a resumed run keeps the time its first step began
-    ckpt_path = run_dir / "checkpoint.pt"
+    ckpt_path = run_dir / runfolder.CHECKPOINT
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
@@ -205,7 +195,7 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
         snap_at.add(config.steps)
     # lines past the checkpoint (all of them when there is none: a run killed before its
     # first checkpoint starts again from step 0) are redone, so never logged twice
-    _trim_log(run_dir / "log.jsonl", start)
+    _trim_log(run_dir / runfolder.LOG, start)
 
     use_meta = config.alpha > 0
     nbhd = neighborhood_for(config, dataset) if use_meta else None
@@ -221,7 +211,7 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
               cpu_before + time.process_time() - c0, commits, started)
         last_ckpt = time.perf_counter()
 
-    log_f = (run_dir / "log.jsonl").open("a")
+    log_f = (run_dir / runfolder.LOG).open("a")
     status, last = "completed", float("nan")
     step = start
     try:
@@ -334,14 +324,14 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu",
     """A run folder as a :class:`Run` (model in eval mode at its last checkpoint, or at
     the snapshot of step ``snapshot``)."""
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
+    cfg_path = run_dir / runfolder.CONFIG
     if not cfg_path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
     config = TrainConfig.load(cfg_path)
     dataset = dataset if dataset is not None else build_dataset(config)
     model = VAE(architecture(config, dataset)).to(device)
     step = 0
-    ckpt = run_dir / "checkpoint.pt" if snapshot is None else snapshot_path(run_dir, snapshot)
+    ckpt = run_dir / runfolder.CHECKPOINT if snapshot is None else snapshot_path(run_dir, snapshot)
     if snapshot is None and not ckpt.exists() and (run_dir / SHIPPED_MODEL).exists():
         ckpt = run_dir / SHIPPED_MODEL  # a shipped run: final parameters, no optimiser
     if snapshot is not None and not ckpt.exists():
@@ -354,7 +344,7 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu",
     model.eval()
     pool_idx, heldout = split_pool(len(dataset), config.pool_size, config.heldout_size,
                                    config.seed)
-    result_path = run_dir / "result.json"
+    result_path = run_dir / runfolder.RESULT
     result = json.loads(result_path.read_text()) if result_path.exists() else None
     return Run(run_dir, config, model, dataset, ImagePool(dataset, pool_idx), heldout, step,
                result)

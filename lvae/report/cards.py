@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 import lvae.config as lvae_config
+from lvae import runfolder
 from lvae.config import PROFILES
 from lvae.data import load_dataset
 from lvae.model import KERNEL, Architecture, layer_specs
@@ -312,13 +313,13 @@ def model_card(folder: str | Path) -> str:
     Raises FileNotFoundError for a folder without ``config.json`` or ``model.pt`` (a
     diverged run ships no model, so it has no card)."""
     folder = Path(folder)
-    for n in ("config.json", SHIPPED_MODEL):
+    for n in (runfolder.CONFIG, SHIPPED_MODEL):
         if not (folder / n).is_file():
             raise FileNotFoundError(f"{folder} has no {n}: only shipped runs with a model "
                                     "have a model card")
-    cfg = _json(folder / "config.json")
-    result, ev = _json(folder / "result.json"), _json(folder / "eval.json")
-    prov = _json(folder / "provenance.json")
+    cfg = _json(folder / runfolder.CONFIG)
+    result, ev = _json(folder / runfolder.RESULT), _json(folder / runfolder.EVAL)
+    prov = _json(folder / runfolder.PROVENANCE)
     last = last_milestone(folder)
     qname = qualified_name(folder)
     profile_arg = ("" if folder.parent.name == PREFERRED_PROFILE
@@ -402,7 +403,7 @@ def write_cards(root: str | Path | None = None) -> list[Path]:
     repository's ``results/`` by default; ``results/progress/`` and hidden folders are not
     runs with a model), and return their paths (see :func:`write_card`)."""
     return [write_card(folder) for folder in shipped_folders(results_root(root))
-            if _json(folder / "result.json").get("status") == "completed"]
+            if _json(folder / runfolder.RESULT).get("status") == "completed"]
 
 
 def _main() -> None:  # python -m lvae.report.cards: regenerate every card under results/

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lvae import runfolder
 from lvae.report import study
 from lvae.report.claims import SUPPORTS
 from lvae.store import read_json_or_none
@@ -125,7 +126,7 @@ def frame(root: str | Path | None = None) -> pd.DataFrame:
     base = Path(study._results_root(root))
     for sr in study.DIAGNOSIS:
         d = base / sr.profile / sr.run_id
-        prov = read_json_or_none(d / "provenance.json") or {}
+        prov = read_json_or_none(d / runfolder.PROVENANCE) or {}
         if (sr.profile, sr.run_id) in seen or prov.get("status") != "diverged":
             continue
         extra.append({"run_id": sr.run_id, "profile": sr.profile, "state": "finished",

@@ -34,6 +34,7 @@ from typing import Any
 
 import pandas as pd
 
+from lvae import runfolder
 from lvae.report.book import executed_path, toc_notebooks
 from lvae.store import atomic_write_bytes, git_revision
 
@@ -139,7 +140,7 @@ def _run_outcome(run_dir: Path) -> str | None:
     """A run's own status when it is not "completed" (diverged is a result, not a failed
     execution: the notebook ran to its end), from its ``result.json``."""
     try:
-        status = json.loads((run_dir / "result.json").read_text()).get("status")
+        status = json.loads((run_dir / runfolder.RESULT).read_text()).get("status")
     except (OSError, ValueError, AttributeError):
         return None
     return status if isinstance(status, str) and status != "completed" else None

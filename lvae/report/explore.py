@@ -36,6 +36,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from lvae import runfolder
 from lvae.config import TrainConfig
 from lvae.data.base import to_tensor
 from lvae.generation import localized_samples, meta_samples, traversal
@@ -384,7 +385,7 @@ def _default_loader() -> Callable[[str], Any]:
     datasets: dict[str, Any] = {}
 
     def load(run_dir: str) -> Any:
-        cfg = TrainConfig.load(Path(run_dir) / "config.json")
+        cfg = TrainConfig.load(Path(run_dir) / runfolder.CONFIG)
         key = repr((cfg.dataset, cfg.resolution, cfg.data_path, sorted(cfg.data_options.items())))
         if key not in datasets:
             datasets[key] = build_dataset(cfg)

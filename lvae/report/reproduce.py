@@ -646,7 +646,7 @@ def _record(p: PlannedRun, o: Outcome) -> tuple[str, str]:
     full disk, a folder made read-only) fails this run, never the grid."""
     status, message = "failed", o.message
     if o.status == "executed":
-        result = _json_dict(p.setup.run_dir / "result.json") or {}
+        result = _json_dict(p.setup.run_dir / runfolder.RESULT) or {}
         status = result.get("status", "failed")
         if status not in ("completed", "diverged"):
             status, message = "failed", "the notebook ran but wrote no readable result.json"
@@ -722,10 +722,10 @@ def heartbeat(running: Sequence[PlannedRun], since: float) -> str:
     parts = []
     for p in running:
         d, name = p.setup.run_dir, p.experiment.run_id
-        if _written_since(d / "result.json", since):
+        if _written_since(d / runfolder.RESULT, since):
             parts.append(f"{name} evaluating")
-        elif _written_since(d / "log.jsonl", since):
-            step = last_step(d / "log.jsonl")
+        elif _written_since(d / runfolder.LOG, since):
+            step = last_step(d / runfolder.LOG)
             if step is not None:
                 parts.append(f"{name} {step}/{p.setup.config.steps}")
     return "; ".join(parts)

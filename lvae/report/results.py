@@ -64,7 +64,7 @@ PROGRESS_DIR = "progress"
 
 #: Files of a run that are kept in the repository (no checkpoints: they are large and
 #: everything the tables need is in these).
-IMPORT_FILES = ("config.json", "result.json", "eval.json", "log.jsonl")
+IMPORT_FILES = (runfolder.CONFIG, runfolder.RESULT, runfolder.EVAL, runfolder.LOG)
 
 #: Columns that describe the run (everything else in a row of :func:`collect` is a metric).
 RUN_COLUMNS = (
@@ -114,13 +114,13 @@ def read_run(run_dir: str | Path, source: str = "build",
     before training has its intended config in the runner's ``reproduce.json``)."""
     run_dir = Path(run_dir)
     failure = read_json_or_none(run_dir / "reproduce.json") or {}
-    cfg = read_json_or_none(run_dir / "config.json") or failure.get("config")
+    cfg = read_json_or_none(run_dir / runfolder.CONFIG) or failure.get("config")
     if not isinstance(cfg, dict) or "dataset" not in cfg:
         return None
     exp = _experiment_of(cfg)
     tables = _tables_by_config() if tables is None else tables
-    result = read_json_or_none(run_dir / "result.json") or {}
-    ev = read_json_or_none(run_dir / "eval.json")
+    result = read_json_or_none(run_dir / runfolder.RESULT) or {}
+    ev = read_json_or_none(run_dir / runfolder.EVAL)
     prov = result.get("provenance", {})
     status = result.get("status") or ("failed" if failure.get("status") == "failed"
                                       else "incomplete")
@@ -147,7 +147,7 @@ def _run_dirs(root: Path, profile: str | None) -> Iterable[Path]:
         return []
     profiles = [root / profile] if profile else sorted(p for p in root.iterdir() if p.is_dir())
     return [d for p in profiles if p.is_dir() for d in sorted(p.iterdir())
-            if visible(d) and ((d / "config.json").is_file()
+            if visible(d) and ((d / runfolder.CONFIG).is_file()
                                or (d / "reproduce.json").is_file())]
 
 
@@ -265,7 +265,7 @@ def provenance(rows: pd.DataFrame, profile: str) -> dict[str, str]:
     commits = ", ".join(sorted({str(c) for c in done["commit"].dropna()}))
     vers: dict[str, Any] = {}
     for d in done["run_dir"]:
-        m = ((read_json_or_none(Path(d) / "result.json") or {}).get("provenance", {})
+        m = ((read_json_or_none(Path(d) / runfolder.RESULT) or {}).get("provenance", {})
              .get("machine", {}))
         vers = {k: m[k] for k in ("torch", "numpy", "sklearn", "python") if k in m}
         if vers:
@@ -621,7 +621,7 @@ def select(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float = 1.
 
 #: The file a run's model is drawn from, per source: shipped runs keep their final
 #: parameters (``lvae.report.study.ship``), the build's runs their training checkpoint.
-MODEL_FILES = {"imported": "model.pt", "build": "checkpoint.pt"}
+MODEL_FILES = {"imported": runfolder.MODEL, "build": runfolder.CHECKPOINT}
 
 
 def find_run(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float = 1.0,
@@ -665,7 +665,7 @@ def run_state(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float =
 
 def run_caption(run_dir: str | Path) -> str:
     """Where a figure's model comes from: ``"study, 20,000 steps, seed 0"``."""
-    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    cfg = json.loads((Path(run_dir) / runfolder.CONFIG).read_text())
     return f"{cfg.get('profile', '?')}, {int(cfg.get('steps', 0)):,} steps, seed {cfg.get('seed')}"
 
 
@@ -712,18 +712,18 @@ def import_run(run_dir: str | Path, dest_root: str | Path = IMPORTED_DIR,
     reader never sees the files of two imports mixed, nor a half-written one.
     """
     run_dir = Path(run_dir)
-    cfg = read_json_or_none(run_dir / "config.json")
+    cfg = read_json_or_none(run_dir / runfolder.CONFIG)
     if not isinstance(cfg, dict):
         raise FileNotFoundError(f"{run_dir} is not a run folder (no readable config.json)")
-    result = read_json_or_none(run_dir / "result.json")
+    result = read_json_or_none(run_dir / runfolder.RESULT)
     if not isinstance(result, dict) or "status" not in result:
         raise FileNotFoundError(f"{run_dir} has no readable result.json: only finished runs "
                                 "are kept (train it to the end first)")
-    ev = read_json_or_none(run_dir / "eval.json")
+    ev = read_json_or_none(run_dir / runfolder.EVAL)
     if not isinstance(ev, dict) or ev.get("status") != result["status"]:
         raise ValueError(f"{run_dir} has no readable eval.json for its {result['status']} "
                          "result: evaluate it first (lvae.evaluation.evaluate)")
-    if not (run_dir / "log.jsonl").is_file():
+    if not (run_dir / runfolder.LOG).is_file():
         raise FileNotFoundError(f"{run_dir} has no log.jsonl: a run is shipped with its "
                                 "training log (the replay check and the curves read it)")
     dest = Path(dest_root) / str(cfg.get("profile", "custom")) / run_dir.name

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from lvae import runfolder
 from lvae.report.grid import config_name
 from lvae.report.results import IMPORTED_DIR, PROGRESS_DIR
 from lvae.store import read_json_or_none
@@ -40,7 +41,7 @@ PREFERRED_PROFILE = "study"
 
 #: The files that decide which model is loaded: each is checked against the sha256 its
 #: ``provenance.json`` records (when it records one) before anything is read.
-CHECKED_FILES = ("config.json", SHIPPED_MODEL)
+CHECKED_FILES = (runfolder.CONFIG, SHIPPED_MODEL)
 
 
 def results_root(root: str | Path | None = None) -> Path:
@@ -63,7 +64,7 @@ def shipped_folders(root: str | Path | None = None, with_model: bool = True) -> 
     for prof in _visible_dirs(results_root(root)):
         if prof.name == PROGRESS_DIR:
             continue
-        found += [d for d in _visible_dirs(prof) if (d / "config.json").is_file()
+        found += [d for d in _visible_dirs(prof) if (d / runfolder.CONFIG).is_file()
                   and (not with_model or (d / SHIPPED_MODEL).is_file())]
     return found
 
@@ -123,7 +124,7 @@ def _available(folders: Iterable[Path]) -> str:
         return "(none: no shipped run with a model.pt)"
     seeds: dict[str, dict[str, list[int]]] = {}
     for f in folders:
-        cfg = read_json_or_none(f / "config.json") or {}
+        cfg = read_json_or_none(f / runfolder.CONFIG) or {}
         by_prof = seeds.setdefault(short_name(cfg), {})
         by_prof.setdefault(f.parent.name, []).append(int(cfg.get("seed", 0)))
     shorts = "; ".join(
@@ -152,7 +153,7 @@ def find_shipped(name: str, root: str | Path | None = None, *, seed: int | None 
                                            else f.name) == "/".join(parts)]
     elif len(parts) == 1 and (want := parse_short_name(parts[0])) is not None:
         found = [f for f in everything
-                 if _matches(read_json_or_none(f / "config.json") or {}, want,
+                 if _matches(read_json_or_none(f / runfolder.CONFIG) or {}, want,
                              0 if seed is None else seed)]
     else:
         found = []
@@ -172,7 +173,7 @@ def find_shipped(name: str, root: str | Path | None = None, *, seed: int | None 
                          f"{_available(shipped_folders(base))}")
     folder = found[0]
     if not (folder / SHIPPED_MODEL).is_file():
-        result = read_json_or_none(folder / "result.json") or {}
+        result = read_json_or_none(folder / runfolder.RESULT) or {}
         raise ValueError(f"{folder} has no {SHIPPED_MODEL}: the run is "
                          f"{result.get('status', 'not finished')} (a diverged run ships its "
                          "evidence, not a model). Available "
@@ -195,7 +196,7 @@ def verify_shipped(folder: str | Path, names: Iterable[str] = CHECKED_FILES) -> 
     instead of loaded as the shipped model. Runs shipped before hashes were recorded are
     loaded as they are. Returns, per file, whether a recorded hash was checked."""
     folder = Path(folder)
-    sums = (read_json_or_none(folder / "provenance.json") or {}).get("sha256") or {}
+    sums = (read_json_or_none(folder / runfolder.PROVENANCE) or {}).get("sha256") or {}
     checked = {}
     for n in names:
         want = sums.get(n) if isinstance(sums, dict) else None

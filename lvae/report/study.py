@@ -351,8 +351,9 @@ def readout(run: Any, refs: torch.Tensor, ref_idx: np.ndarray, samples: np.ndarr
             "heldout": heldout_neg_elbo(run, num_elbo, seed)}
 
 
-def milestone_path(rdir: str | Path, step: int) -> Path:
-    return Path(rdir) / "milestones" / f"step_{step:06d}.json"
+milestone_path = runfolder.milestone_path
+pictures_path = runfolder.pictures_path
+milestones = runfolder.milestones
 
 
 def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
@@ -440,14 +441,6 @@ def _keep_pictures(rdir: str | Path, step: int, run: Any, seed: int) -> str:
     return path.name
 
 
-def milestones(rdir: str | Path) -> list[dict[str, Any]]:
-    """Every parsed milestone record of a run folder, by step."""
-    folder = Path(rdir) / "milestones"
-    paths = sorted(folder.glob("step_*.json")) if folder.is_dir() else []
-    recs = [read_json_or_none(p) for p in paths]
-    return [r for r in recs if isinstance(r, dict) and "step" in r]
-
-
 # --------------------------------------------------------------------------- workers
 
 
@@ -496,7 +489,7 @@ def complete(out: str | Path, sr: StudyRun, log=print) -> dict[str, Any]:
 def shipped_done(sr: StudyRun, root: str | Path | None = None) -> bool:
     """Whether the repository already holds ``sr`` finished (or diverged) under
     ``results/``: such a run is done on any machine, and no worker trains it again."""
-    return (_results_root(root) / sr.profile / sr.run_id / "result.json").is_file()
+    return (_results_root(root) / sr.profile / sr.run_id / runfolder.RESULT).is_file()
 
 
 def work(out: str | Path, limit: int | None = None, log=print,
@@ -682,11 +675,11 @@ def progress(out: str | Path, runs: tuple[StudyRun, ...] | None = None
     rows = []
     for sr in STUDY if runs is None else runs:
         rdir = run_dir(out, sr)
-        shipped = not (rdir / "config.json").is_file() and shipped_done(sr)
+        shipped = not (rdir / runfolder.CONFIG).is_file() and shipped_done(sr)
         if shipped:
             rdir = _results_root(None) / sr.profile / sr.run_id
-        cfg = read_json_or_none(rdir / "config.json") or {}
-        result = read_json_or_none(rdir / "result.json")
+        cfg = read_json_or_none(rdir / runfolder.CONFIG) or {}
+        result = read_json_or_none(rdir / runfolder.RESULT)
         last = _last_log(rdir)
         steps = cfg.get("steps", PROFILES[sr.profile].steps)
         step = last.get("step", 0)
@@ -729,11 +722,6 @@ def milestone_pictures(rdir: str | Path, step: int, seed: int = 0, dataset=None
     return pictures_of(load_run(rdir, snapshot=step, dataset=dataset), seed)
 
 
-def pictures_path(rdir: str | Path, step: int) -> Path:
-    """Where a milestone's pictures are kept beside its record (``step_NNNNNN.npz``)."""
-    return milestone_path(rdir, step).with_suffix(".npz")
-
-
 def pictures_of(run: Any, seed: int = 0) -> dict[str, np.ndarray]:
     """What a model draws, as uint8 ``(..., H, W, C)`` arrays: held-out references, their
     reconstructions under the meta-model and under the adapted model, the localized
@@ -765,7 +753,7 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 def _model_bytes(rdir: Path) -> bytes:
 
-    ck = torch.load(rdir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    ck = torch.load(rdir / runfolder.CHECKPOINT, map_location="cpu", weights_only=False)
     buf = io.BytesIO()
     torch.save({"model": {k: v.half() for k, v in ck["model"].items()}, "step": ck["step"],
                 "dtype": "float16"}, buf)
@@ -787,8 +775,8 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
     """
 
     rdir = Path(rdir)
-    result = read_json_or_none(rdir / "result.json") or {}
-    cfg = read_json_or_none(rdir / "config.json") or {}
+    result = read_json_or_none(rdir / runfolder.RESULT) or {}
+    cfg = read_json_or_none(rdir / runfolder.CONFIG) or {}
     finished = is_done(rdir)
     snaps = sorted(snapshots(rdir))
     extra: dict[str, bytes] = {}
@@ -804,7 +792,7 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
                 for k, v in named.items()}
         pics.update({f"{step}/{k}": v for step in snaps
                      for k, v in milestone_pictures(rdir, step).items()})
-        extra["pictures.npz"] = _npz_bytes(pics)
+        extra[runfolder.PICTURES] = _npz_bytes(pics)
     prov = result.get("provenance", {})
     files: dict[str, bytes] = {}
     if not finished:
@@ -815,12 +803,12 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
                   "wall_time_s": last.get("wall_time_s"), "cpu_time_s": facts["cpu_time_s"]}
         # what another machine resumes from (resume_from_shipped): the last checkpoint
         # (parameters, Adam's state, both generators) and the log up to it
-        files = {n: (rdir / n).read_bytes() for n in ("config.json", "log.jsonl", RESUME_FILE)
+        files = {n: (rdir / n).read_bytes() for n in (runfolder.CONFIG, runfolder.LOG, RESUME_FILE)
                  if (rdir / n).is_file()}
     else:
 
         files = {n: (rdir / n).read_bytes() for n in IMPORT_FILES if (rdir / n).is_file()}
-    extra["provenance.json"] = (json.dumps({
+    extra[runfolder.PROVENANCE] = (json.dumps({
         "profile": cfg.get("profile"), "steps": cfg.get("steps"),
         "steps_done": result.get("steps_done"), "lr": cfg.get("lr"),
         "status": result.get("status"), "commits": prov.get("commits", [prov.get("commit")]),
@@ -828,7 +816,7 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
         "cpu_time_s": result.get("cpu_time_s"), **_start_facts(result),
         "finished": result.get("finished"), "shipped": now(), "shipped_by": git_revision(),
         "sha256": {n: hashlib.sha256(b).hexdigest() for n, b in sorted({**files, **extra}.items())
-                   if n != "provenance.json"},
+                   if n != runfolder.PROVENANCE},
     }, indent=1, sort_keys=True) + "\n").encode()
     root = _results_root(dest_root)
     progress_copy = _shipped_dir(root, rdir, cfg, progress=True)
@@ -844,7 +832,7 @@ def ship(rdir: str | Path, dest_root: str | Path | None = None) -> Path:
 
 
 #: The file a run still training is shipped with so another machine can resume it.
-RESUME_FILE = "checkpoint.pt"
+RESUME_FILE = runfolder.CHECKPOINT
 
 
 def resume_from_shipped(rdir: str | Path, sr: StudyRun, root: str | Path | None = None,
@@ -856,10 +844,10 @@ def resume_from_shipped(rdir: str | Path, sr: StudyRun, root: str | Path | None 
     refused, naming the file. Returns whether it seeded anything."""
     rdir = Path(rdir)
     src = _results_root(root) / PROGRESS_DIR / sr.profile / sr.run_id
-    if (rdir / "config.json").is_file() or not (src / RESUME_FILE).is_file():
+    if (rdir / runfolder.CONFIG).is_file() or not (src / RESUME_FILE).is_file():
         return False
-    sums = (read_json_or_none(src / "provenance.json") or {}).get("sha256") or {}
-    names = [n for n in ("config.json", "log.jsonl", "pictures.npz", RESUME_FILE)
+    sums = (read_json_or_none(src / runfolder.PROVENANCE) or {}).get("sha256") or {}
+    names = [n for n in (runfolder.CONFIG, runfolder.LOG, runfolder.PICTURES, RESUME_FILE)
              if (src / n).is_file()]
     names += [f"milestones/{p.name}" for p in sorted((src / "milestones").glob("step_*.json"))]
     for n in names:
@@ -905,9 +893,9 @@ def shipped_current(rdir: str | Path, dest_root: str | Path | None = None) -> bo
     if not is_done(rdir):
         return False
     dest = _shipped_dir(_results_root(dest_root), rdir,
-                        read_json_or_none(rdir / "config.json") or {})
+                        read_json_or_none(rdir / runfolder.CONFIG) or {})
     return all((dest / n).is_file() and (dest / n).read_bytes() == (rdir / n).read_bytes()
-               for n in ("result.json", "eval.json", "log.jsonl"))
+               for n in (runfolder.RESULT, runfolder.EVAL, runfolder.LOG))
 
 
 def _last_log(rdir: Path) -> dict[str, Any]:
@@ -917,7 +905,7 @@ def _last_log(rdir: Path) -> dict[str, Any]:
 def _checkpoint_facts(rdir: Path) -> dict[str, Any]:
     """The commits and CPU seconds a run still training has spent, from its last checkpoint
     (the log holds only wall time, which counts the time a busy machine took from it)."""
-    path = rdir / "checkpoint.pt"
+    path = rdir / runfolder.CHECKPOINT
     if not path.exists():
         return {"commits": [], "cpu_time_s": None, "step": None}
     ck = torch.load(path, map_location="cpu", weights_only=False)
@@ -927,7 +915,7 @@ def _checkpoint_facts(rdir: Path) -> dict[str, Any]:
 
 def shipped_pictures(shipped: str | Path) -> dict[int, dict[str, np.ndarray]]:
     """``pictures.npz`` of a shipped run, by step then name (empty if it has none)."""
-    path = Path(shipped) / "pictures.npz"
+    path = Path(shipped) / runfolder.PICTURES
     if not path.is_file():
         return {}
     out: dict[int, dict[str, np.ndarray]] = {}
@@ -1063,9 +1051,9 @@ def trained_device(folder: str | Path) -> str:
     """What a run folder (shipped or not) was trained on: ``"cpu"`` or the accelerator's
     name, from ``provenance.json`` or ``result.json`` ("cpu" when neither records one)."""
     folder = Path(folder)
-    prov = read_json_or_none(folder / "provenance.json") or {}
+    prov = read_json_or_none(folder / runfolder.PROVENANCE) or {}
     machine = prov.get("machine") or (
-        (read_json_or_none(folder / "result.json") or {}).get("provenance", {}).get("machine"))
+        (read_json_or_none(folder / runfolder.RESULT) or {}).get("provenance", {}).get("machine"))
     return str((machine or {}).get("device") or "cpu")
 
 
@@ -1130,7 +1118,7 @@ def shipped_runs(root: str | Path | None = None) -> list[tuple[Path, str]]:
                           if visible(d) and (d / "milestones").is_dir()
                           # a progress copy left beside the finished run is not drawn
                           and not (state == "training"
-                                   and (root / prof / d.name / "result.json").is_file())]
+                                   and (root / prof / d.name / runfolder.RESULT).is_file())]
     return found
 
 
@@ -1148,12 +1136,12 @@ def milestone_frame(root: str | Path | None = None) -> pd.DataFrame:
 
     rows = []
     for d, state in shipped_runs(root):
-        cfg = read_json_or_none(d / "config.json")
+        cfg = read_json_or_none(d / runfolder.CONFIG)
         if not isinstance(cfg, dict):
             continue
         log = load_log(d)
         log = log.set_index("step") if len(log) else log
-        prov = read_json_or_none(d / "provenance.json") or {}
+        prov = read_json_or_none(d / runfolder.PROVENANCE) or {}
         diverged_at = prov.get("steps_done") if prov.get("status") == "diverged" else None
         for rec in milestones(d):
             row = {"run_id": d.name, "state": state, "step": rec["step"],
@@ -1180,7 +1168,7 @@ def compute_hours(folder: str | Path) -> float:
     """Hours a shipped run cost: training CPU time (its wall time for a run still training)
     plus the wall time of its milestone and final evaluations (one thread each)."""
     folder = Path(folder)
-    prov = read_json_or_none(folder / "provenance.json") or {}
+    prov = read_json_or_none(folder / runfolder.PROVENANCE) or {}
     return _hours(float(prov.get("cpu_time_s") or prov.get("wall_time_s") or 0.0), folder)
 
 
@@ -1189,7 +1177,7 @@ def _hours(train_seconds: float, folder: Path) -> float:
     ``folder`` (a worker's run folder or a shipped one: both keep them alike), in hours."""
     seconds = train_seconds
     seconds += sum(float(m.get("wall_time_s") or 0.0) for m in milestones(folder))
-    ev = read_json_or_none(folder / "eval.json") or {}
+    ev = read_json_or_none(folder / runfolder.EVAL) or {}
     seconds += float((ev.get("wall_time_s") or {}).get("total") or 0.0)
     return round(seconds / 3600, 2)
 
@@ -1206,8 +1194,8 @@ def status_frame(root: str | Path | None = None, runs: tuple[StudyRun, ...] | No
     for i, sr in enumerate(STUDY if runs is None else runs, 1):
         done = root / sr.profile / sr.run_id
         part = root / PROGRESS_DIR / sr.profile / sr.run_id
-        folder = done if (done / "result.json").is_file() else part
-        prov = read_json_or_none(folder / "provenance.json")
+        folder = done if (done / runfolder.RESULT).is_file() else part
+        prov = read_json_or_none(folder / runfolder.PROVENANCE)
         state = ("planned" if not prov else "training" if folder != done
                  else "diverged" if prov.get("status") == "diverged" else "finished")
         prov = prov or {}
@@ -1375,7 +1363,7 @@ def copy_baseline(root: str | Path | None = None) -> dict[str, Any] | None:
     Beside it, the study's FD-factors read as "generates like the data" or "copies it"."""
 
     for folder, state in shipped_runs(root):
-        ev = read_json_or_none(folder / "eval.json") or {}
+        ev = read_json_or_none(folder / runfolder.EVAL) or {}
         params, name = ev.get("params", {}), (ev.get("frechet") or {}).get("name")
         if state != "finished" or folder.parent.name != "study" or not name:
             continue
