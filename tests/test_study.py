@@ -605,3 +605,26 @@ def test_ship_copies_the_pictures_rendered_at_evaluation(finished: Path, tmp_pat
     pics = study.shipped_pictures(dest)
     assert sorted(pics) == [2, 6]
     assert all(np.array_equal(pics[2][k], v) for k, v in kept.items())
+
+
+def test_a_fresh_machines_status_counts_the_shipped_runs_as_done(tmp_path: Path):
+    """``study status`` on an empty study folder read "0 of 18": the repository's finished
+    runs are done wherever it is cloned."""
+    rows = study.progress(tmp_path / "empty")
+    shipped = [r for r in rows if r["state"] in ("done", "shipped")]  # as the CLI counts
+    assert len(shipped) >= 12 and all(r["step"] > 0 for r in shipped)
+    assert {r["run"] for r in shipped} >= {"study/shapes3d-a1e+00-b1-synthetic-s0",
+                                           "study/shapes3d-a0e+00-b16-synthetic-s2"}
+
+
+def test_ship_says_why_it_skips_a_run_without_milestones(tmp_path: Path, capsys, monkeypatch):
+    """``study ship`` of a run without milestones printed nothing."""
+    from lvae.__main__ import main
+
+    sr = study.StudyRun(study._shapes(1.0, 0), "study", "t")
+    monkeypatch.setattr(study, "PLANS", {**study.PLANS, "study": (sr,)})
+    rdir = study.run_dir(tmp_path, sr)
+    rdir.mkdir(parents=True)
+    (rdir / "config.json").write_text("{}")
+    assert main(["study", "ship", "--out", str(tmp_path)]) == 0
+    assert f"not shipped: {sr.name} (no milestone evaluated yet)" in capsys.readouterr().out
