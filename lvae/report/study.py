@@ -77,6 +77,7 @@ from lvae.report.results import (
     replace_folder,
     visible,
 )
+from lvae.report.shipped import sha256_file
 from lvae.store import (
     Lock,
     atomic_write_bytes,
@@ -356,6 +357,15 @@ pictures_path = runfolder.pictures_path
 milestones = runfolder.milestones
 
 
+def _grid_readout(run: Any, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """The z-share grid's localized generations of a loaded model and its :func:`readout`:
+    what a milestone record and a shipped run's added readout both compute."""
+    refs, z, idx = _references_and_codes(run, ZSHARE_REFS, ZSHARE_CODES,
+                                         np.random.RandomState(seed), with_indices=True)
+    samples = localized_samples(run, refs, z, seed=seed).numpy()
+    return samples, readout(run, refs, idx, samples, seed)
+
+
 def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
                    force: bool = False, dci_sizes: dict[str, int] | None = None
                    ) -> dict[str, Any]:
@@ -377,10 +387,7 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
         # a record made before the readout existed: add it, keep its DCI
         t0 = time.perf_counter()
         run = load_run(rdir, snapshot=step, dataset=dataset)
-        refs, z, idx = _references_and_codes(run, ZSHARE_REFS, ZSHARE_CODES,
-                                             np.random.RandomState(seed), with_indices=True)
-        samples = localized_samples(run, refs, z, seed=seed).numpy()
-        record = jsonable({**old, "readout": readout(run, refs, idx, samples, seed),
+        record = jsonable({**old, "readout": _grid_readout(run, seed)[1],
                            "readout_wall_time_s": round(time.perf_counter() - t0, 2)})
         atomic_write_json(path, record)
         return record
@@ -388,15 +395,13 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
     run = load_run(rdir, snapshot=step, dataset=dataset)
     metrics = disentanglement_metrics(run.dataset, represent(run, "meta"), seed=seed,
                                       n_jobs=1, **sizes)
-    refs, z, idx = _references_and_codes(run, ZSHARE_REFS, ZSHARE_CODES,
-                                         np.random.RandomState(seed), with_indices=True)
-    samples = localized_samples(run, refs, z, seed=seed).numpy()
+    samples, ro = _grid_readout(run, seed)
     record = {
         "step": step,
         "version": MILESTONE_VERSION,
         **{k: v for k, v in metrics.items() if k.startswith(("dci_", "mig"))},
         "zshare": z_share(samples),
-        "readout": readout(run, refs, idx, samples, seed),
+        "readout": ro,
         "sample_counts": dict(sizes, zshare_refs=ZSHARE_REFS,
                               zshare_codes=ZSHARE_CODES),
         "pictures": _keep_pictures(rdir, step, run, seed),
@@ -423,10 +428,7 @@ def readout_shipped(folder: str | Path, seed: int = 0) -> dict[str, Any] | None:
     if run.step != recs[-1]["step"]:
         return None
     t0 = time.perf_counter()
-    refs, z, idx = _references_and_codes(run, ZSHARE_REFS, ZSHARE_CODES,
-                                         np.random.RandomState(seed), with_indices=True)
-    samples = localized_samples(run, refs, z, seed=seed).numpy()
-    record = jsonable({**recs[-1], "readout": readout(run, refs, idx, samples, seed),
+    record = jsonable({**recs[-1], "readout": _grid_readout(run, seed)[1],
                        "readout_wall_time_s": round(time.perf_counter() - t0, 2),
                        "readout_from": f"{SHIPPED_MODEL} (float16)"})
     atomic_write_json(milestone_path(folder, record["step"]), record)
@@ -851,7 +853,7 @@ def resume_from_shipped(rdir: str | Path, sr: StudyRun, root: str | Path | None 
              if (src / n).is_file()]
     names += [f"milestones/{p.name}" for p in sorted((src / "milestones").glob("step_*.json"))]
     for n in names:
-        got = hashlib.sha256((src / n).read_bytes()).hexdigest()
+        got = sha256_file(src / n)
         if sums.get(n) != got:
             raise ValueError(f"{src / n} does not match the sha256 its provenance.json records "
                              f"({'none recorded' if n not in sums else 'changed'}): restore it "
@@ -973,8 +975,8 @@ def replay(shipped: str | Path, steps: int = REPLAY_STEPS, rtol: float = REPLAY_
                          "nothing to replay against")
     recorded = ((read_json_or_none(shipped / runfolder.PROVENANCE) or {}).get("sha256")
                 or {}).get(runfolder.LOG)
-    log_hash = ("not recorded" if recorded is None else "matches" if recorded == hashlib.sha256(
-        (shipped / runfolder.LOG).read_bytes()).hexdigest() else "differs")
+    log_hash = ("not recorded" if recorded is None else "matches"
+                if recorded == sha256_file(shipped / runfolder.LOG) else "differs")
     trained_on = trained_device(shipped)
     device = "cpu" if trained_on == "cpu" else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
@@ -1038,7 +1040,7 @@ def record_hashes(folder: str | Path) -> dict[str, str]:
         name = p.relative_to(folder).as_posix()
         if p.is_file() and name not in sums and name not in (runfolder.PROVENANCE,
                                                              "MODEL_CARD.md"):
-            added[name] = hashlib.sha256(p.read_bytes()).hexdigest()
+            added[name] = sha256_file(p)
     if added:
         prov["sha256"] = dict(sorted({**sums, **added}.items()))
         prov.setdefault("sha256_recorded", now())
