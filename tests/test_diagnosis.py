@@ -98,3 +98,76 @@ def test_findings_say_each_outcome_with_the_numbers_read_readings_first():
     assert diagnosis.findings(arms) == [
         "**prior**: escapes (KL 6.00 nats, local share 0.400, at step 5,000)",
         "**control: vanilla VAE**: escapes (KL 23.27 nats, local share 4.074, at step 5,000)"]
+
+
+def _runs(rows: list[tuple]) -> pd.DataFrame:
+    """A results frame: (alpha, beta, reduction, seed, D w/o colour) per completed run."""
+    return pd.DataFrame([{"dataset": "shapes3d", "alpha": a, "beta": b,
+                          "neighborhood": "synthetic", "reduction": red, "seed": s,
+                          "profile": "study", "source": "imported", "status": "completed",
+                          "steps_done": 20_000, "config_id": f"a{a}-b{b}-{red}",
+                          "dci_nocolor.disentanglement": d}
+                         for a, b, red, s, d in rows])
+
+
+def test_a_reading_is_judged_on_its_own_runs_against_the_studys_baselines():
+    reading = diagnosis.READINGS[0]
+    assert reading.local == {"alpha": 0.1, "beta": 1.0, "neighborhood": "synthetic",
+                             "reduction": "sum"}
+    vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    # the study's own alpha = 0.1 (pixel_mean) is high: a reading must not pick it up
+    study_a01 = [(0.1, 1.0, "pixel_mean", s, 0.9) for s in range(3)]
+    summed = [(0.1, 1.0, "sum", s, d) for s, d in enumerate((0.50, 0.55, 0.60))]
+    rj = diagnosis.judge_reading(_runs(vanilla + study_a01 + summed[:1]), reading)
+    assert rj.seeds_done == 1
+    row = rj.row("nocolor")
+    assert row["value"] == "cannot decide"  # one seed: no interval
+    assert "alpha = 1e-1, loss summed" in row["claim"]
+    assert row["paper"] == "0.945 vs 0.150"  # the paper's alpha = 0.1 row, not alpha = 1's
+    assert rj.row("best_alpha") is None  # one alpha cannot test where DCI peaks
+    # by hand: Welch's interval of (0.50, 0.55, 0.60) vs (0.10, 0.12, 0.14): d = 0.43 > 0
+    rj = diagnosis.judge_reading(_runs(vanilla + study_a01 + summed), reading)
+    row = rj.row("nocolor")
+    assert rj.seeds_done == 3 and row["value"] == "supports"
+    assert row["ours"] == "0.550 vs 0.120"
+
+
+def test_reproduction_status_with_a_reading_at_the_studys_budget():
+    reading = diagnosis.READINGS[0]
+    arms = pd.DataFrame({"arm": ["a", "b", reading.name], "outcome": ["memorises",
+                                                                     "memorises", "escapes"]})
+    vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    study_row = {"key": "nocolor", "value": "cannot decide", "tested": True}
+    best_row = {"key": "best_alpha", "value": "contradicts", "tested": True}
+    # no seed of the reading finished: it is still the screen's candidate
+    rj = diagnosis.judge_reading(_runs(vanilla), reading)
+    assert "candidate" in diagnosis.reproduction_status(study_row, arms, [rj])
+    # three seeds that support: reproduced only under the reading
+    up = [(0.1, 1.0, "sum", s, d) for s, d in enumerate((0.50, 0.55, 0.60))]
+    rj = diagnosis.judge_reading(_runs(vanilla + up), reading)
+    status = diagnosis.reproduction_status(study_row, arms, [rj])
+    assert status.startswith(f"reproduced only under {reading.name} (3 seeds: supports")
+    # the claims the reading cannot test say so, not "candidate"
+    status = diagnosis.reproduction_status(best_row, arms, [rj])
+    assert "cannot test it" in status and "candidate" not in status
+    # three seeds at chance: not reproduced, with the reading's verdict and interval
+    flat = [(0.1, 1.0, "sum", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    rj = diagnosis.judge_reading(_runs(vanilla + flat), reading)
+    status = diagnosis.reproduction_status(study_row, arms, [rj])
+    assert status.startswith("not reproduced under the study's reading; "
+                             f"{reading.name}: cannot decide")
+    assert "2 other screened readings memorise or diverge" in status
+
+
+def test_a_readings_curves_are_its_runs_and_the_studys_yardsticks():
+    reading = diagnosis.READINGS[0]
+    rows = [("study", 0.1, 1.0, "sum"), ("study", 0.1, 1.0, "pixel_mean"),
+            ("study", 0.0, 1.0, "pixel_mean"), ("study", 0.0, 16.0, "pixel_mean"),
+            ("study", 1.0, 1.0, "pixel_mean"), ("diagnosis", 0.1, 1.0, "sum"),
+            ("study", 10.0, 1.0, "pixel_mean")]
+    ms = pd.DataFrame([{"profile": p, "alpha": a, "beta": b, "reduction": r,
+                        "neighborhood": "synthetic", "step": 500} for p, a, b, r in rows])
+    got = diagnosis.reading_frame(ms, reading)
+    assert list(zip(got["alpha"], got["beta"], got["reduction"], strict=True)) == [
+        (0.1, 1.0, "sum"), (0.0, 1.0, "pixel_mean"), (0.0, 16.0, "pixel_mean"),
+        (1.0, 1.0, "pixel_mean")]

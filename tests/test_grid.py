@@ -121,3 +121,10 @@ def test_one_name_per_configuration():
     cfg = {"alpha": 1.0, "beta": 1.0, "neighborhood": "latent_knn"}
     assert short_name(cfg) == "alpha=1 (latent_knn)"
     assert config_label(cfg) == "α=1 (latent_knn)"
+    # the loss summed over pixels is another configuration (its alpha means another step);
+    # the study's pixel_mean, a missing value and a vanilla VAE (no step) add nothing
+    assert config_label({**cfg, "neighborhood": "synthetic", "reduction": "sum"}) \
+        == "α=1 (summed loss)"
+    assert config_name(0.1, reduction="pixel_mean") == config_name(0.1) == "α=0.1"
+    assert config_label({"alpha": 0.1, "beta": 1.0, "reduction": float("nan")}) == "α=0.1"
+    assert config_name(0.0, reduction="sum") == "vanilla"

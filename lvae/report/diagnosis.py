@@ -28,6 +28,7 @@ thresholds are this module's constants; the page prints them from here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,10 @@ import numpy as np
 import pandas as pd
 
 from lvae import runfolder
-from lvae.report import study
+from lvae.config import TrainConfig
+from lvae.report import claims, study
 from lvae.report.claims import SUPPORTS
+from lvae.report.results import select
 from lvae.store import read_json_or_none
 
 #: The rule's thresholds (module docstring): the local share and the adapted KL (nats).
@@ -255,26 +258,124 @@ def screened(arms: pd.DataFrame) -> dict[str, list[str]]:
     return out
 
 
-def reproduction_status(judged: Any, arms: pd.DataFrame) -> str:
+@dataclass(frozen=True)
+class Reading:
+    """A reading of the open choices that escaped the screen, trained like the study (its
+    profile, 20k steps, ``seeds`` seeds) and judged on the claims like the study: Table 1's
+    claims about one Local VAE configuration (:func:`lvae.report.claims.local_claims`) at
+    ``local``, against the study's baselines. Its verdicts are the reproduction report's
+    column for this reading."""
+
+    key: str
+    name: str
+    local: dict[str, Any]  # a claims configuration (lvae.report.claims.cfg)
+    seeds: int = 3
+
+
+#: The readings that escaped the screen, in the order they did (issue 21's rule).
+READINGS: tuple[Reading, ...] = (
+    Reading("sum", "the loss summed over pixels, alpha = 0.1",
+            claims.cfg(0.1, reduction="sum")),
+)
+
+
+@dataclass(frozen=True)
+class ReadingJudged:
+    """A reading's claims judged on the shipped runs: the :func:`lvae.report.claims.judge_all`
+    rows and how many of its seeds have finished at the profile's budget."""
+
+    reading: Reading
+    table: pd.DataFrame
+    seeds_done: int
+
+    def row(self, key: str) -> Any | None:
+        hit = self.table[self.table["key"] == key]
+        return None if hit.empty else hit.iloc[0]
+
+
+def judge_reading(runs: pd.DataFrame, reading: Reading, profile: str = "study",
+                  source: str = "imported") -> ReadingJudged:
+    """Judge ``reading`` on a :func:`lvae.report.results.collect` frame of ``profile``'s
+    runs: the same intervals and verdict rule as the study's claims, fixed before."""
+    mine = select(runs, **reading.local, profile=profile, source=source)
+    done = int((mine["status"] == "completed").sum()) if len(mine) else 0
+    table = claims.judge_all(runs, profile, source,
+                             claims=claims.local_claims(reading.local))
+    return ReadingJudged(reading, table, done)
+
+
+def reading_frame(ms: pd.DataFrame, reading: Reading, profile: str = "study"
+                  ) -> pd.DataFrame:
+    """The milestones (:func:`lvae.report.study.milestone_frame` rows of ``profile``) a
+    reading's curves are read against: its own runs, the study's vanilla VAE, beta = 16 and
+    alpha = 1, in that order (the figure's colours follow it)."""
+    if ms.empty:
+        return ms
+    default = TrainConfig.reduction  # the study's loss scale
+    red = ms["reduction"] if "reduction" in ms else pd.Series(default, index=ms.index)
+    base = ms["profile"] == profile
+
+    def of(c: dict[str, Any]) -> pd.Series:
+        hit = (base & np.isclose(ms["alpha"].astype(float), c["alpha"])
+               & np.isclose(ms["beta"].astype(float), c["beta"])
+               & (red.fillna(default) == c.get("reduction", default)))
+        return hit & (ms["neighborhood"] == c["neighborhood"]) if c["alpha"] else hit
+
+    parts = [ms[of(c)] for c in (reading.local, claims.cfg(0.0), claims.cfg(0.0, 16.0),
+                                 claims.cfg(1.0))]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _reading_status(rj: ReadingJudged, key: str) -> tuple[str, bool] | None:
+    """What the reading adds to claim ``key``'s status: ``(text, reproduced)``; None when
+    the reading does not test the claim or has no finished seed yet."""
+    r = rj.row(key)
+    if r is None or not rj.seeds_done or not r["tested"]:
+        return None
+    name, n, of = rj.reading.name, rj.seeds_done, rj.reading.seeds
+    seeds = f"{n} of {of} seeds" if n < of else f"{n} seeds"
+    if r["value"] == SUPPORTS:
+        return f"reproduced only under {name} ({seeds}: {r['line']})", True
+    return f"{name}: {r['verdict']} ({seeds}: {r['detail']})", False
+
+
+def reproduction_status(judged: Any, arms: pd.DataFrame,
+                        readings: Sequence[ReadingJudged] = ()) -> str:
     """A claim's status in the reproduction report, from its study verdict (a row of
-    :func:`lvae.report.claims.judge_all`: its ``value`` and whether any run was ``tested``) and
-    the diagnosis's screened arms:
+    :func:`lvae.report.claims.judge_all`: its ``key``, ``value`` and whether any run was
+    ``tested``), the diagnosis's screened arms and the readings judged at the study's
+    budget (:func:`judge_reading`):
 
     * **not tested**: no runs of the claim's configurations;
     * **reproduced** (under the study's reading) when the study supports it;
-    * otherwise **not reproduced**, and whether any other reading is a candidate: an arm
-      that escapes memorisation is (its 20k-step seeds come next), while readings that
-      memorise or diverge are not, since a Local VAE whose z carries nothing cannot show
-      the disentangled, non-copying code the claims are about.
+    * **reproduced only under reading X** when a reading's runs support it;
+    * otherwise **not reproduced**, with what each reading tested found; an arm that
+      escapes memorisation and has no seed at the study's budget yet is a candidate (its
+      20k-step seeds come next), while readings that memorise or diverge are not, since
+      a Local VAE whose z carries nothing cannot show the disentangled, non-copying code
+      the claims are about.
     """
 
     if not judged["tested"]:
         return "not tested"
     if judged["value"] == SUPPORTS:
         return "reproduced under the study's reading"
+    found = [x for rj in readings if (x := _reading_status(rj, judged["key"])) is not None]
+    if any(ok for _, ok in found):
+        return "; ".join(t for t, ok in found if ok)
     s = screened(arms)
     done = len(s["memorises"]) + len(s["diverges"])
     pending = f"; {len(s['pending'])} still training" if s["pending"] else ""
+    if found:
+        return ("not reproduced under the study's reading; " + "; ".join(t for t, _ in found)
+                + f"; {done} other screened reading{'s' if done != 1 else ''} memorise or "
+                f"diverge{pending}")
+    silent = [rj.reading.name for rj in readings
+              if rj.seeds_done and rj.row(judged["key"]) is None]
+    if silent:
+        return (f"not reproduced under the study's reading; {', '.join(silent)} (one alpha) "
+                f"cannot test it; {done} other screened reading{'s' if done != 1 else ''} "
+                f"memorise or diverge{pending}")
     if s["escapes"]:
         return (f"not reproduced under the study's reading; {', '.join(s['escapes'])} "
                 f"escapes memorisation in the screen and is a candidate (20k steps x 3 "

@@ -440,7 +440,8 @@ def config_label(row: Mapping[str, Any]) -> str:
     ``vanilla``, ``α=1e-3``, ``β=4``, ``α=1 (input_l2)``."""
     if "alpha" not in row or "beta" not in row:
         return str(row.get("config_id", "?"))
-    return config_name(row["alpha"], row["beta"], row.get("neighborhood", "synthetic"))
+    return config_name(row["alpha"], row["beta"], row.get("neighborhood", "synthetic"),
+                       reduction=row.get("reduction"))
 
 
 def noise_bars(ns: Any, title: str = "Spread of DCI: training seeds vs GBT seeds") -> Figure:

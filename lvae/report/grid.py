@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lvae.config import TrainConfig
 from lvae.config import profile as get_profile
 
 #: Every selectable name, in the order the paper presents them.
@@ -50,17 +51,21 @@ def data_tag(data_path: str) -> str:
 
 
 def config_name(alpha: float, beta: float = 1.0, neighborhood: str | None = "synthetic",
-                ascii: bool = False) -> str:
+                ascii: bool = False, reduction: str | None = None) -> str:
     """The one name of a configuration: ``vanilla``, ``α=1e-3``, ``β=4``, ``α=1 (input_l2)``
     (with ``ascii``: ``alpha=0.001``, ``beta=4``, what a reader types; a beta-VAE with an
-    inner step: ``α=1,β=4``). Figures, tables, model cards and :func:`lvae.load_shipped`
-    all name configurations by it."""
+    inner step: ``α=1,β=4``), and ``α=0.1 (summed loss)`` for a Local VAE trained on the
+    loss summed over pixels (the diagnosis's reading; its alpha means something else).
+    Figures, tables, model cards and :func:`lvae.load_shipped` all name configurations by
+    it."""
     a, b = float(alpha), float(beta)
     al, be = ("alpha", "beta") if ascii else ("α", "β")
     parts = ([f"{al}={a:g}"] if a != 0 else []) + ([f"{be}={b:g}"] if b != 1 else [])
     name = ",".join(parts) or "vanilla"
     nb = neighborhood or "synthetic"
-    return name + (f" ({nb})" if a != 0 and nb != "synthetic" else "")
+    name += f" ({nb})" if a != 0 and nb != "synthetic" else ""
+    summed = a != 0 and isinstance(reduction, str) and reduction != TrainConfig.reduction
+    return name + (f" ({'summed' if reduction == 'sum' else reduction} loss)" if summed else "")
 
 
 def format_number(x: float) -> str:
