@@ -171,3 +171,14 @@ def test_a_readings_curves_are_its_runs_and_the_studys_yardsticks():
     assert list(zip(got["alpha"], got["beta"], got["reduction"], strict=True)) == [
         (0.1, 1.0, "sum"), (0.0, 1.0, "pixel_mean"), (0.0, 16.0, "pixel_mean"),
         (1.0, 1.0, "pixel_mean")]
+
+
+def test_a_readings_summary_line():
+    reading = diagnosis.READINGS[0]
+    vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    rj = diagnosis.judge_reading(_runs(vanilla), reading)
+    assert diagnosis.reading_summary(rj) == (f"{reading.name}, 0 of 3 seeds at the study's "
+                                             "budget so far")
+    up = [(0.1, 1.0, "sum", s, d) for s, d in enumerate((0.50, 0.55, 0.60))]
+    line = diagnosis.reading_summary(diagnosis.judge_reading(_runs(vanilla + up), reading))
+    assert "3 of 3 seeds" in line and "supports" in line and "0.550 vs 0.120" in line

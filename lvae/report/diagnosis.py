@@ -326,6 +326,18 @@ def reading_frame(ms: pd.DataFrame, reading: Reading, profile: str = "study"
     return pd.concat(parts, ignore_index=True)
 
 
+def reading_summary(rj: ReadingJudged) -> str:
+    """One line for the landing page: the reading, its seeds at the study's budget and its
+    headline verdict (DCI without colour against the vanilla VAE)."""
+    head = rj.row("nocolor")
+    n, of = rj.seeds_done, rj.reading.seeds
+    text = f"{rj.reading.name}, {n} of {of} seeds at the study's budget"
+    if not n or head is None:
+        return text + " so far"
+    return text + f": {head['verdict']} that it disentangles better than the vanilla VAE " \
+        f"without colour ({head['ours']}; {head['detail']})"
+
+
 def _reading_status(rj: ReadingJudged, key: str) -> tuple[str, bool] | None:
     """What the reading adds to claim ``key``'s status: ``(text, reproduced)``; None when
     the reading does not test the claim or has no finished seed yet."""
