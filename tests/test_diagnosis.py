@@ -182,3 +182,15 @@ def test_a_readings_summary_line():
     up = [(0.1, 1.0, "sum", s, d) for s, d in enumerate((0.50, 0.55, 0.60))]
     line = diagnosis.reading_summary(diagnosis.judge_reading(_runs(vanilla + up), reading))
     assert "3 of 3 seeds" in line and "supports" in line and "0.550 vs 0.120" in line
+
+
+def test_findings_add_what_a_long_arm_read_after_the_screen():
+    arms = pd.DataFrame({"arm": ["lr"], "step": [5000], "KL": [3.10], "local share": [0.428],
+                         "outcome": ["memorises"]})
+    fr = pd.DataFrame({"arm": ["lr"] * 4, "step": [5000, 10_000, 15_000, 20_000],
+                       "kl": [3.10, 2.37, 1.47, None], "local_share": [0.428, 0.278, 0.086,
+                                                                      None]})
+    assert diagnosis.findings(arms, fr) == [
+        "**lr**: memorises (KL 3.10 nats, local share 0.428, at step 5,000); then KL "
+        "2.37 / 1.47 nats and local share 0.278 / 0.086 at steps 10,000 / 15,000"]
+    assert diagnosis.later(fr, "other") == ""

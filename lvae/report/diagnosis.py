@@ -424,14 +424,34 @@ def study_readout_table(ms: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def findings(arms: pd.DataFrame) -> list[str]:
+def later(fr: pd.DataFrame, arm: str, step: int = SCREEN_STEP) -> str:
+    """What an arm trained past the screen read later: ``"then KL 2.37 / 1.47 nats and
+    local share 0.278 / 0.086 at steps 10,000 / 15,000"`` from its milestones after
+    ``step`` with a readout; ``""`` for an arm that stopped at the screen."""
+    if fr.empty or "kl" not in fr or "local_share" not in fr:
+        return ""
+    g = fr[(fr["arm"] == arm) & (fr["step"] > step)].sort_values("step")
+    g = g[g["kl"].notna() & g["local_share"].notna()]
+    if g.empty:
+        return ""
+    kls = " / ".join(f"{v:.2f}" for v in g["kl"])
+    shares = " / ".join(f"{v:.3f}" for v in g["local_share"])
+    steps = " / ".join(f"{int(v):,}" for v in g["step"])
+    return f"then KL {kls} nats and local share {shares} at step{'s' if len(g) > 1 else ''} " \
+        f"{steps}"
+
+
+def findings(arms: pd.DataFrame, fr: pd.DataFrame | None = None) -> list[str]:
     """One sentence per shipped arm (controls last), from :func:`arm_table`: its outcome
-    and the two numbers the rule read, so the page's summary is never typed by hand."""
+    and the two numbers the rule read (and, given the milestone frame ``fr``, what an arm
+    trained past the screen read later, :func:`later`), so the page's summary is never
+    typed by hand."""
     def one(r: Any) -> str:
         nums = ("" if r["KL"] is None or pd.isna(r["KL"]) else
                 f" (KL {r['KL']:.2f} nats, local share {r['local share']:.3f}, at step "
                 f"{int(r['step']):,})")
-        return f"**{r['arm']}**: {r['outcome']}{nums}"
+        after = later(fr, r["arm"]) if fr is not None else ""
+        return f"**{r['arm']}**: {r['outcome']}{nums}" + (f"; {after}" if after else "")
     rows = [r for _, r in arms.iterrows()]
     return ([one(r) for r in rows if not str(r["arm"]).startswith("control")]
             + [one(r) for r in rows if str(r["arm"]).startswith("control")])
