@@ -9,6 +9,7 @@ Data flows through the package in this order::
     lvae.batched        the fast, batched form of the same objective (tested against it)
     lvae.training       Algorithm 1 with Adam, checkpoints, resume, divergence handling
     lvae.runfolder      what a run folder is: its files, "finished", its log (one reader)
+    lvae.records        its records typed: result, evaluation, milestone, provenance
     lvae.generation     localized generation (figs. 2-3) and latent traversals (fig. 4)
     lvae.metrics        DCI, MIG, Frechet distances
     lvae.evaluation     one JSON of metrics per trained run

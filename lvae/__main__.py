@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop after the runs (no result notebooks, no book build)")
     s = sub.add_parser("study", help="the reference study: long runs evaluated at milestones",
                        description="Workers that train and evaluate the study's runs "
-                       "(lvae.report.study.STUDY, in priority order), resumable across sessions.")
+                       "(lvae.report.study.plans.STUDY, in priority order), resumable across "
+                       "sessions.")
     s.add_argument("action", choices=("work", "status", "ship", "train"),
                    help="work: take runs until none is left (start one worker per core); "
                    "status: where every run stands; ship: copy finished runs (and the "
@@ -85,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="work: Dask resources every run asks for, e.g. GPU=1")
     s.add_argument("--plan", default="study", choices=("study", "diagnosis"),
                    help="which runs: the reference study (default) or the diagnosis of the "
-                   "choices the paper leaves open (lvae.report.study.DIAGNOSIS)")
+                   "choices the paper leaves open (lvae.report.study.plans.DIAGNOSIS)")
     return p
 
 
@@ -126,7 +127,7 @@ def _study(args: argparse.Namespace) -> int:
             rdir = study.run_dir(args.out, sr)
             if not (rdir / runfolder.CONFIG).is_file():
                 continue
-            if not (study.milestones(rdir) or (rdir / runfolder.RESULT).is_file()):
+            if not (runfolder.read_milestones(rdir) or (rdir / runfolder.RESULT).is_file()):
                 print(f"not shipped: {sr.name} (no milestone evaluated yet)")
                 continue
             if study.shipped_current(rdir):

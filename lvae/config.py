@@ -336,8 +336,9 @@ PROFILES: dict[str, Profile] = {
                            "non-colour factors within a few thousand steps; this profile is "
                            "the pilot's comparison arm, not the study"),
         # diagnosis: the study's reading (32x32, lr 1e-3) for 5k steps with early milestones;
-        # each run changes one choice the paper leaves open (lvae.report.study.DIAGNOSIS) and is
-        # read by its memorisation readout (lvae.report.study.readout), not by a claim
+        # each run changes one choice the paper leaves open (lvae.report.study.plans.DIAGNOSIS)
+        # and is read by its memorisation readout (lvae.report.study.measures.readout), not
+        # by a claim
         Profile("diagnosis", steps=5000, resolution=32, pool_size=20_000, eval_train=2000,
                 eval_test=1000, eval_fd=1000, eval_elbo=500, fd_steps=None, eval_jobs=1,
                 seeds=1, gbt_seeds=1, lr=1e-3, milestones=(250, 500, 1000, 2000, 5000),

@@ -61,7 +61,8 @@ from lvae.metrics.quality import fd_factors_result, fid_vs_dataset
 from lvae.metrics.sampling import RepresentationFunction
 from lvae.model import VAE
 from lvae.objective import LossSpec, neg_elbo_terms, reparameterize
-from lvae.store import atomic_write_json, git_revision, now, read_json_or_none
+from lvae.records import Eval
+from lvae.store import git_revision, now
 from lvae.store import machine as machine_info
 from lvae.training import load_run
 
@@ -332,8 +333,9 @@ def copy_baseline(
     """The Frechet distance of :func:`frechet_block` with the generations replaced by the
     references themselves: what a model scores that returns a copy of the training image
     it was adapted to, whatever its prior draw. A localized generation that memorises its
-    reference (z-share near 0, :func:`lvae.report.study.z_share`) scores about this, so a Frechet
-    distance near it says "copies", not "generates well". Same real images, same features."""
+    reference (z-share near 0, :func:`lvae.report.study.measures.z_share`) scores about this,
+    so a Frechet distance near it says "copies", not "generates well". Same real images, same
+    features."""
     name = frechet_metric_name(run.dataset, weights, requested)
     if name is None:
         return {"name": None}
@@ -430,30 +432,24 @@ def evaluate(
         The eval.json content.
     """
     run_dir = Path(run_dir)
-    out_path = run_dir / runfolder.EVAL
-    result = read_json_or_none(run_dir / runfolder.RESULT)
+    result = runfolder.read_result(run_dir)
     if result is None:
         raise RuntimeError(f"{run_dir} has no result.json: train the run before evaluating")
-    status = result.get("status")
-    if status != "completed":
-        record = {
-            "status": status,
-            "message": result.get("message", f"run {status}: nothing to evaluate"),
-            "config": read_json_or_none(run_dir / runfolder.CONFIG),
-            "eval_version": EVAL_VERSION,
-            "evaluated": now(),
-        }
-        atomic_write_json(out_path, record)
-        return record
-
+    if result.status != "completed":
+        ended = Eval(status=result.status,
+                     message=result.message or f"run {result.status}: nothing to evaluate",
+                     config=runfolder.read_config(run_dir), eval_version=EVAL_VERSION,
+                     evaluated=now())
+        runfolder.write_eval(run_dir, ended)
+        return ended.to_dict()
 
     run = load_run(run_dir, dataset=dataset)
     s = settings if settings is not None else EvalSettings()
     requested = frechet_metric or profile_frechet_metric(run.config.profile)
     params = eval_params(run, s, frechet_metric_name(run.dataset, inception_weights, requested))
-    old = read_json_or_none(out_path)
-    if not force and isinstance(old, dict) and old.get("params") == params:
-        return old
+    old = runfolder.read_eval(run_dir)
+    if not force and old is not None and old.params == params:
+        return old.to_dict()
 
     adapted_too = float(run.config.alpha) > 0
     stages = ["DCI+MIG (meta codes)", "DCI+MIG (adapted codes)", "Frechet distance", "ELBO"]
@@ -515,6 +511,6 @@ def evaluate(
         "config": run.config.to_dict(),
         "provenance": {"commit": git_revision(), "machine": machine_info(), "evaluated": now()},
     }
-    record = jsonable(record)
-    atomic_write_json(out_path, record)
-    return record
+    record = Eval.from_dict(jsonable(record), run_dir / runfolder.EVAL)
+    runfolder.write_eval(run_dir, record)
+    return record.to_dict()

@@ -12,7 +12,8 @@
                  study evaluates later: DCI against training steps),
 ``log.jsonl``    one JSON line per ``log_every`` steps,
 ``result.json``  status ``completed`` or ``diverged`` (a non-finite loss stops the run and is
-                 recorded, it never escapes as an exception), wall time, provenance.
+                 recorded, it never escapes as an exception), wall time, provenance
+                 (:class:`lvae.records.Result`).
 
 alpha = 0 trains the vanilla VAE through the plain negative ELBO (which the Local VAE
 objective reduces to exactly at alpha = 0; ``tests/test_objective.py`` proves it), so the
@@ -42,7 +43,8 @@ from lvae.model import VAE, Architecture
 from lvae.neighborhoods import Neighborhood, make_neighborhood
 from lvae.objective import LocalLoss, LossSpec, vanilla_vae_loss
 from lvae.pool import ImagePool, split_pool
-from lvae.store import atomic_torch_save, atomic_write_bytes, atomic_write_json, git_revision, now
+from lvae.records import Result
+from lvae.store import atomic_torch_save, atomic_write_bytes, git_revision, now
 from lvae.store import machine as machine_info
 
 
@@ -95,7 +97,7 @@ class Run:
     pool: ImagePool
     heldout: np.ndarray  # dataset indices never trained on
     step: int
-    result: dict[str, Any] | None
+    result: Result | None
 
     @property
     def arch(self) -> Architecture:
@@ -107,19 +109,17 @@ class Run:
 
     @property
     def status(self) -> str:
-        return (self.result or {}).get("status", "incomplete")
+        return self.result.status if self.result is not None else "incomplete"
 
 
 def _check_config_matches(run_dir: Path, config: TrainConfig) -> None:
-    path = run_dir / runfolder.CONFIG
-    if path.exists():
-        old, new = json.loads(path.read_text()), json.loads(config.to_json())
-        if old != new:
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise ValueError(
-                f"{run_dir} already holds a run with a different config (fields {diff}); "
-                "use a new run folder, or delete this one to start over"
-            )
+    old, new = runfolder.read_config(run_dir), json.loads(config.to_json())
+    if old is not None and old != new:
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise ValueError(
+            f"{run_dir} already holds a run with a different config (fields {diff}); "
+            "use a new run folder, or delete this one to start over"
+        )
 
 
 def _trim_log(path: Path, step: int) -> None:
@@ -132,10 +132,6 @@ def _trim_log(path: Path, step: int) -> None:
 
 #: The final parameters of a run shipped under ``results/`` (float16, no optimiser state).
 SHIPPED_MODEL = runfolder.MODEL
-
-
-snapshot_path = runfolder.snapshot_path
-snapshots = runfolder.snapshots
 
 
 def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str | None = None,
@@ -154,9 +150,9 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_config_matches(run_dir, config)
-    result_path = run_dir / runfolder.RESULT
-    if result_path.exists():
-        return json.loads(result_path.read_text())
+    done = runfolder.read_result(run_dir)
+    if done is not None:
+        return done.to_dict()
     atomic_write_bytes(run_dir / runfolder.CONFIG, (config.to_json() + "\n").encode())
 
     if config.threads is not None:
@@ -249,29 +245,28 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
         save(final_step)
         if snap_at:
             _snapshot(run_dir, model, final_step, None)
-    result = {
-        "status": status,
-        "steps_done": final_step,
-        "steps": config.steps,
-        "final_loss": last,
-        "wall_time_s": round(wall, 3),
-        "sec_per_step": round(wall / max(1, final_step), 5),
-        "cpu_time_s": round(cpu, 3),
-        "effective_alpha": loss.effective_alpha(config.alpha, arch),
-        "started": started,  # the first step of the run, resumed or not
-        "resumed": resumed,  # when this process took it up from a checkpoint (None: it did not)
-        "finished": now(),
-        "provenance": {"commit": commit, "commits": commits,
-                       "profile": config.profile,
-                       "seed": config.seed, "machine": machine_info()},
-    }
-    if status == "diverged":
-        result["message"] = (f"non-finite loss at step {step + 1} (alpha={config.alpha}, "
-                             f"effective alpha {result['effective_alpha']:.3g}): run stopped")
-    atomic_write_json(result_path, result)
+    effective_alpha = loss.effective_alpha(config.alpha, arch)
+    result = Result(
+        status=status,
+        steps_done=final_step,
+        steps=config.steps,
+        final_loss=last,
+        wall_time_s=round(wall, 3),
+        sec_per_step=round(wall / max(1, final_step), 5),
+        cpu_time_s=round(cpu, 3),
+        effective_alpha=effective_alpha,
+        started=started,  # the first step of the run, resumed or not
+        resumed=resumed,  # when this process took it up from a checkpoint (None: it did not)
+        finished=now(),
+        provenance={"commit": commit, "commits": commits, "profile": config.profile,
+                    "seed": config.seed, "machine": machine_info()},
+        message=(f"non-finite loss at step {step + 1} (alpha={config.alpha}, effective "
+                 f"alpha {effective_alpha:.3g}): run stopped") if status == "diverged" else None,
+    )
+    runfolder.write_result(run_dir, result)
     if snap_at and status == "completed" and on_snapshot is not None:
-        on_snapshot(final_step, snapshot_path(run_dir, final_step))
-    return result
+        on_snapshot(final_step, runfolder.snapshot_path(run_dir, final_step))
+    return result.to_dict()
 
 
 def train_step(model: VAE, opt: torch.optim.Optimizer, pool: ImagePool,
@@ -313,7 +308,7 @@ def _save(path: Path, model: VAE, opt: torch.optim.Optimizer, rng: np.random.Ran
 
 def _snapshot(run_dir: Path, model: VAE, step: int,
               on_snapshot: Callable[[int, Path], None] | None) -> None:
-    path = snapshot_path(run_dir, step)
+    path = runfolder.snapshot_path(run_dir, step)
     atomic_torch_save(path, {"model": model.state_dict(), "step": step})
     if on_snapshot is not None:
         on_snapshot(step, path)
@@ -331,11 +326,12 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu",
     dataset = dataset if dataset is not None else build_dataset(config)
     model = VAE(architecture(config, dataset)).to(device)
     step = 0
-    ckpt = run_dir / runfolder.CHECKPOINT if snapshot is None else snapshot_path(run_dir, snapshot)
+    ckpt = (run_dir / runfolder.CHECKPOINT if snapshot is None
+            else runfolder.snapshot_path(run_dir, snapshot))
     if snapshot is None and not ckpt.exists() and (run_dir / SHIPPED_MODEL).exists():
         ckpt = run_dir / SHIPPED_MODEL  # a shipped run: final parameters, no optimiser
     if snapshot is not None and not ckpt.exists():
-        have = sorted(snapshots(run_dir))
+        have = sorted(runfolder.snapshots(run_dir))
         raise FileNotFoundError(f"{run_dir} has no snapshot at step {snapshot} (it has {have})")
     if ckpt.exists():
         ck = torch.load(ckpt, map_location=device, weights_only=False)
@@ -344,7 +340,5 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu",
     model.eval()
     pool_idx, heldout = split_pool(len(dataset), config.pool_size, config.heldout_size,
                                    config.seed)
-    result_path = run_dir / runfolder.RESULT
-    result = json.loads(result_path.read_text()) if result_path.exists() else None
     return Run(run_dir, config, model, dataset, ImagePool(dataset, pool_idx), heldout, step,
-               result)
+               runfolder.read_result(run_dir))

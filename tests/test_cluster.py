@@ -149,8 +149,9 @@ def test_the_study_runs_against_a_scheduler_address(tmp_path: Path):
     from distributed import LocalCluster
 
     from lvae.report import study
+    from lvae.report.study.plans import _shapes
 
-    sr = study.StudyRun(study._shapes(0.0, 0), "smoke", "a smoke run of the study's kind")
+    sr = study.StudyRun(_shapes(0.0, 0), "smoke", "a smoke run of the study's kind")
     lines: list[str] = []
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:
@@ -170,8 +171,9 @@ def test_the_study_completes_a_run_exactly_once_when_its_worker_is_killed(tmp_pa
     from distributed import Client, LocalCluster
 
     from lvae.report import study
+    from lvae.report.study.plans import _shapes
 
-    sr = study.StudyRun(study._shapes(0.0, 0), "smoke", "long enough to be killed",
+    sr = study.StudyRun(_shapes(0.0, 0), "smoke", "long enough to be killed",
                         settings=(("steps", 400), ("checkpoint_every", 100)))
     rdir = study.run_dir(tmp_path, sr)
     killed: dict = {}

@@ -167,8 +167,9 @@ def test_run_machines_count_the_runs_per_machine(build: Path) -> None:
     for i, device in enumerate(("cpu", "cpu", "NVIDIA H200")):
         d = build / f"run{i}"
         d.mkdir()
-        (d / "result.json").write_text(json.dumps({"provenance": {"machine": {
-            "device": device, "cpu_count": 2 if device == "cpu" else 16, "torch": "2.13"}}}))
+        machine = {"device": device, "cpu_count": 2 if device == "cpu" else 16, "torch": "2.13"}
+        (d / "result.json").write_text(json.dumps({"status": "completed",
+                                                   "provenance": {"machine": machine}}))
     m = execstats.run_machines(build)
     assert sorted(zip(m.device, m.runs, strict=True)) == [("NVIDIA H200", 1), ("cpu", 2)]
     assert execstats.run_machines(build / "none").empty

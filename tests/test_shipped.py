@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(not (IMPORTED_DIR / VANILLA / "model.pt").is_fil
 
 
 def _references_and_codes(run, n_refs: int, n_codes: int, seed: int = 0):
-    """Held-out references and prior codes, drawn as lvae.report.study's Figure 3 grid
+    """Held-out references and prior codes, drawn as lvae.report.study.measures' Figure 3 grid
     draws them."""
     rs = np.random.RandomState(seed)
     idx = np.sort(run.heldout[rs.choice(len(run.heldout), n_refs, replace=False)])

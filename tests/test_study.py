@@ -15,10 +15,13 @@ import pandas as pd
 import pytest
 import torch
 
+from lvae import runfolder
 from lvae.config import PROFILES, EvalSettings, TrainConfig
 from lvae.evaluation import evaluate
+from lvae.records import Result
 from lvae.report import study
-from lvae.training import load_run, snapshots, train
+from lvae.report.study import measures, plans, shipping, workers
+from lvae.training import load_run, train
 
 TINY = dict(dataset="shapes3d", resolution=32, pool_size=400, heldout_size=40, k=3,
             batch_size=4, log_every=2, lr=1e-3, profile="study")
@@ -59,7 +62,7 @@ def test_the_plan():
 def test_a_killed_run_resumes_from_its_time_checkpoint(tmp_path: Path, one_torch_thread):
     cfg = TrainConfig(alpha=1.0, steps=8, **TINY)
     straight = train(cfg, tmp_path / "a", progress=False, snapshot_steps=(4,))
-    assert sorted(snapshots(tmp_path / "a")) == [4, 8]
+    assert sorted(runfolder.snapshots(tmp_path / "a")) == [4, 8]
 
     def die(step: int, _path: Path) -> None:
         raise KeyboardInterrupt  # the session ends while step 4's snapshot is evaluated
@@ -122,18 +125,19 @@ def finished(tmp_path_factory) -> Path:
 
 
 def test_milestones_are_evaluated_and_never_trusted_half_written(finished: Path):
-    recs = study.milestones(finished)
-    assert [r["step"] for r in recs] == [2, 6]
+    recs = runfolder.read_milestones(finished)
+    assert [r.step for r in recs] == [2, 6]
     for r in recs:
-        assert {"dci_color", "dci_nocolor", "zshare"} <= set(r)
-        assert 0 <= r["zshare"]["z_share"] <= 1
-        assert 0 <= r["dci_nocolor"]["disentanglement"] <= 1
-    path = study.milestone_path(finished, 2)
+        assert {"dci_color", "dci_nocolor"} <= set(r.metrics) and r.zshare is not None
+        assert 0 <= r.zshare["z_share"] <= 1
+        assert 0 <= r.metrics["dci_nocolor"]["disentanglement"] <= 1
+    path = runfolder.milestone_path(finished, 2)
     good = path.read_text()
     path.write_text(good[: len(good) // 2])  # a truncated file is not a milestone
-    assert [r["step"] for r in study.milestones(finished)] == [6]
+    assert [r.step for r in runfolder.read_milestones(finished)] == [6]
     again = study.milestone_eval(finished, 2, dci_sizes=SIZES)
-    assert again["dci_nocolor"] == json.loads(good)["dci_nocolor"]  # recomputed, same seed
+    # recomputed, same seed
+    assert again.metrics["dci_nocolor"] == json.loads(good)["dci_nocolor"]
 
 
 def test_ship_keeps_the_evidence_and_a_loadable_model(finished: Path, tmp_path: Path):
@@ -152,7 +156,8 @@ def test_ship_keeps_the_evidence_and_a_loadable_model(finished: Path, tmp_path: 
     assert (prov["lr"], prov["steps_done"], prov["profile"]) == (1e-3, 6, "study")
     assert prov["started"] <= prov["finished"] and "resumed" in prov
     # a result of older code holds only the last process's start: not called 'started'
-    assert study._start_facts({"started": "t"}) == {"last_started": "t"}
+    old = Result.from_dict({"status": "completed", "started": "t"})
+    assert shipping._start_facts(old) == {"last_started": "t"}
     shipped = load_run(dest).model.state_dict()
     full = load_run(finished).model.state_dict()
     for k in full:  # float16 parameters: half precision of the trained ones
@@ -301,16 +306,16 @@ def test_a_worker_completes_its_runs_end_to_end(tmp_path: Path, monkeypatch, one
     tiny = dataclasses.replace(config.PROFILES["smoke"], name="study", steps=4, lr=1e-3,
                                milestones=(2, 4), judges=True)
     monkeypatch.setitem(config.PROFILES, "study", tiny)
-    monkeypatch.setattr(study, "STUDY", (study.StudyRun(study._shapes(1.0, 0), "study", "t"),))
-    monkeypatch.setattr(study, "MILESTONE_DCI", SIZES)
+    monkeypatch.setattr(workers, "STUDY", (study.StudyRun(plans._shapes(1.0, 0), "study", "t"),))
+    monkeypatch.setattr(measures, "MILESTONE_DCI", SIZES)
     lines: list[str] = []
     assert study.work(tmp_path, log=lines.append, shipped_root=tmp_path / "none") == 1
-    rdir = study.run_dir(tmp_path, study.STUDY[0])
-    assert study.is_done(rdir) and [m["step"] for m in study.milestones(rdir)] == [2, 4]
+    rdir = study.run_dir(tmp_path, workers.STUDY[0])
+    assert study.is_done(rdir) and [m.step for m in runfolder.read_milestones(rdir)] == [2, 4]
     assert any("takes study/" in ln for ln in lines) and "no run left" in lines[-1]
     assert study.work(tmp_path, log=lines.append, shipped_root=tmp_path / "none") == 0
     # nothing left: a restart is a no-op
-    rec = study.milestones(rdir)[-1]["readout"]  # the memorisation readout at each milestone
+    rec = runfolder.read_milestones(rdir)[-1].readout  # the memorisation readout at each one
     assert set(rec) >= {"kl", "kl_meta", "copy_distance", "local_share", "heldout"}
     assert rec["kl"] >= 0 and rec["copy_distance"] >= 0 and rec["object_variance"] > 0
 
@@ -326,14 +331,14 @@ def test_the_study_runs_on_the_grids_executor(tmp_path: Path, monkeypatch, one_t
     tiny = dataclasses.replace(config.PROFILES["smoke"], name="study", steps=4, lr=1e-3,
                                milestones=(2, 4), judges=True)
     monkeypatch.setitem(config.PROFILES, "study", tiny)
-    runs = (study.StudyRun(study._shapes(0.0, 0), "study", "t"),)
-    monkeypatch.setattr(study, "MILESTONE_DCI", SIZES)
+    runs = (study.StudyRun(plans._shapes(0.0, 0), "study", "t"),)
+    monkeypatch.setattr(measures, "MILESTONE_DCI", SIZES)
     lines: list[str] = []
     none = tmp_path / "none"
     assert study.work_on(tmp_path, runs, jobs=1, inline=True, log=lines.append,
                          shipped_root=none) == 1
     assert study.is_done(study.run_dir(tmp_path, runs[0]))
-    assert [m["step"] for m in study.milestones(study.run_dir(tmp_path, runs[0]))] == [2, 4]
+    assert [m.step for m in runfolder.read_milestones(study.run_dir(tmp_path, runs[0]))] == [2, 4]
     assert sum(": executed finished" in ln for ln in lines) == 1, lines
     assert study.work_on(tmp_path, runs, jobs=1, inline=True, log=lines.append,
                          shipped_root=none) == 0
@@ -343,8 +348,8 @@ def test_the_study_runs_on_the_grids_executor(tmp_path: Path, monkeypatch, one_t
 def test_a_fresh_machine_does_not_retrain_a_shipped_run(tmp_path: Path, monkeypatch):
     """A run the repository holds finished is done: an empty study folder (a new machine)
     takes nothing, and status says it is shipped (it said "0 of 18" and retrained it)."""
-    sr = study.StudyRun(study._shapes(1.0, 0), "study", "t")
-    monkeypatch.setattr(study, "STUDY", (sr,))
+    sr = study.StudyRun(plans._shapes(1.0, 0), "study", "t")
+    monkeypatch.setattr(workers, "STUDY", (sr,))
     shipped = tmp_path / "results" / "study" / sr.run_id
     shipped.mkdir(parents=True)
     (shipped / "result.json").write_text(json.dumps({"status": "completed"}))
@@ -420,8 +425,8 @@ def test_train_only_polls_at_its_pace_without_a_deadline(tmp_path: Path, monkeyp
     import subprocess
 
     monkeypatch.setattr(subprocess, "Popen", Proc)
-    monkeypatch.setattr(study.time, "monotonic", lambda: clock["t"])
-    monkeypatch.setattr(study.time, "sleep", sleep)
+    monkeypatch.setattr(workers.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(workers.time, "sleep", sleep)
     codes = study.train_only(tmp_path, ["study/shapes3d-a1e+01-b1-synthetic-s0"], poll=15.0,
                              log=lambda _m: None)
     assert codes == {"study/shapes3d-a1e+01-b1-synthetic-s0": 0}
@@ -479,7 +484,7 @@ def test_a_held_run_is_one_error_line_naming_the_holder(tmp_path: Path, capsys):
     rdir = study.run_dir(tmp_path, study.study_run(run))
     with study.claimed(rdir) as mine:
         assert mine
-        assert study._train_one(str(tmp_path), run) == 3
+        assert workers._train_one(str(tmp_path), run) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {run} is held by pid {os.getpid()} ")
     assert "(lvae study)" in err[0]
@@ -511,7 +516,7 @@ def test_a_trainer_dies_with_its_parent(tmp_path: Path):
     import time
 
     ready = tmp_path / "ready"
-    child = ("import os, sys, time; from lvae.report.study import _die_with_parent; "
+    child = ("import os, sys, time; from lvae.report.study.workers import _die_with_parent; "
              f"_die_with_parent(int(sys.argv[1])); open({str(ready)!r}, 'w').close(); "
              "time.sleep(120)")
     parent = (f"import os, subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
@@ -548,12 +553,13 @@ def test_a_shipped_run_gains_the_readout_from_its_model(tmp_path: Path):
     src = IMPORTED_DIR / "study" / "shapes3d-a1e+00-b1-synthetic-s0"
     dest = tmp_path / "study" / src.name
     shutil.copytree(src, dest)
-    last = study.milestones(dest)[-1]
+    path = runfolder.milestone_path(dest, runfolder.read_milestones(dest)[-1].step)
+    last = json.loads(path.read_text())
     last.pop("readout", None)
-    study.milestone_path(dest, last["step"]).write_text(json.dumps(last))
+    path.write_text(json.dumps(last))
     rec = study.readout_shipped(dest)
-    assert rec is not None and rec["step"] == 20_000
-    assert rec["readout"]["local_share"] < 0.01 and rec["readout"]["kl"] < 0.1
+    assert rec is not None and rec.step == 20_000
+    assert rec.readout["local_share"] < 0.01 and rec.readout["kl"] < 0.1
     assert study.readout_shipped(dest) is None  # already there: nothing to do
 
 
@@ -597,7 +603,7 @@ def test_ship_copies_the_pictures_rendered_at_evaluation(finished: Path, tmp_pat
     work = tmp_path / "run"
     shutil.copytree(finished, work)
     for step in (2, 6):
-        assert study.pictures_path(work, step).is_file()
+        assert runfolder.pictures_path(work, step).is_file()
     kept = study.milestone_pictures(work, 2)
     for snap in (work / "snapshots").glob("*.pt"):
         snap.write_bytes(b"not a snapshot")  # ship must not need them
@@ -621,8 +627,8 @@ def test_ship_says_why_it_skips_a_run_without_milestones(tmp_path: Path, capsys,
     """``study ship`` of a run without milestones printed nothing."""
     from lvae.__main__ import main
 
-    sr = study.StudyRun(study._shapes(1.0, 0), "study", "t")
-    monkeypatch.setattr(study, "PLANS", {**study.PLANS, "study": (sr,)})
+    sr = study.StudyRun(plans._shapes(1.0, 0), "study", "t")
+    monkeypatch.setattr(plans, "PLANS", {**study.PLANS, "study": (sr,)})
     rdir = study.run_dir(tmp_path, sr)
     rdir.mkdir(parents=True)
     (rdir / "config.json").write_text("{}")

@@ -10,6 +10,7 @@ The science (``lvae.data`` ... ``lvae.evaluation``) never imports this package
                                  paper's own numbers
     lvae.report.claims           the paper's claims judged by intervals over seeds
     lvae.report.study            the reference study: long runs, milestones, shipped evidence
+                                 (plans, measures, shipping, workers, frames)
     lvae.report.diagnosis        the open choices screened by a rule fixed before the results
     lvae.report.shipped, cards   a shipped model in one call, and its model card
     lvae.report.figures, explore the book's plots; the alpha slider

@@ -1,7 +1,7 @@
 """Model cards for the shipped runs, generated from the files beside each model.
 
-A shipped run (``results/<profile>/<run_id>/``, :func:`lvae.report.study.ship`) holds everything a
-reader needs to judge its model: ``config.json`` (the settings), ``provenance.json``
+A shipped run (``results/<profile>/<run_id>/``, :func:`lvae.report.study.shipping.ship`) holds
+everything a reader needs to judge its model: ``config.json`` (the settings), ``provenance.json``
 (commits, machine, time), ``result.json`` (how training ended), ``eval.json`` (the final
 metrics) and ``milestones/step_*.json`` (DCI and z-share along the way). :func:`model_card`
 turns those files into Markdown, so the card can never disagree with the evidence: no
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from lvae import runfolder
 from lvae.config import PROFILES
 from lvae.data import load_dataset
 from lvae.model import KERNEL, Architecture, layer_specs
+from lvae.records import Eval, Milestone, Provenance, Result
 from lvae.report.shipped import (
     PREFERRED_PROFILE,
     qualified_name,
@@ -35,7 +37,7 @@ from lvae.report.shipped import (
     shipped_folders,
     short_name,
 )
-from lvae.store import atomic_write_bytes, read_json_or_none
+from lvae.store import atomic_write_bytes
 from lvae.training import SHIPPED_MODEL
 
 #: The file :func:`write_cards` writes in each shipped run folder.
@@ -65,16 +67,10 @@ def _g(x: Any) -> str:
     return "n/a" if math.isnan(x) else f"{x:.3g}"
 
 
-def _json(path: Path) -> dict[str, Any]:
-    data = read_json_or_none(path)
-    return data if isinstance(data, dict) else {}
-
-
-def last_milestone(folder: str | Path) -> dict[str, Any] | None:
+def last_milestone(folder: str | Path) -> Milestone | None:
     """The latest ``milestones/step_*.json`` of a shipped run (None if it has none)."""
-    paths = sorted(Path(folder, "milestones").glob("step_*.json"))
-    recs = [r for r in (_json(p) for p in paths) if "step" in r]
-    return max(recs, key=lambda r: int(r["step"])) if recs else None
+    recs = runfolder.read_milestones(folder)
+    return max(recs, key=lambda r: r.step) if recs else None
 
 
 def _kind(cfg: dict[str, Any]) -> str:
@@ -150,20 +146,19 @@ def _data_section(cfg: dict[str, Any]) -> list[str]:
             f"Training pool: {pool}; held out: {held}."]
 
 
-def _budget_section(cfg: dict[str, Any], result: dict[str, Any],
-                    prov: dict[str, Any]) -> list[str]:
+def _budget_section(cfg: dict[str, Any], result: Result, prov: Provenance) -> list[str]:
     prof = PROFILES.get(str(cfg.get("profile")))
     paper = PROFILES.get("paper")
     rows = [
         ("profile", f"`{cfg.get('profile')}`" + (f": {prof.note}" if prof else "")),
-        ("steps", f"{prov.get('steps_done', result.get('steps_done'))} of {cfg.get('steps')} "
-                  f"({result.get('status', prov.get('status'))})"),
+        ("steps", f"{prov.steps_done if prov.holds('steps_done') else result.steps_done} of "
+                  f"{cfg.get('steps')} ({result.status})"),
         ("optimiser", f"Adam, lr {cfg.get('lr'):g}, betas {tuple(cfg.get('adam_betas', ()))}"),
         ("batch", f"{cfg.get('batch_size')} anchors per step, each with its K neighbours"),
         ("K (neighbours per anchor)", str(cfg.get("k"))),
         ("alpha (inner step)", f"{float(cfg['alpha']):g}"
-         + (f" (effective step on the summed loss: {_g(result['effective_alpha'])})"
-            if result.get("effective_alpha") is not None and float(cfg["alpha"]) > 0 else "")),
+         + (f" (effective step on the summed loss: {_g(result.effective_alpha)})"
+            if result.effective_alpha is not None and float(cfg["alpha"]) > 0 else "")),
         ("beta (KL weight)", f"{float(cfg['beta']):g}"),
         ("neighbourhood", f"`{cfg.get('neighborhood')}`"),
         ("reduction", f"`{cfg.get('reduction')}` (the loss's scale, which alpha is a step on)"),
@@ -183,7 +178,7 @@ def _budget_section(cfg: dict[str, Any], result: dict[str, Any],
     return out
 
 
-def _dci_rows(block: dict[str, Any], codes: str, sd: dict[str, Any] | None,
+def _dci_rows(block: Mapping[str, Any], codes: str, sd: Mapping[str, Any] | None,
               subsets: dict[str, list[str]]) -> list[str]:
     rows = []
     for key, label in (("dci_color", "with colour"), ("dci_nocolor", "without colour")):
@@ -202,13 +197,12 @@ def _dci_rows(block: dict[str, Any], codes: str, sd: dict[str, Any] | None,
     return rows
 
 
-def _metrics_section(cfg: dict[str, Any], ev: dict[str, Any],
-                     last: dict[str, Any] | None) -> list[str]:
-    details = ev.get("details") or {}
-    codes = str(ev.get("codes", "meta"))
+def _metrics_section(cfg: dict[str, Any], ev: Eval, last: Milestone | None) -> list[str]:
+    details = ev.details or {}
+    codes = str(ev.codes or "meta")
     subsets = ((details.get(codes) or {}).get(str(cfg["dataset"])) or {}).get("subsets") or {}
-    gbt = (ev.get("params") or {}).get("gbt_seeds")
-    counts = ev.get("sample_counts") or {}
+    gbt = (ev.params or {}).get("gbt_seeds")
+    counts = ev.sample_counts or {}
     out = ["DCI (Eastwood & Williams, 2018, as disentanglement_lib computes it) on the "
            f"encoder's means of {counts.get('dci_train', '?')} training and "
            f"{counts.get('dci_test', '?')} test images drawn from the whole factor grid; ± is "
@@ -216,28 +210,28 @@ def _metrics_section(cfg: dict[str, Any], ev: dict[str, Any],
            "not a spread over training seeds):", "",
            "| DCI | codes | disentanglement | completeness | informativeness |",
            "|---|---|---|---|---|",
-           *_dci_rows(ev, f"{codes} encoder", ev.get("gbt_sd"), subsets)]
-    if float(cfg["alpha"]) > 0 and isinstance(ev.get("adapted"), dict):
-        out += _dci_rows(ev["adapted"], "adapted encoder", None, subsets)
+           *_dci_rows(ev.metrics, f"{codes} encoder", ev.metrics.get("gbt_sd"), subsets)]
+    if float(cfg["alpha"]) > 0 and ev.adapted is not None:
+        out += _dci_rows(ev.adapted, "adapted encoder", None, subsets)
     out.append("")
-    if ev.get("mig") is not None:
-        out.append(f"- MIG: {_g(ev['mig'])}")
-    fr = ev.get("frechet") or {}
+    if ev.metrics.get("mig") is not None:
+        out.append(f"- MIG: {_g(ev.metrics['mig'])}")
+    fr = ev.frechet or {}
     if fr.get("name"):
         out.append(f"- Fréchet distance, **{fr['name']}**: {_g(fr.get(fr['name']))} (lower is "
                    f"closer to the data; {fr.get('num_generated')} {fr.get('generated')} "
                    f"generations against {fr.get('num_real')} real images; features: "
                    f"{fr.get('features')})")
-    elbo = ev.get("elbo") or {}
+    elbo = ev.elbo or {}
     if elbo.get("meta") is not None:
         out.append(f"- Negative ELBO on {elbo.get('num_images')} held-out images: meta model "
                    f"{_g(elbo['meta'])}"
                    + (f", adapted {_g(elbo['adapted'])}" if elbo.get("adapted") is not None
                       else "") + f" ({elbo.get('unit', 'nats per image')})")
-    if last is not None and "zshare" in last:
-        zs = last["zshare"]
-        counts = last.get("sample_counts") or {}
-        out.append(f"- z-share at the last milestone (step {last['step']}): "
+    if last is not None and last.zshare is not None:
+        zs = last.zshare
+        counts = last.sample_counts or {}
+        out.append(f"- z-share at the last milestone (step {last.step}): "
                    f"**{_g(zs.get('z_share'))}** (share of the localized generations' spread "
                    "that the prior code z accounts for: 1 = z alone, 0 = the reference alone; "
                    f"{counts.get('zshare_refs', '?')} references x "
@@ -245,22 +239,21 @@ def _metrics_section(cfg: dict[str, Any], ev: dict[str, Any],
     return out
 
 
-def _limits_section(cfg: dict[str, Any], ev: dict[str, Any],
-                    last: dict[str, Any] | None) -> list[str]:
+def _limits_section(cfg: dict[str, Any], ev: Eval, last: Milestone | None) -> list[str]:
     a = float(cfg["alpha"])
     out = []
     if a > 0:
-        if last is None or last.get("zshare", {}).get("z_share") is None:
+        if last is None or (last.zshare or {}).get("z_share") is None:
             out.append("- No milestone records this model's z-share, so whether its localized "
                        "generations use z or copy their reference is not measured here.")
         else:
-            zs = float(last["zshare"]["z_share"])
-            out.append(f"- z-share {_g(zs)} at step {last['step']}. A z-share near 0 means "
+            zs = float(last.zshare["z_share"])
+            out.append(f"- z-share {_g(zs)} at step {last.step}. A z-share near 0 means "
                        "the adapted decoder copies its reference whatever z is: a localized "
                        "generation is then a reconstruction of the reference, not a new "
                        "image of its neighbourhood.")
             if zs < ZSHARE_NEAR_ZERO:
-                fr = (ev.get("frechet") or {}).get("name")
+                fr = (ev.frechet or {}).get("name")
                 out.append(f"- **This model is in that regime** (z-share below "
                            f"{ZSHARE_NEAR_ZERO:g}): its localized generations copy their "
                            "references, and a good Fréchet distance"
@@ -284,22 +277,22 @@ def _limits_section(cfg: dict[str, Any], ev: dict[str, Any],
     return out
 
 
-def _provenance_section(folder: Path, prov: dict[str, Any], ev: dict[str, Any]) -> list[str]:
-    machine = prov.get("machine") or {}
-    sums = prov.get("sha256") if isinstance(prov.get("sha256"), dict) else {}
+def _provenance_section(folder: Path, prov: Provenance, ev: Eval) -> list[str]:
+    machine = prov.machine or {}
+    sums = prov.sha256 or {}
     digest = sha256_file(folder / SHIPPED_MODEL)
-    hours = {"wall-clock": prov.get("wall_time_s"), "CPU": prov.get("cpu_time_s")}
-    evp = ev.get("provenance") or {}
+    hours = {"wall-clock": prov.wall_time_s, "CPU": prov.cpu_time_s}
+    evp = ev.provenance or {}
     return [
-        f"- Trained by commits {', '.join(f'`{c}`' for c in prov.get('commits') or [])} on "
+        f"- Trained by commits {', '.join(f'`{c}`' for c in prov.commits or [])} on "
         f"{machine.get('device', '?')} ({machine.get('cpu_count', '?')} CPU cores, torch "
         f"{machine.get('torch', '?')}, {machine.get('torch_threads', '?')} thread(s)); "
-        f"finished {prov.get('finished')}.",
+        f"finished {prov.finished}.",
         "- Time: "
         + ", ".join(f"{label} {v / 3600:.2f} h" for label, v in hours.items()
                     if isinstance(v, int | float)) + ".",
         f"- Evaluated by commit `{evp.get('commit')}` on {evp.get('evaluated')}; shipped "
-        f"{prov.get('shipped')} by `{prov.get('shipped_by')}`.",
+        f"{prov.shipped} by `{prov.shipped_by}`.",
         f"- sha256 of `{SHIPPED_MODEL}`: `{digest}` "
         + ("(matches provenance.json)" if sums.get(SHIPPED_MODEL) == digest else
            "(provenance.json records none: shipped before hashes were kept)"
@@ -311,15 +304,21 @@ def model_card(folder: str | Path) -> str:
     """The Markdown model card of one shipped run with a model (sections: :data:`card_fields`).
 
     Raises FileNotFoundError for a folder without ``config.json`` or ``model.pt`` (a
-    diverged run ships no model, so it has no card)."""
+    diverged run ships no model, so it has no card), or without the result, evaluation and
+    provenance its card is made from."""
     folder = Path(folder)
     for n in (runfolder.CONFIG, SHIPPED_MODEL):
         if not (folder / n).is_file():
             raise FileNotFoundError(f"{folder} has no {n}: only shipped runs with a model "
                                     "have a model card")
-    cfg = _json(folder / runfolder.CONFIG)
-    result, ev = _json(folder / runfolder.RESULT), _json(folder / runfolder.EVAL)
-    prov = _json(folder / runfolder.PROVENANCE)
+    cfg = runfolder.read_config(folder) or {}
+    result, ev = runfolder.read_result(folder), runfolder.read_eval(folder)
+    prov = runfolder.read_provenance(folder)
+    missing = [n for n, rec in ((runfolder.RESULT, result), (runfolder.EVAL, ev),
+                                (runfolder.PROVENANCE, prov)) if rec is None]
+    if missing:
+        raise FileNotFoundError(f"{folder} has no readable {', '.join(missing)}: a shipped "
+                                "run's card is made from them")
     last = last_milestone(folder)
     qname = qualified_name(folder)
     profile_arg = ("" if folder.parent.name == PREFERRED_PROFILE
@@ -403,7 +402,7 @@ def write_cards(root: str | Path | None = None) -> list[Path]:
     repository's ``results/`` by default; ``results/progress/`` and hidden folders are not
     runs with a model), and return their paths (see :func:`write_card`)."""
     return [write_card(folder) for folder in shipped_folders(results_root(root))
-            if _json(folder / runfolder.RESULT).get("status") == "completed"]
+            if (result := runfolder.read_result(folder)) and result.status == "completed"]
 
 
 def _main() -> None:  # python -m lvae.report.cards: regenerate every card under results/

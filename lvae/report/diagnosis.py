@@ -2,13 +2,13 @@
 
 The study trains the paper's objective under one reading of what the paper leaves open
 and finds that one inner step copies the anchor, so z carries nothing. This module judges
-the runs of :data:`lvae.report.study.DIAGNOSIS`, each of which changes one open choice
+the runs of :data:`lvae.report.study.plans.DIAGNOSIS`, each of which changes one open choice
 (:data:`CHOICES`), by a rule fixed before any of their results was seen (:data:`RULE`,
 :func:`outcome`), and lays them out for the Diagnosis page (:func:`frame`,
 :func:`choice_table`, :func:`arm_table`).
 
-The rule reads the memorisation readout of :func:`lvae.report.study.readout` at an arm's last
-screening milestone (5,000 steps, or the last before it diverged):
+The rule reads the memorisation readout of :func:`lvae.report.study.measures.readout` at
+an arm's last screening milestone (5,000 steps, or the last before it diverged):
 
 * **escapes** memorisation when z moves the localized generations by at least a quarter of
   what the data's object factors move the image (``local_share >= 0.25``) *and* the adapted
@@ -41,7 +41,7 @@ from lvae.config import TrainConfig
 from lvae.report import claims, study
 from lvae.report.claims import SUPPORTS
 from lvae.report.results import select
-from lvae.store import read_json_or_none
+from lvae.report.shipped import results_root
 
 #: The rule's thresholds (module docstring): the local share and the adapted KL (nats).
 LOCAL_SHARE_MIN = 0.25
@@ -119,21 +119,22 @@ def _arm_of(profile: str, run_id: str) -> study.StudyRun | None:
 
 
 def frame(root: str | Path | None = None) -> pd.DataFrame:
-    """Every milestone of every shipped diagnosis run (:func:`lvae.report.study.milestone_frame`
-    rows, finished or still training), with its ``arm`` and ``choice``."""
+    """Every milestone of every shipped diagnosis run
+    (:func:`lvae.report.study.frames.milestone_frame` rows, finished or still training),
+    with its ``arm`` and ``choice``."""
 
     ms = study.milestone_frame(root)
     # a run that diverged before its first milestone has none: one row at step 0 says so
     seen = set(zip(ms["profile"], ms["run_id"], strict=True)) if len(ms) else set()
     extra = []
-    base = Path(study._results_root(root))
+    base = Path(results_root(root))
     for sr in study.DIAGNOSIS:
         d = base / sr.profile / sr.run_id
-        prov = read_json_or_none(d / runfolder.PROVENANCE) or {}
-        if (sr.profile, sr.run_id) in seen or prov.get("status") != "diverged":
+        prov = runfolder.read_provenance(d)
+        if (sr.profile, sr.run_id) in seen or prov is None or prov.status != "diverged":
             continue
         extra.append({"run_id": sr.run_id, "profile": sr.profile, "state": "finished",
-                      "step": 0, "diverged_at": prov.get("steps_done"), "lr": prov.get("lr"),
+                      "step": 0, "diverged_at": prov.steps_done, "lr": prov.lr,
                       "seed": sr.experiment.seed, "label": sr.arm})
     ms = pd.concat([ms, pd.DataFrame(extra)], ignore_index=True) if extra else ms
     if ms.empty:
@@ -306,7 +307,7 @@ def judge_reading(runs: pd.DataFrame, reading: Reading, profile: str = "study",
 
 def reading_frame(ms: pd.DataFrame, reading: Reading, profile: str = "study"
                   ) -> pd.DataFrame:
-    """The milestones (:func:`lvae.report.study.milestone_frame` rows of ``profile``) a
+    """The milestones (:func:`lvae.report.study.frames.milestone_frame` rows of ``profile``) a
     reading's curves are read against: its own runs, the study's vanilla VAE, beta = 16 and
     alpha = 1, in that order (the figure's colours follow it)."""
     if ms.empty:
@@ -406,7 +407,7 @@ READOUT_NAMES = {"kl": "KL (nats)", "local_share": "local share",
 
 def study_readout_table(ms: pd.DataFrame) -> pd.DataFrame:
     """The readout of the study's finished runs at their last milestone (added from the
-    shipped models, :func:`lvae.report.study.readout_shipped`), one row per configuration:
+    shipped models, :func:`lvae.report.study.measures.readout_shipped`), one row per configuration:
     ``mean [lowest, highest]`` over seeds. The yardsticks the screen's arms are read
     against, at four times the screen's budget."""
     done = ms[(ms["state"] == "finished") & ms["profile"].isin(["study", "cpu"])]

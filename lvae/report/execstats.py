@@ -139,11 +139,8 @@ def build_notebooks(root: str | Path, pages: Iterable[str] | None = None,
 def _run_outcome(run_dir: Path) -> str | None:
     """A run's own status when it is not "completed" (diverged is a result, not a failed
     execution: the notebook ran to its end), from its ``result.json``."""
-    try:
-        status = json.loads((run_dir / runfolder.RESULT).read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return status if isinstance(status, str) and status != "completed" else None
+    result = runfolder.read_result(run_dir)
+    return result.status if result is not None and result.status != "completed" else None
 
 
 def execution_table(root: str | Path, since: datetime | str | None = None,
@@ -268,12 +265,10 @@ def run_machines(root: str | Path) -> pd.DataFrame:
     ``provenance.machine``): device, cores, torch, and how many runs each. On a local
     build they are this machine; on a cluster (``--scheduler``) they are the workers."""
     rows = []
-    for path in sorted(Path(root).glob("*/result.json")):
-        try:
-            m = json.loads(path.read_text()).get("provenance", {}).get("machine", {})
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(m, dict) and m:
+    for path in sorted(Path(root).glob(f"*/{runfolder.RESULT}")):
+        result = runfolder.read_result(path.parent)
+        m = result.machine if result is not None else {}
+        if m:
             rows.append({"device": m.get("device", "?"), "cores": m.get("cpu_count", "?"),
                          "torch": m.get("torch", "?")})
     if not rows:

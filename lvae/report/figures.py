@@ -635,8 +635,8 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
     (:func:`_seed_points`), so a band is never read as a spread it does not have (three
     seeds draw the same band as thirty); a group of one seed is its line alone.
 
-    ``metrics`` maps a column of :func:`lvae.report.study.milestone_frame` to a panel title;
-    the panels fill a grid of ``ncols`` columns row by row (default: one row), each
+    ``metrics`` maps a column of :func:`lvae.report.study.frames.milestone_frame` to a panel
+    title; the panels fill a grid of ``ncols`` columns row by row (default: one row), each
     ``panel`` inches (width, height): the book's text column is 688 px wide in a 1280 px
     window, 6.9 in at the inline backend's 100 dpi, so two columns of 3.7 in are shrunk by
     a tenth where a row of three is shrunk by 40% (the results_study DCI figure).
@@ -780,8 +780,8 @@ def execution_bars(table: Any, title: str | None = None) -> Figure:
 def milestone_pictures(pictures: Mapping[int, Mapping[str, np.ndarray]],
                        steps: Sequence[int] | None = None, title: str | None = None,
                        cell: float = 0.5) -> Figure:
-    """What a run draws at each milestone (:func:`lvae.report.study.shipped_pictures`), one block
-    of columns per step, side by side: rows are the references, their reconstructions by
+    """What a run draws at each milestone (:func:`lvae.report.study.measures.shipped_pictures`),
+    one block of columns per step, side by side: rows are the references, their reconstructions by
     the meta-model alone and by the adapted model, the localized generations (one row per
     reference, one column per shared prior code z: the paper's Figure 3) and the
     meta-decoder alone on the same z."""

@@ -10,8 +10,9 @@
    the run folder and starts it again, but only once every option is checked, the output
    folder is writable and the executor (the Dask scheduler) is reached, so a mistyped
    option never costs a finished run. Each run being computed is locked
-   (``fcntl.flock`` on ``<run>/.lock``, the lock :mod:`lvae.report.study` workers take too): a
-   second invocation on the same folder leaves it alone and says so.
+   (``fcntl.flock`` on ``<run>/.lock``, the lock the study's workers take too,
+   :mod:`lvae.report.study.workers`): a second invocation on the same folder leaves it alone
+   and says so.
 2. Execute the book's pages into the staged book of :mod:`lvae.report.book`,
    ``<out>/<profile>/book/notebooks/`` (the repository's layout, so ``_toc.yml`` needs no
    change): the teaching pages (once) and the result pages (:data:`RESULT_NOTEBOOKS`, every
@@ -70,6 +71,7 @@ from tqdm.auto import tqdm
 
 from lvae import runfolder
 from lvae.config import profile as get_profile
+from lvae.records import RecordError
 from lvae.report import REPO, book
 from lvae.report.book import TEACHING_NOTEBOOKS, executed_path
 from lvae.report.grid import Experiment, default_seeds, experiments
@@ -387,7 +389,7 @@ class DaskExecutor:
     def map(self, tasks: Sequence[Task], fn: Callable[[Task], Outcome] | None = None
             ) -> Iterator[Outcome]:
         """Each task through ``fn`` (:func:`execute`, a papermill run, by default; the
-        study's workers pass :func:`lvae.report.study.run_task`), yielded as it finishes."""
+        study's workers pass :func:`lvae.report.study.workers.run_task`), yielded as it finishes."""
         from distributed import as_completed
 
         futures = {}
@@ -501,16 +503,6 @@ class PlannedRun:
     status: str | None = None  # a done run's status: "completed" or "diverged"
 
 
-def _json_dict(path: Path) -> dict[str, Any] | None:
-    """A result file's content when it is a JSON object; None when it is missing, cut short
-    or something else (never trusted)."""
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return d if isinstance(d, dict) else None
-
-
 def done_status(setup: ExperimentSetup) -> str | None:
     """``"completed"`` or ``"diverged"`` when the folder holds a finished run
     (:func:`lvae.runfolder.finished`, the one definition) of exactly this config, evaluated
@@ -523,8 +515,7 @@ def done_status(setup: ExperimentSetup) -> str | None:
     """
     d = setup.run_dir
     ending = runfolder.finished(d)
-    config = _json_dict(d / runfolder.CONFIG)
-    if ending is None or config != json.loads(setup.config.to_json()):
+    if ending is None or runfolder.read_config(d) != json.loads(setup.config.to_json()):
         return None
     if not notebook_parses(d / "experiment.ipynb"):
         return None
@@ -532,8 +523,9 @@ def done_status(setup: ExperimentSetup) -> str | None:
         return "diverged"
     # an evaluation with other sample counts (the profile changed) is redone
     asked = setup.evaluation.identity()
-    done = (_json_dict(d / runfolder.EVAL) or {}).get("params", {})
-    if not isinstance(done, dict) or any(done.get(k, v) != v for k, v in asked.items()):
+    ev = runfolder.read_eval(d)
+    done = (ev.params if ev is not None else None) or {}
+    if any(done.get(k, v) != v for k, v in asked.items()):
         return None
     return "completed"
 
@@ -646,10 +638,14 @@ def _record(p: PlannedRun, o: Outcome) -> tuple[str, str]:
     full disk, a folder made read-only) fails this run, never the grid."""
     status, message = "failed", o.message
     if o.status == "executed":
-        result = _json_dict(p.setup.run_dir / runfolder.RESULT) or {}
-        status = result.get("status", "failed")
-        if status not in ("completed", "diverged"):
-            status, message = "failed", "the notebook ran but wrote no readable result.json"
+        try:
+            result = runfolder.read_result(p.setup.run_dir)
+            why = "the notebook ran but wrote no readable result.json"
+        except RecordError as e:
+            result, why = None, f"the notebook ran but wrote a broken result.json ({e})"
+        status = result.status if result is not None else "failed"
+        if status not in runfolder.ENDINGS:
+            status, message = "failed", why
     try:
         atomic_write_json(p.setup.run_dir / "reproduce.json",
                           {"status": status, "notebook": o.notebook, "message": message,

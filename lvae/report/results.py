@@ -10,7 +10,7 @@ Two kinds of run folders are collected, each row labelled with its ``profile`` a
               ``result.json`` (with its provenance: commit, machine, wall time),
               ``eval.json`` and ``log.jsonl``; no checkpoints (a study run also ships
               its milestone evaluations, its final parameters as ``model.pt`` and a few
-              pictures per milestone: :func:`lvae.report.study.ship`).
+              pictures per milestone: :func:`lvae.report.study.shipping.ship`).
               :func:`import_run` copies exactly those files.
 
 Runs of different profiles or sources are never averaged together: a 300-step CPU run and
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import math
 import os
 import shutil
@@ -49,6 +48,7 @@ from scipy import stats
 from lvae import runfolder
 from lvae.config import PROFILES, Profile, TrainConfig
 from lvae.config import profile as get_profile
+from lvae.records import Result
 from lvae.report import REPO, paper, quiet_progress
 from lvae.report.grid import Experiment, experiments
 from lvae.report.params import experiment_of
@@ -114,30 +114,30 @@ def read_run(run_dir: str | Path, source: str = "build",
     before training has its intended config in the runner's ``reproduce.json``)."""
     run_dir = Path(run_dir)
     failure = read_json_or_none(run_dir / "reproduce.json") or {}
-    cfg = read_json_or_none(run_dir / runfolder.CONFIG) or failure.get("config")
+    cfg = runfolder.read_config(run_dir) or failure.get("config")
     if not isinstance(cfg, dict) or "dataset" not in cfg:
         return None
     exp = _experiment_of(cfg)
     tables = _tables_by_config() if tables is None else tables
-    result = read_json_or_none(run_dir / runfolder.RESULT) or {}
-    ev = read_json_or_none(run_dir / runfolder.EVAL)
-    prov = result.get("provenance", {})
-    status = result.get("status") or ("failed" if failure.get("status") == "failed"
-                                      else "incomplete")
+    # a run without a result ended before training did: failed, or not ended yet
+    result = runfolder.read_result(run_dir) or Result(
+        status="failed" if failure.get("status") == "failed" else "incomplete")
+    ev = runfolder.read_eval(run_dir)
+    prov = result.provenance or {}
     row: dict[str, Any] = {
         "run_id": run_dir.name, "config_id": exp.config_id,
         "tables": tables.get(exp.config_id, ""), "dataset": exp.dataset, "alpha": exp.alpha,
         "beta": exp.beta, "neighborhood": exp.neighborhood,
         "reduction": cfg.get("reduction", _DEFAULT_REDUCTION), "seed": exp.seed,
         "profile": cfg.get("profile") or prov.get("profile") or run_dir.parent.name,
-        "source": source, "status": status, "evaluated": isinstance(ev, dict),
-        "steps": cfg.get("steps"), "steps_done": result.get("steps_done"),
-        "wall_time_s": result.get("wall_time_s"), "sec_per_step": result.get("sec_per_step"),
-        "commit": prov.get("commit"), "device": (prov.get("machine") or {}).get("device"),
+        "source": source, "status": result.status, "evaluated": ev is not None,
+        "steps": cfg.get("steps"), "steps_done": result.steps_done,
+        "wall_time_s": result.wall_time_s, "sec_per_step": result.sec_per_step,
+        "commit": prov.get("commit"), "device": result.machine.get("device"),
         "run_dir": str(run_dir),
     }
-    ev = {k: v for k, v in ev.items() if k not in _EVAL_SKIP} if isinstance(ev, dict) else {}
-    for k, v in flatten(ev).items():
+    metrics = {k: v for k, v in ev.to_dict().items() if k not in _EVAL_SKIP} if ev else {}
+    for k, v in flatten(metrics).items():
         row[k if k not in row else f"eval.{k}"] = v
     return row
 
@@ -265,8 +265,8 @@ def provenance(rows: pd.DataFrame, profile: str) -> dict[str, str]:
     commits = ", ".join(sorted({str(c) for c in done["commit"].dropna()}))
     vers: dict[str, Any] = {}
     for d in done["run_dir"]:
-        m = ((read_json_or_none(Path(d) / runfolder.RESULT) or {}).get("provenance", {})
-             .get("machine", {}))
+        result = runfolder.read_result(d)
+        m = result.machine if result is not None else {}
         vers = {k: m[k] for k in ("torch", "numpy", "sklearn", "python") if k in m}
         if vers:
             break
@@ -620,7 +620,7 @@ def select(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float = 1.
 
 
 #: The file a run's model is drawn from, per source: shipped runs keep their final
-#: parameters (``lvae.report.study.ship``), the build's runs their training checkpoint.
+#: parameters (``lvae.report.study.shipping.ship``), the build's runs their training checkpoint.
 MODEL_FILES = {"imported": runfolder.MODEL, "build": runfolder.CHECKPOINT}
 
 
@@ -665,7 +665,7 @@ def run_state(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float =
 
 def run_caption(run_dir: str | Path) -> str:
     """Where a figure's model comes from: ``"study, 20,000 steps, seed 0"``."""
-    cfg = json.loads((Path(run_dir) / runfolder.CONFIG).read_text())
+    cfg = runfolder.read_config(run_dir) or {}
     return f"{cfg.get('profile', '?')}, {int(cfg.get('steps', 0)):,} steps, seed {cfg.get('seed')}"
 
 
@@ -712,16 +712,16 @@ def import_run(run_dir: str | Path, dest_root: str | Path = IMPORTED_DIR,
     reader never sees the files of two imports mixed, nor a half-written one.
     """
     run_dir = Path(run_dir)
-    cfg = read_json_or_none(run_dir / runfolder.CONFIG)
-    if not isinstance(cfg, dict):
+    cfg = runfolder.read_config(run_dir)
+    if cfg is None:
         raise FileNotFoundError(f"{run_dir} is not a run folder (no readable config.json)")
-    result = read_json_or_none(run_dir / runfolder.RESULT)
-    if not isinstance(result, dict) or "status" not in result:
+    result = runfolder.read_result(run_dir)
+    if result is None:
         raise FileNotFoundError(f"{run_dir} has no readable result.json: only finished runs "
                                 "are kept (train it to the end first)")
-    ev = read_json_or_none(run_dir / runfolder.EVAL)
-    if not isinstance(ev, dict) or ev.get("status") != result["status"]:
-        raise ValueError(f"{run_dir} has no readable eval.json for its {result['status']} "
+    ev = runfolder.read_eval(run_dir)
+    if ev is None or ev.status != result.status:
+        raise ValueError(f"{run_dir} has no readable eval.json for its {result.status} "
                          "result: evaluate it first (lvae.evaluation.evaluate)")
     if not (run_dir / runfolder.LOG).is_file():
         raise FileNotFoundError(f"{run_dir} has no log.jsonl: a run is shipped with its "

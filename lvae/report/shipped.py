@@ -1,12 +1,13 @@
 """Loading a model the repository ships, in one call.
 
 The reference study's finished runs are committed under ``results/<profile>/<run_id>/``
-(:func:`lvae.report.study.ship`) with their final parameters (``model.pt``, float16), so a reader
-can look at a trained Local VAE without training one for hours. :func:`load_shipped` finds
-such a folder from the name a reader has at hand (a run id, ``profile/run_id``, or the
-book's short name of a configuration: ``alpha=1``, ``vanilla``, ``beta=16``), checks that
-the weights are the ones that were shipped, and returns the :class:`lvae.training.Run` that
-the rest of the package (``lvae.generation``, ``lvae.evaluation``) takes::
+(:func:`lvae.report.study.shipping.ship`) with their final parameters (``model.pt``,
+float16), so a reader can look at a trained Local VAE without training one for hours.
+:func:`load_shipped` finds such a folder from the name a reader has at hand (a run id,
+``profile/run_id``, or the book's short name of a configuration: ``alpha=1``, ``vanilla``,
+``beta=16``), checks that the weights are the ones that were shipped, and returns the
+:class:`lvae.training.Run` that the rest of the package (``lvae.generation``,
+``lvae.evaluation``) takes::
 
     from lvae.report.shipped import load_shipped
     run = load_shipped("alpha=1")               # results/study/shapes3d-a1e+00-b1-...-s0
@@ -31,7 +32,6 @@ import torch
 from lvae import runfolder
 from lvae.report.grid import config_name
 from lvae.report.results import IMPORTED_DIR, PROGRESS_DIR
-from lvae.store import read_json_or_none
 from lvae.training import SHIPPED_MODEL, Run, load_run
 
 #: When a name matches runs of several profiles (the vanilla VAE is shipped by the
@@ -124,7 +124,7 @@ def _available(folders: Iterable[Path]) -> str:
         return "(none: no shipped run with a model.pt)"
     seeds: dict[str, dict[str, list[int]]] = {}
     for f in folders:
-        cfg = read_json_or_none(f / runfolder.CONFIG) or {}
+        cfg = runfolder.read_config(f) or {}
         by_prof = seeds.setdefault(short_name(cfg), {})
         by_prof.setdefault(f.parent.name, []).append(int(cfg.get("seed", 0)))
     shorts = "; ".join(
@@ -153,7 +153,7 @@ def find_shipped(name: str, root: str | Path | None = None, *, seed: int | None 
                                            else f.name) == "/".join(parts)]
     elif len(parts) == 1 and (want := parse_short_name(parts[0])) is not None:
         found = [f for f in everything
-                 if _matches(read_json_or_none(f / runfolder.CONFIG) or {}, want,
+                 if _matches(runfolder.read_config(f) or {}, want,
                              0 if seed is None else seed)]
     else:
         found = []
@@ -173,10 +173,10 @@ def find_shipped(name: str, root: str | Path | None = None, *, seed: int | None 
                          f"{_available(shipped_folders(base))}")
     folder = found[0]
     if not (folder / SHIPPED_MODEL).is_file():
-        result = read_json_or_none(folder / runfolder.RESULT) or {}
+        result = runfolder.read_result(folder)
         raise ValueError(f"{folder} has no {SHIPPED_MODEL}: the run is "
-                         f"{result.get('status', 'not finished')} (a diverged run ships its "
-                         "evidence, not a model). Available "
+                         f"{result.status if result else 'not finished'} (a diverged run "
+                         "ships its evidence, not a model). Available "
                          f"{_available(shipped_folders(base))}")
     return folder
 
@@ -196,10 +196,10 @@ def verify_shipped(folder: str | Path, names: Iterable[str] = CHECKED_FILES) -> 
     instead of loaded as the shipped model. Runs shipped before hashes were recorded are
     loaded as they are. Returns, per file, whether a recorded hash was checked."""
     folder = Path(folder)
-    sums = (read_json_or_none(folder / runfolder.PROVENANCE) or {}).get("sha256") or {}
+    sums = runfolder.recorded_sha256(folder)
     checked = {}
     for n in names:
-        want = sums.get(n) if isinstance(sums, dict) else None
+        want = sums.get(n)
         checked[n] = want is not None
         if want is None or not (folder / n).is_file():
             continue
