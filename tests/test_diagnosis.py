@@ -111,7 +111,7 @@ def _runs(rows: list[tuple]) -> pd.DataFrame:
 
 
 def test_a_reading_is_judged_on_its_own_runs_against_the_studys_baselines():
-    reading = diagnosis.READINGS[0]
+    reading = study.READINGS[0]
     assert reading.local == {"alpha": 0.1, "beta": 1.0, "neighborhood": "synthetic",
                              "reduction": "sum"}
     vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
@@ -122,7 +122,7 @@ def test_a_reading_is_judged_on_its_own_runs_against_the_studys_baselines():
     assert rj.seeds_done == 1
     row = rj.row("nocolor")
     assert row["value"] == "cannot decide"  # one seed: no interval
-    assert "alpha = 1e-1, loss summed" in row["claim"]
+    assert "alpha = 1e-1 (loss summed)" in row["claim"]
     assert row["paper"] == "0.945 vs 0.150"  # the paper's alpha = 0.1 row, not alpha = 1's
     assert rj.row("best_alpha") is None  # one alpha cannot test where DCI peaks
     # by hand: Welch's interval of (0.50, 0.55, 0.60) vs (0.10, 0.12, 0.14): d = 0.43 > 0
@@ -133,7 +133,7 @@ def test_a_reading_is_judged_on_its_own_runs_against_the_studys_baselines():
 
 
 def test_reproduction_status_with_a_reading_at_the_studys_budget():
-    reading = diagnosis.READINGS[0]
+    reading = study.READINGS[0]
     arms = pd.DataFrame({"arm": ["a", "b", reading.name], "outcome": ["memorises",
                                                                      "memorises", "escapes"]})
     vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
@@ -160,7 +160,7 @@ def test_reproduction_status_with_a_reading_at_the_studys_budget():
 
 
 def test_a_readings_curves_are_its_runs_and_the_studys_yardsticks():
-    reading = diagnosis.READINGS[0]
+    reading = study.READINGS[0]
     rows = [("study", 0.1, 1.0, "sum"), ("study", 0.1, 1.0, "pixel_mean"),
             ("study", 0.0, 1.0, "pixel_mean"), ("study", 0.0, 16.0, "pixel_mean"),
             ("study", 1.0, 1.0, "pixel_mean"), ("diagnosis", 0.1, 1.0, "sum"),
@@ -174,7 +174,7 @@ def test_a_readings_curves_are_its_runs_and_the_studys_yardsticks():
 
 
 def test_a_readings_summary_line():
-    reading = diagnosis.READINGS[0]
+    reading = study.READINGS[0]
     vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
     rj = diagnosis.judge_reading(_runs(vanilla), reading)
     assert diagnosis.reading_summary(rj) == (f"{reading.name}, 0 of 3 seeds at the study's "
@@ -194,3 +194,14 @@ def test_findings_add_what_a_long_arm_read_after_the_screen():
         "**lr**: memorises (KL 3.10 nats, local share 0.428, at step 5,000); then KL "
         "2.37 / 1.47 nats and local share 0.278 / 0.086 at steps 10,000 / 15,000"]
     assert diagnosis.later(fr, "other") == ""
+
+
+def test_a_readings_seeds_are_in_the_plan_and_are_not_screening_arms():
+    r = study.READINGS[0]
+    seeds = [sr for sr in study.DIAGNOSIS if r.owns(sr)]
+    assert [sr.experiment.seed for sr in seeds] == [0, 1, 2]
+    assert all(sr.profile == "study" and sr.run_id.endswith("-rsum") for sr in seeds)
+    screen = next(sr for sr in study.DIAGNOSIS if sr.arm == r.name)  # the arm that escaped
+    assert screen.profile == "diagnosis" and not r.owns(screen)
+    arms = pd.DataFrame({"arm": [seeds[0].arm, screen.arm], "outcome": ["escapes"] * 2})
+    assert diagnosis.screened(arms)["escapes"] == [screen.arm]

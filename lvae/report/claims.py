@@ -194,10 +194,10 @@ def _select(df: pd.DataFrame, table: str, config: Config, profile: str | None,
 
 def _label(table: str, config: Config) -> str:
     """How a comparison names a configuration: the paper row's label, and the loss scale
-    where our runs read its alpha under another one (``"alpha = 1e-1, loss summed"``)."""
+    where our runs read its alpha under another one (``"alpha = 1e-1 (loss summed)"``)."""
     label = _row(table, config)["label"]
     red = config.get("reduction")
-    return label if red is None else f"{label}, loss {'summed' if red == 'sum' else red}"
+    return label if red is None else f"{label} (loss {'summed' if red == 'sum' else red})"
 
 
 def values(df: pd.DataFrame, table: str, config: Config, metric: str,

@@ -245,13 +245,15 @@ FINAL_OUTCOMES = ("escapes", "memorises")
 
 
 def screened(arms: pd.DataFrame) -> dict[str, list[str]]:
-    """The Local VAE arms other than the study's own reading (controls left out), by
+    """The Local VAE arms other than the study's own reading (controls and the seeds of a
+    reading at the study's budget left out: they are not screening arms), by
     outcome: ``escapes``, ``memorises``, ``diverges`` (any step) and ``pending`` (in
     progress, or milestones without the readout)."""
     out: dict[str, list[str]] = {"escapes": [], "memorises": [], "diverges": [],
                                  "pending": []}
+    seeds = {sr.arm for sr in study.DIAGNOSIS if any(r.owns(sr) for r in study.READINGS)}
     for arm, result in zip(arms["arm"], arms["outcome"], strict=True):
-        if str(arm).startswith("control"):
+        if str(arm).startswith("control") or arm in seeds:  # a reading's seeds: not arms
             continue
         key = ("diverges" if str(result).startswith("diverges")
                else result if result in FINAL_OUTCOMES else "pending")
@@ -260,32 +262,11 @@ def screened(arms: pd.DataFrame) -> dict[str, list[str]]:
 
 
 @dataclass(frozen=True)
-class Reading:
-    """A reading of the open choices that escaped the screen, trained like the study (its
-    profile, 20k steps, ``seeds`` seeds) and judged on the claims like the study: Table 1's
-    claims about one Local VAE configuration (:func:`lvae.report.claims.local_claims`) at
-    ``local``, against the study's baselines. Its verdicts are the reproduction report's
-    column for this reading."""
-
-    key: str
-    name: str
-    local: dict[str, Any]  # a claims configuration (lvae.report.claims.cfg)
-    seeds: int = 3
-
-
-#: The readings that escaped the screen, in the order they did (issue 21's rule).
-READINGS: tuple[Reading, ...] = (
-    Reading("sum", "the loss summed over pixels, alpha = 0.1",
-            claims.cfg(0.1, reduction="sum")),
-)
-
-
-@dataclass(frozen=True)
 class ReadingJudged:
     """A reading's claims judged on the shipped runs: the :func:`lvae.report.claims.judge_all`
     rows and how many of its seeds have finished at the profile's budget."""
 
-    reading: Reading
+    reading: study.Reading
     table: pd.DataFrame
     seeds_done: int
 
@@ -294,10 +275,12 @@ class ReadingJudged:
         return None if hit.empty else hit.iloc[0]
 
 
-def judge_reading(runs: pd.DataFrame, reading: Reading, profile: str = "study",
+def judge_reading(runs: pd.DataFrame, reading: study.Reading, profile: str | None = None,
                   source: str = "imported") -> ReadingJudged:
     """Judge ``reading`` on a :func:`lvae.report.results.collect` frame of ``profile``'s
-    runs: the same intervals and verdict rule as the study's claims, fixed before."""
+    runs (default: the reading's own profile, the study's): the same intervals and verdict
+    rule as the study's claims, fixed before."""
+    profile = profile or reading.profile
     mine = select(runs, **reading.local, profile=profile, source=source)
     done = int((mine["status"] == "completed").sum()) if len(mine) else 0
     table = claims.judge_all(runs, profile, source,
@@ -305,8 +288,7 @@ def judge_reading(runs: pd.DataFrame, reading: Reading, profile: str = "study",
     return ReadingJudged(reading, table, done)
 
 
-def reading_frame(ms: pd.DataFrame, reading: Reading, profile: str = "study"
-                  ) -> pd.DataFrame:
+def reading_frame(ms: pd.DataFrame, reading: study.Reading) -> pd.DataFrame:
     """The milestones (:func:`lvae.report.study.frames.milestone_frame` rows of ``profile``) a
     reading's curves are read against: its own runs, the study's vanilla VAE, beta = 16 and
     alpha = 1, in that order (the figure's colours follow it)."""
@@ -314,7 +296,7 @@ def reading_frame(ms: pd.DataFrame, reading: Reading, profile: str = "study"
         return ms
     default = TrainConfig.reduction  # the study's loss scale
     red = ms["reduction"] if "reduction" in ms else pd.Series(default, index=ms.index)
-    base = ms["profile"] == profile
+    base = ms["profile"] == reading.profile
 
     def of(c: dict[str, Any]) -> pd.Series:
         hit = (base & np.isclose(ms["alpha"].astype(float), c["alpha"])

@@ -74,6 +74,52 @@ def _plan() -> list[StudyRun]:
 STUDY: tuple[StudyRun, ...] = tuple(_plan())
 
 
+@dataclass(frozen=True)
+class Reading:
+    """A reading of the open choices that escaped the diagnosis's screen, trained as the
+    study trains its runs (``study`` profile: 20k steps, the study's evaluation) for
+    ``seeds`` seeds and judged on the claims like the study
+    (:func:`lvae.report.diagnosis.judge_reading`): the Local VAE at ``alpha`` under the loss
+    scale ``reduction``, against the study's vanilla and beta-VAE runs (a constant factor on
+    a vanilla VAE's loss changes nothing Adam does, so they serve under either scale)."""
+
+    key: str
+    name: str
+    choice: str  # the open choice it changes (lvae.report.diagnosis.CHOICES)
+    alpha: float
+    reduction: str
+    seeds: int = 3
+    profile: str = "study"
+
+    @property
+    def local(self) -> dict[str, Any]:
+        """Its configuration as the claims name one (:func:`lvae.report.claims.cfg`)."""
+        return {"alpha": float(self.alpha), "beta": 1.0, "neighborhood": "synthetic",
+                "reduction": self.reduction}
+
+    def experiment(self, seed: int) -> Experiment:
+        return Experiment("shapes3d", self.alpha, 1.0, "synthetic", seed,
+                          reduction=self.reduction)
+
+    def run(self, seed: int) -> StudyRun:
+        """Its run of seed ``seed`` in :data:`DIAGNOSIS`."""
+        return StudyRun(self.experiment(seed), self.profile,
+                        f"the reading that escaped the screen ({self.name}) at the study's "
+                        "budget, judged on the claims",
+                        arm=f"{self.name}, 20k steps, seed {seed}", choice=self.choice)
+
+    def owns(self, sr: StudyRun) -> bool:
+        """Whether ``sr`` is one of its seeds (not a screening arm)."""
+        return (sr.profile == self.profile and not sr.settings
+                and sr.experiment == self.experiment(sr.experiment.seed))
+
+
+#: The readings that escaped the screen by the Diagnosis page's rule, in the order they did.
+READINGS: tuple[Reading, ...] = (
+    Reading("sum", "loss summed over pixels, alpha = 0.1", "scale", 0.1, "sum"),
+)
+
+
 def _arm(choice: str, arm: str, purpose: str, alpha: float = 1.0, beta: float = 1.0,
          neighborhood: str = "synthetic", reduction: str | None = None, seed: int = 0,
          **settings: Any) -> StudyRun:
@@ -101,14 +147,7 @@ def _diagnosis() -> list[StudyRun]:
                     gaussian_sigma=sigma)
 
     def reading(seed: int) -> StudyRun:
-        # the screen's escaping arm at the study's budget and evaluation, to be judged
-        # against the study's vanilla and beta-VAE runs (Adam makes a vanilla run's
-        # constant loss scale irrelevant, so they serve under either reduction)
-        e = Experiment("shapes3d", 0.1, 1.0, "synthetic", seed, reduction="sum")
-        return StudyRun(e, "study", "the reading that escaped the screen (loss summed over "
-                        "pixels, alpha = 0.1) at the study's budget, judged on the claims",
-                        arm=f"loss summed over pixels, alpha = 0.1, 20k steps, seed {seed}",
-                        choice="scale")
+        return READINGS[0].run(seed)
 
     return [
         StudyRun(_shapes(1.0, 0), "cpu", "alpha = 1 at the paper's lr 1e-4 for 20k steps: the "
