@@ -205,3 +205,18 @@ def test_a_readings_seeds_are_in_the_plan_and_are_not_screening_arms():
     assert screen.profile == "diagnosis" and not r.owns(screen)
     arms = pd.DataFrame({"arm": [seeds[0].arm, screen.arm], "outcome": ["escapes"] * 2})
     assert diagnosis.screened(arms)["escapes"] == [screen.arm]
+
+
+def test_retrace_compares_a_readings_seed_0_with_its_screening_arm():
+    r = study.READINGS[0]
+    seed0 = next(sr.arm for sr in study.DIAGNOSIS if r.owns(sr) and sr.experiment.seed == 0)
+    fr = pd.DataFrame({"arm": [r.name, r.name, seed0, seed0, seed0],
+                       "step": [250, 5000, 5000, 10_000, 500],
+                       "kl": [1.0, 12.49, 12.49, 9.0, 3.0],
+                       "local_share": [0.1, 0.659, 0.659, 0.5, 0.2]})
+    assert diagnosis.retrace(fr, r) == (
+        "Seed 0 at the study's budget retraces the screen's arm (the same settings and "
+        "seed): their readouts at steps 5,000 are equal.")
+    fr.loc[2, "kl"] = 12.0
+    assert "0.49 apart at most" in diagnosis.retrace(fr, r)
+    assert diagnosis.retrace(fr[fr["arm"] == r.name], r) == ""

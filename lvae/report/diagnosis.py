@@ -321,6 +321,27 @@ def reading_summary(rj: ReadingJudged) -> str:
         f"without colour ({head['ours']}; {head['detail']})"
 
 
+def retrace(fr: pd.DataFrame, reading: study.Reading) -> str:
+    """Whether the reading's seed 0 retraced its screening arm (same settings, same seed,
+    another profile's milestones and length): a sentence with the largest difference of
+    KL and local share at the milestones both have; ``""`` until both have one. Training is
+    deterministic on one machine, so any difference would be a bug (or another machine)."""
+    if fr.empty or "kl" not in fr:
+        return ""
+    seed0 = next((sr.arm for sr in study.DIAGNOSIS if reading.owns(sr)
+                  and sr.experiment.seed == 0), None)
+    a = fr[fr["arm"] == reading.name].set_index("step")[["kl", "local_share"]]
+    b = fr[fr["arm"] == seed0].set_index("step")[["kl", "local_share"]]
+    both = a.index.intersection(b.index)
+    if seed0 is None or both.empty:
+        return ""
+    gap = float((a.loc[both] - b.loc[both]).abs().max().max())
+    steps = f"{int(both.min()):,}" + (f"-{int(both.max()):,}" if len(both) > 1 else "")
+    same = "equal" if gap == 0 else f"{gap:.2g} apart at most"
+    return (f"Seed 0 at the study's budget retraces the screen's arm (the same settings and "
+            f"seed): their readouts at steps {steps} are {same}.")
+
+
 def _reading_status(rj: ReadingJudged, key: str) -> tuple[str, bool] | None:
     """What the reading adds to claim ``key``'s status: ``(text, reproduced)``; None when
     the reading does not test the claim or has no finished seed yet."""
