@@ -31,9 +31,10 @@ def evidence() -> dict[str, object]:
     from lvae.report import claims, results, study
 
     root = results.IMPORTED_DIR
-    runs = results.collect(None, profile="study", imported=root)
-    ms = study.milestone_frame(root)
-    ms = ms[ms.profile.isin(["study", "cpu"])]
+    # the study plan's runs, as the page selects them (the diagnosis ships runs of the
+    # study's and the cpu profile too: its readings' seeds, alpha = 1 at lr 1e-4)
+    runs = study.of_plan(results.collect(None, profile="study", imported=root))
+    ms = study.of_plan(study.milestone_frame(root))
     judged = pd.concat([claims.judge_all(runs, "study", "imported", t)
                         for t in ("table1", "table2", "table5")])
     return {"final_dci": _table(study.final_dci_table(runs)),

@@ -634,3 +634,16 @@ def test_ship_says_why_it_skips_a_run_without_milestones(tmp_path: Path, capsys,
     (rdir / "config.json").write_text("{}")
     assert main(["study", "ship", "--out", str(tmp_path)]) == 0
     assert f"not shipped: {sr.name} (no milestone evaluated yet)" in capsys.readouterr().out
+
+
+def test_of_plan_keeps_the_study_runs_and_drops_a_readings_seeds():
+    """The Evidence page shows the study's runs only: a reading trained at the study's
+    profile (the diagnosis's -rsum seeds) shares its profile but not its plan."""
+    import pandas as pd
+
+    own, reading = study.STUDY[0], study.READINGS[0].run(0)
+    frame = pd.DataFrame({"profile": [own.profile, reading.profile, "study"],
+                          "run_id": [own.run_id, reading.run_id, "elsewhere"],
+                          "x": [1, 2, 3]})
+    assert study.of_plan(frame)["x"].tolist() == [1]
+    assert study.of_plan(frame, study.DIAGNOSIS)["x"].tolist() == [2]

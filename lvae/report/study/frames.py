@@ -174,6 +174,19 @@ def hours_by_device(status: pd.DataFrame) -> dict[str, float]:
 PILOT_ARMS = ("vanilla, lr 1e-3", "vanilla, lr 1e-4", "α=1, lr 1e-3")
 
 
+def of_plan(frame: pd.DataFrame, runs: tuple[StudyRun, ...] = STUDY) -> pd.DataFrame:
+    """The rows of ``frame`` (any frame with ``profile`` and ``run_id`` columns: a
+    :func:`milestone_frame`, a :func:`lvae.report.results.collect` frame) that belong to
+    the runs of a plan, the study's by default. The study's profile also trains the
+    diagnosis's readings at the study's budget (``-rsum`` runs): the Evidence page shows
+    the study's own runs, the Diagnosis page the rest."""
+    if frame.empty:
+        return frame
+    keys = {(sr.profile, sr.run_id) for sr in runs}
+    mask = [(p, r) in keys for p, r in zip(frame["profile"], frame["run_id"], strict=True)]
+    return frame[mask]
+
+
 def pilot_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The pilot's rows of a :func:`milestone_frame`: seed 0 of :data:`PILOT_ARMS`, of the
     study and the pilot's paper-lr arm only (the diagnosis's controls share their labels)."""
@@ -262,7 +275,9 @@ def _finished(runs: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame, dict[str,
     the study's finished runs (a run still training enters no table, as no verdict)."""
 
     done = runs[(runs["profile"] == "study") & runs["status"].isin(["completed", "diverged"])]
-    for (alpha, beta, nb), g in done.groupby(["alpha", "beta", "neighborhood"], sort=True):
+    # a loss scale is part of a configuration (its alpha means another step)
+    keys = ["alpha", "beta", "neighborhood", *(["reduction"] if "reduction" in done else [])]
+    for (alpha, beta, nb, *_), g in done.groupby(keys, sort=True):
         name = f"{config_label(g.iloc[0].to_dict())} ({len(g)} seed{'s' if len(g) > 1 else ''})"
         yield name, g, paper_values(float(alpha), float(beta), str(nb))
 
