@@ -65,7 +65,11 @@ def test_reproduction_status_follows_verdict_and_screen():
     assert "2 others (1 memorise, 1 diverge); 1 still training" in status  # no control
     arms.loc[1, "outcome"] = "escapes"
     status = diagnosis.reproduction_status(row("contradicts"), arms)
-    assert "a escapes memorisation" in status and "candidate" in status
+    assert status == ("not reproduced under the study's reading; candidate: a (escaped the "
+                      "screen; its 20k-step seeds next); 1 still training")
+    assert diagnosis.screen_summary(diagnosis.screened(arms)) == (
+        "3 other readings shipped so far: 1 escapes memorisation, 0 memorise, 1 diverges, "
+        "1 still training")
 
 
 def test_every_arm_names_a_known_choice_and_every_run_id_is_unique():

@@ -355,6 +355,18 @@ def _reading_status(rj: ReadingJudged, key: str) -> tuple[str, bool] | None:
     return f"{name}: {r['verdict']} ({seeds}: {r['detail']})", False
 
 
+def screen_summary(s: dict[str, list[str]]) -> str:
+    """The screen in one line (``s``: :func:`screened`): ``"6 other readings shipped so
+    far: 1 escapes memorisation, 4 memorise, 1 diverges, 0 still training"``."""
+    def n(key: str, one: str, many: str) -> str:
+        return f"{len(s[key])} {one if len(s[key]) == 1 else many}"
+    total = sum(map(len, s.values()))
+    return (f"{total} other reading{'s' if total != 1 else ''} shipped so far: "
+            f"{n('escapes', 'escapes', 'escape')} memorisation, "
+            f"{n('memorises', 'memorises', 'memorise')}, {n('diverges', 'diverges', 'diverge')}"
+            f", {len(s['pending'])} still training")
+
+
 def reproduction_status(judged: Any, arms: pd.DataFrame,
                         readings: Sequence[ReadingJudged] = ()) -> str:
     """A claim's status in the reproduction report, from its study verdict (a row of
@@ -393,9 +405,9 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
                 f"cannot test it; {done} other screened reading{'s' if done != 1 else ''} "
                 f"memorise or diverge{pending}")
     if s["escapes"]:
-        return (f"not reproduced under the study's reading; {', '.join(s['escapes'])} "
-                f"escapes memorisation in the screen and is a candidate (20k steps x 3 "
-                f"seeds next){pending}")
+        return (f"not reproduced under the study's reading; candidate: "
+                f"{', '.join(s['escapes'])} (escaped the screen; its 20k-step seeds "
+                f"next){pending}")
     if not done:
         return f"not reproduced under the study's reading; no other screened yet{pending}"
     return (f"not reproduced under any reading tried: the study's and {done} other"
