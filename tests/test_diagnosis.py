@@ -224,3 +224,14 @@ def test_retrace_compares_a_readings_seed_0_with_its_screening_arm():
     fr.loc[2, "kl"] = 12.0
     assert "0.49 apart at most" in diagnosis.retrace(fr, r)
     assert diagnosis.retrace(fr[fr["arm"] == r.name], r) == ""
+
+
+def test_readout_groups_are_screening_arms_by_choice():
+    r = study.READINGS[0]
+    seed0 = r.run(0).arm
+    fr = pd.DataFrame({"arm": [r.name, seed0, "first order, lr 1e-3",
+                               "control: vanilla VAE"]})
+    assert diagnosis.readout_groups(fr) == [("loss scale", [r.name]),
+                                            ("1st/2nd order", ["first order, lr 1e-3"])]
+    assert diagnosis.readout_groups(fr.iloc[0:0]) == [
+        ("controls", ["control: beta-VAE (beta = 16)"])]

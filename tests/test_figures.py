@@ -211,3 +211,25 @@ def test_execution_bars_show_each_notebooks_time_by_cache_state() -> None:
     assert ax.get_xscale() == "log"  # 3 s beside 20 min
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["reused", "executed", "failed"]
+
+
+def test_readout_panels_draw_each_group_and_keep_step_ticks_apart():
+    """One row per group, the controls in every row, a cross where an arm diverged; the
+    step axis keeps only ticks far enough apart to be read (a divergence at step 12
+    stretches it over three decades, where 250 and 500 would overlap)."""
+    steps = [250, 500, 1000, 2000, 5000]
+    rows = [{"arm": a, "step": s, "kl": 10.0, "local_share": 1.0, "state": "finished",
+             "diverged_at": None} for a in ("control", "arm") for s in steps]
+    rows.append({"arm": "diverged", "step": 0, "kl": None, "local_share": None,
+                 "state": "finished", "diverged_at": 12})
+    fig = figures.readout_panels(pd.DataFrame(rows), [("one", ["arm"]), ("two", ["diverged"])],
+                                 controls=["control"], thresholds={"kl": 3.5})
+    axes = fig.axes
+    assert len(axes) == 4  # two rows x (KL, local share)
+    assert [ax.get_ylabel() for ax in axes[::2]] == ["one", "two"]
+    ticks = [list(ax.get_xticks()) for ax in axes]
+    assert ticks[0] == [250, 500, 1000, 2000, 5000]  # one row: every milestone
+    assert ticks[2][0] == 10 and 500 not in ticks[2] and 250 in ticks[2]  # stretched
+    labels = [t.get_text() for t in axes[1].get_legend().get_texts()]
+    assert labels == ["control", "arm"]
+    assert any("diverged at 12" in t.get_text() for t in axes[3].get_legend().get_texts())

@@ -206,6 +206,18 @@ def arm_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("order")[cols].reset_index(drop=True)
 
 
+def readout_groups(fr: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """The rows of the readout figure (:func:`lvae.report.figures.readout_panels`): per open
+    choice its shipped screening arms (a reading's seeds at the study's budget have their
+    own figure), choices without one left out; the beta-VAE control alone before any."""
+    shipped = set(fr["arm"]) if len(fr) else set()
+    groups = [(c.label, [sr.arm for sr in study.DIAGNOSIS
+                         if sr.choice == c.key and sr.arm in shipped
+                         and not any(r.owns(sr) for r in study.READINGS)])
+              for c in CHOICES]
+    return [g for g in groups if g[1]] or [("controls", ["control: beta-VAE (beta = 16)"])]
+
+
 def _compact(names: list[str]) -> str:
     """``"a, sigma = 0.1; a, sigma = 0.2"`` as ``"a, sigma = 0.1; 0.2"``: arms of one
     choice often differ only in their last value."""

@@ -812,11 +812,20 @@ def milestone_pictures(pictures: Mapping[int, Mapping[str, np.ndarray]],
                       col_labels=col_labels, title=title, cell=cell)
 
 
-def _log_step_axis(ax: Any, ticks: Sequence[int] = (250, 500, 1000, 2000, 5000, 10_000,
+def _log_step_axis(ax: Any, ticks: Sequence[int] = (10, 250, 500, 1000, 2000, 5000, 10_000,
                                                     20_000)) -> None:
-    """Training steps on a log axis with the milestones as its only, readable ticks."""
+    """Training steps on a log axis with the milestones as its only, readable ticks: call
+    it after plotting; where the axis spans more decades (a run that diverged at step 12)
+    a tick closer than an eighth of the span to the one before it is left out, so that
+    labels never overlap."""
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    lo, hi = ax.get_xlim()
+    gap = (math.log10(hi) - math.log10(lo)) / 8
+    kept: list[int] = []
+    for t in ticks:
+        if lo <= t <= hi and (not kept or math.log10(t / kept[-1]) >= gap):
+            kept.append(t)
+    ax.xaxis.set_major_locator(FixedLocator(kept))
     ax.xaxis.set_major_formatter(FuncFormatter(
         lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
