@@ -181,8 +181,8 @@ def test_a_readings_summary_line():
     reading = study.READINGS[0]
     vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
     rj = diagnosis.judge_reading(_runs(vanilla), reading)
-    assert diagnosis.reading_summary(rj) == (f"{reading.name}, 0 of 3 seeds at the study's "
-                                             "budget so far")
+    assert diagnosis.reading_summary(rj) == (f"{reading.name}, 0 of 3 seeds finished at the "
+                                             "study's budget so far")
     up = [(0.1, 1.0, "sum", s, d) for s, d in enumerate((0.50, 0.55, 0.60))]
     line = diagnosis.reading_summary(diagnosis.judge_reading(_runs(vanilla + up), reading))
     assert "3 of 3 seeds" in line and "supports" in line and "0.550 vs 0.120" in line
@@ -235,3 +235,31 @@ def test_readout_groups_are_screening_arms_by_choice():
                                             ("1st/2nd order", ["first order, lr 1e-3"])]
     assert diagnosis.readout_groups(fr.iloc[0:0]) == [
         ("controls", ["control: beta-VAE (beta = 16)"])]
+
+
+def test_a_reading_whose_seed_diverged_says_so_and_is_no_longer_a_plain_candidate():
+    reading = study.READINGS[0]
+    vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    frame = _runs([*vanilla, (0.1, 1.0, "sum", 0, float("nan"))])
+    frame.loc[frame.index[-1], ["status", "steps_done"]] = ["diverged", 9472]
+    rj = diagnosis.judge_reading(frame, reading)
+    assert (rj.seeds_done, rj.diverged) == (0, (9472,))
+    assert rj.died == "1 of 3 seeds diverged (at step 9,472)"
+    assert diagnosis.reading_summary(rj) == (
+        f"{reading.name}, 0 of 3 seeds finished at the study's budget and 1 of 3 seeds "
+        "diverged (at step 9,472) so far")
+    arms = pd.DataFrame({"arm": [reading.name, "b"], "outcome": ["escapes", "memorises"]})
+    status = diagnosis.reproduction_status({"key": "nocolor", "value": "cannot decide",
+                                            "tested": True}, arms, [rj])
+    assert status == ("not reproduced under the study's reading; "
+                      f"{reading.name} escaped the screen but at the study's budget 1 of 3 "
+                      "seeds diverged (at step 9,472); 1 other screened reading memorises or "
+                      "diverges")
+
+
+def test_later_says_an_arm_diverged_after_the_screen():
+    fr = pd.DataFrame({"arm": ["r"] * 2, "step": [5000, 5000], "kl": [12.49, None],
+                       "local_share": [0.659, None], "diverged_at": [9472, 9472]})
+    assert diagnosis.later(fr, "r") == "then diverges at step 9,472"
+    early = fr.assign(diverged_at=[12, 12])  # before the screen's step: outcome() says so
+    assert diagnosis.later(early, "r") == ""

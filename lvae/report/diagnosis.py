@@ -276,11 +276,23 @@ def screened(arms: pd.DataFrame) -> dict[str, list[str]]:
 @dataclass(frozen=True)
 class ReadingJudged:
     """A reading's claims judged on the shipped runs: the :func:`lvae.report.claims.judge_all`
-    rows and how many of its seeds have finished at the profile's budget."""
+    rows, how many of its seeds have finished at the profile's budget (``seeds_done``), and
+    the steps its diverged seeds stopped at (``diverged``: a seed that diverged enters no
+    interval, as in the study)."""
 
     reading: study.Reading
     table: pd.DataFrame
     seeds_done: int
+    diverged: tuple[int, ...] = ()
+
+    @property
+    def died(self) -> str:
+        """``"1 of 3 seeds diverged (at step 9,472)"``, or ``""``."""
+        if not self.diverged:
+            return ""
+        k, steps = len(self.diverged), ", ".join(f"{s:,}" for s in self.diverged)
+        return (f"{k} of {self.reading.seeds} seed{'s' if self.reading.seeds != 1 else ''} "
+                f"diverged (at step{'s' if k > 1 else ''} {steps})")
 
     def row(self, key: str) -> Any | None:
         hit = self.table[self.table["key"] == key]
@@ -295,9 +307,12 @@ def judge_reading(runs: pd.DataFrame, reading: study.Reading, profile: str | Non
     profile = profile or reading.profile
     mine = select(runs, **reading.local, profile=profile, source=source)
     done = int((mine["status"] == "completed").sum()) if len(mine) else 0
+    died = mine[mine["status"] == "diverged"] if len(mine) else mine
+    steps = tuple(sorted(int(s) for s in pd.to_numeric(died.get("steps_done", pd.Series(
+        dtype=float)), errors="coerce").dropna()))
     table = claims.judge_all(runs, profile, source,
                              claims=claims.local_claims(reading.local))
-    return ReadingJudged(reading, table, done)
+    return ReadingJudged(reading, table, done, steps)
 
 
 def reading_frame(ms: pd.DataFrame, reading: study.Reading) -> pd.DataFrame:
@@ -326,7 +341,9 @@ def reading_summary(rj: ReadingJudged) -> str:
     headline verdict (DCI without colour against the vanilla VAE)."""
     head = rj.row("nocolor")
     n, of = rj.seeds_done, rj.reading.seeds
-    text = f"{rj.reading.name}, {n} of {of} seeds at the study's budget"
+    text = f"{rj.reading.name}, {n} of {of} seeds finished at the study's budget"
+    if rj.diverged:
+        text += f" and {rj.died}"
     if not n or head is None:
         return text + " so far"
     return text + f": {head['verdict']} that it disentangles better than the vanilla VAE " \
@@ -356,12 +373,16 @@ def retrace(fr: pd.DataFrame, reading: study.Reading) -> str:
 
 def _reading_status(rj: ReadingJudged, key: str) -> tuple[str, bool] | None:
     """What the reading adds to claim ``key``'s status: ``(text, reproduced)``; None when
-    the reading does not test the claim or has no finished seed yet."""
+    the reading does not test the claim or has no finished or diverged seed yet."""
     r = rj.row(key)
-    if r is None or not rj.seeds_done or not r["tested"]:
+    if r is None or not (rj.seeds_done or rj.diverged):
         return None
     name, n, of = rj.reading.name, rj.seeds_done, rj.reading.seeds
+    if not n or not r["tested"]:  # every seed so far diverged: nothing to compare
+        return (f"{name} escaped the screen but at the study's budget {rj.died}", False) \
+            if rj.diverged else None
     seeds = f"{n} of {of} seeds" if n < of else f"{n} seeds"
+    seeds += f"; {rj.died}" if rj.diverged else ""
     if r["value"] == SUPPORTS:
         return f"reproduced only under {name} ({seeds}: {r['line']})", True
     return f"{name}: {r['verdict']} ({seeds}: {r['detail']})", False
@@ -406,16 +427,16 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
     s = screened(arms)
     done = len(s["memorises"]) + len(s["diverges"])
     pending = f"; {len(s['pending'])} still training" if s["pending"] else ""
+    others = (f"{done} other screened reading"
+              + (" memorises or diverges" if done == 1 else "s memorise or diverge"))
     if found:
         return ("not reproduced under the study's reading; " + "; ".join(t for t, _ in found)
-                + f"; {done} other screened reading{'s' if done != 1 else ''} memorise or "
-                f"diverge{pending}")
+                + f"; {others}{pending}")
     silent = [rj.reading.name for rj in readings
-              if rj.seeds_done and rj.row(judged["key"]) is None]
+              if (rj.seeds_done or rj.diverged) and rj.row(judged["key"]) is None]
     if silent:
         return (f"not reproduced under the study's reading; {', '.join(silent)} (one alpha) "
-                f"cannot test it; {done} other screened reading{'s' if done != 1 else ''} "
-                f"memorise or diverge{pending}")
+                f"cannot test it; {others}{pending}")
     if s["escapes"]:
         return (f"not reproduced under the study's reading; candidate: "
                 f"{', '.join(s['escapes'])} (escaped the screen; its 20k-step seeds "
@@ -455,18 +476,24 @@ def study_readout_table(ms: pd.DataFrame) -> pd.DataFrame:
 def later(fr: pd.DataFrame, arm: str, step: int = SCREEN_STEP) -> str:
     """What an arm trained past the screen read later: ``"then KL 2.37 / 1.47 nats and
     local share 0.278 / 0.086 at steps 10,000 / 15,000"`` from its milestones after
-    ``step`` with a readout; ``""`` for an arm that stopped at the screen."""
+    ``step`` with a readout, and ``"then diverges at step N"`` where it diverged after
+    ``step``; ``""`` for an arm that stopped at the screen."""
     if fr.empty or "kl" not in fr or "local_share" not in fr:
         return ""
-    g = fr[(fr["arm"] == arm) & (fr["step"] > step)].sort_values("step")
+    mine = fr[fr["arm"] == arm]
+    died = pd.to_numeric(mine.get("diverged_at", pd.Series(dtype=float)),
+                         errors="coerce").dropna()
+    end = (f"diverges at step {int(died.iloc[0]):,}"
+           if len(died) and died.iloc[0] > step else "")
+    g = mine[(mine["step"] > step)].sort_values("step")
     g = g[g["kl"].notna() & g["local_share"].notna()]
     if g.empty:
-        return ""
+        return f"then {end}" if end else ""
     kls = " / ".join(f"{v:.2f}" for v in g["kl"])
     shares = " / ".join(f"{v:.3f}" for v in g["local_share"])
     steps = " / ".join(f"{int(v):,}" for v in g["step"])
-    return f"then KL {kls} nats and local share {shares} at step{'s' if len(g) > 1 else ''} " \
-        f"{steps}"
+    return (f"then KL {kls} nats and local share {shares} at step{'s' if len(g) > 1 else ''} "
+            f"{steps}" + (f"; then {end}" if end else ""))
 
 
 def findings(arms: pd.DataFrame, fr: pd.DataFrame | None = None) -> list[str]:
