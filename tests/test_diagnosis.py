@@ -263,3 +263,39 @@ def test_later_says_an_arm_diverged_after_the_screen():
     assert diagnosis.later(fr, "r") == "then diverges at step 9,472"
     early = fr.assign(diverged_at=[12, 12])  # before the screen's step: outcome() says so
     assert diagnosis.later(early, "r") == ""
+
+
+def test_a_reading_with_another_neighbourhood_is_judged_against_the_papers_row():
+    """Latent kNN is not a 3D Shapes row of the paper: its runs are judged against the
+    paper's alpha = 1 row (synthetic neighbourhoods), and the study's alpha = 1 runs stay
+    out of its interval."""
+    knn = next(r for r in study.READINGS if r.key == "knn")
+    rows = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    runs = _runs(rows + [(1.0, 1.0, "pixel_mean", s, 0.9) for s in range(3)]
+                 + [(1.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.3, 0.35, 0.4))])
+    runs.loc[runs.index[-3:], "neighborhood"] = "latent_knn"
+    rj = diagnosis.judge_reading(runs, knn)
+    row = rj.row("nocolor")
+    assert rj.seeds_done == 3
+    assert row["claim"].startswith("Without colour, alpha = 1 (latent_knn neighbours)")
+    assert row["paper"] == "0.977 vs 0.150" and row["ours"] == "0.350 vs 0.120"
+    assert row["value"] == "supports"
+    assert [sr.run_id for sr in study.DIAGNOSIS if knn.owns(sr)] == [
+        f"shapes3d-a1e+00-b1-latent_knn-s{s}" for s in range(3)]
+
+
+def test_a_second_escaping_arm_stays_a_candidate_beside_a_judged_reading():
+    summed, knn = study.READINGS
+    vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    frame = _runs([*vanilla, (0.1, 1.0, "sum", 0, float("nan"))])
+    frame.loc[frame.index[-1], ["status", "steps_done"]] = ["diverged", 9472]
+    rjs = [diagnosis.judge_reading(frame, r) for r in (summed, knn)]
+    arms = pd.DataFrame({"arm": [summed.name, knn.name, "b"],
+                         "outcome": ["escapes", "escapes", "memorises"]})
+    status = diagnosis.reproduction_status({"key": "nocolor", "value": "cannot decide",
+                                            "tested": True}, arms, rjs)
+    assert status == (
+        f"not reproduced under the study's reading; {summed.name} escaped the screen but at "
+        "the study's budget 1 of 3 seeds diverged (at step 9,472); candidate: "
+        f"{knn.name} (escaped the screen; its 20k-step seeds next); 1 other screened "
+        "reading memorises or diverges")

@@ -164,20 +164,32 @@ Config = Mapping[str, Any]
 
 
 def cfg(alpha: float, beta: float = 1.0, neighborhood: str = "synthetic",
-        reduction: str | None = None) -> dict[str, Any]:
+        reduction: str | None = None, row: Config | None = None) -> dict[str, Any]:
     """A configuration: how a claim names the paper row it is about (never by its label).
     ``reduction`` (e.g. ``"sum"``) selects our runs that read the row's alpha under that
-    loss scale (a reading of the diagnosis) instead of the study's; the paper's row is the
-    same."""
-    c = {"alpha": float(alpha), "beta": float(beta), "neighborhood": neighborhood}
-    return c if reduction is None else {**c, "reduction": reduction}
+    loss scale (a reading of the diagnosis) instead of the study's; ``row`` names the
+    paper's row (a :func:`cfg`) where our runs differ from it otherwise (a reading with
+    another neighbourhood than the paper's for the dataset): the paper's side of a claim
+    comes from the row, ours from the runs."""
+    c: dict[str, Any] = {"alpha": float(alpha), "beta": float(beta),
+                         "neighborhood": neighborhood}
+    if reduction is not None:
+        c["reduction"] = reduction
+    if row is not None:
+        c["row"] = dict(row)
+    return c
+
+
+#: The keys of a configuration that name a paper row (the others select our runs only).
+_ROW_KEYS = ("alpha", "beta", "neighborhood")
 
 
 def _row(table: str, config: Config) -> dict:
     """The paper's row of ``table`` for a configuration (its label is for display only)."""
     rows = paper.table(table)["rows"]
+    want = config.get("row", config)
     for r in rows:
-        if all(r[k] == v for k, v in config.items() if k != "reduction"):
+        if all(r[k] == want[k] for k in _ROW_KEYS if k in want):
             return r
     raise ValueError(f"{table} has no row for {dict(config)}; rows: "
                      f"{[paper.configuration(r) for r in rows]}")
@@ -188,16 +200,20 @@ def _select(df: pd.DataFrame, table: str, config: Config, profile: str | None,
     """Our runs of a paper row's configuration (:func:`lvae.report.results.select`), of one
     profile and source."""
     reduction = {"reduction": config["reduction"]} if "reduction" in config else {}
-    return select(df, **paper.configuration(_row(table, config)), source=source,
+    ours = {k: config[k] for k in _ROW_KEYS if k in config}
+    return select(df, **{**paper.configuration(_row(table, config)), **ours}, source=source,
                   profile=profile, **reduction)
 
 
 def _label(table: str, config: Config) -> str:
     """How a comparison names a configuration: the paper row's label, and the loss scale
     where our runs read its alpha under another one (``"alpha = 1e-1 (loss summed)"``)."""
-    label = _row(table, config)["label"]
-    red = config.get("reduction")
-    return label if red is None else f"{label} (loss {'summed' if red == 'sum' else red})"
+    row = _row(table, config)
+    notes = [f"loss {'summed' if red == 'sum' else red}"
+             for red in [config.get("reduction")] if red is not None]
+    nb = config.get("neighborhood", row["neighborhood"])
+    notes += [f"{nb} neighbours"] if nb != row["neighborhood"] else []
+    return row["label"] + (f" ({', '.join(notes)})" if notes else "")
 
 
 def values(df: pd.DataFrame, table: str, config: Config, metric: str,

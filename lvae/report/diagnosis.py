@@ -305,7 +305,7 @@ def judge_reading(runs: pd.DataFrame, reading: study.Reading, profile: str | Non
     runs (default: the reading's own profile, the study's): the same intervals and verdict
     rule as the study's claims, fixed before."""
     profile = profile or reading.profile
-    mine = select(runs, **reading.local, profile=profile, source=source)
+    mine = select(runs, **reading.runs, profile=profile, source=source)
     done = int((mine["status"] == "completed").sum()) if len(mine) else 0
     died = mine[mine["status"] == "diverged"] if len(mine) else mine
     steps = tuple(sorted(int(s) for s in pd.to_numeric(died.get("steps_done", pd.Series(
@@ -331,7 +331,7 @@ def reading_frame(ms: pd.DataFrame, reading: study.Reading) -> pd.DataFrame:
                & (red.fillna(default) == c.get("reduction", default)))
         return hit & (ms["neighborhood"] == c["neighborhood"]) if c["alpha"] else hit
 
-    parts = [ms[of(c)] for c in (reading.local, claims.cfg(0.0), claims.cfg(0.0, 16.0),
+    parts = [ms[of(c)] for c in (reading.runs, claims.cfg(0.0), claims.cfg(0.0, 16.0),
                                  claims.cfg(1.0))]
     return pd.concat(parts, ignore_index=True)
 
@@ -429,18 +429,19 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
     pending = f"; {len(s['pending'])} still training" if s["pending"] else ""
     others = (f"{done} other screened reading"
               + (" memorises or diverges" if done == 1 else "s memorise or diverge"))
-    if found:
-        return ("not reproduced under the study's reading; " + "; ".join(t for t, _ in found)
-                + f"; {others}{pending}")
+    # an arm that escaped is a candidate until its reading has a seed at the study's budget
+    judged_names = {rj.reading.name for rj in readings if rj.seeds_done or rj.diverged}
+    candidates = [a for a in s["escapes"] if a not in judged_names]
+    cand = (f"candidate: {', '.join(candidates)} (escaped the screen; its 20k-step seeds "
+            "next)") if candidates else ""
     silent = [rj.reading.name for rj in readings
               if (rj.seeds_done or rj.diverged) and rj.row(judged["key"]) is None]
-    if silent:
-        return (f"not reproduced under the study's reading; {', '.join(silent)} (one alpha) "
-                f"cannot test it; {others}{pending}")
-    if s["escapes"]:
-        return (f"not reproduced under the study's reading; candidate: "
-                f"{', '.join(s['escapes'])} (escaped the screen; its 20k-step seeds "
-                f"next){pending}")
+    parts = ([t for t, _ in found] + ([f"{', '.join(silent)} cannot test it (one "
+                                       "configuration)"] if silent and not found else [])
+             + ([cand] if cand else []))
+    if parts:
+        tail = f"; {others}" if found or silent else ""
+        return "not reproduced under the study's reading; " + "; ".join(parts) + tail + pending
     if not done:
         return f"not reproduced under the study's reading; no other screened yet{pending}"
     return (f"not reproduced under any reading tried: the study's and {done} other"
