@@ -116,7 +116,7 @@ def test_short_names_parse(name, want):
 
 
 def test_an_unknown_name_lists_what_is_available():
-    for name in ("alpha=3", "no-such-run", "study/no-such-run", "a/b/c"):
+    for name in ("alpha=42", "no-such-run", "study/no-such-run", "a/b/c"):
         with pytest.raises(ValueError, match="no shipped run") as err:
             load_shipped(name)
         msg = str(err.value)
