@@ -169,12 +169,15 @@ def test_a_readings_curves_are_its_runs_and_the_studys_yardsticks():
             ("study", 0.0, 1.0, "pixel_mean"), ("study", 0.0, 16.0, "pixel_mean"),
             ("study", 1.0, 1.0, "pixel_mean"), ("diagnosis", 0.1, 1.0, "sum"),
             ("study", 10.0, 1.0, "pixel_mean")]
-    ms = pd.DataFrame([{"profile": p, "alpha": a, "beta": b, "reduction": r,
-                        "neighborhood": "synthetic", "step": 500} for p, a, b, r in rows])
+    ms = pd.DataFrame([{"profile": p, "dataset": "shapes3d", "alpha": a, "beta": b,
+                        "reduction": r, "neighborhood": "synthetic", "step": 500}
+                       for p, a, b, r in rows])
     got = diagnosis.reading_frame(ms, reading)
     assert list(zip(got["alpha"], got["beta"], got["reduction"], strict=True)) == [
         (0.1, 1.0, "sum"), (0.0, 1.0, "pixel_mean"), (0.0, 16.0, "pixel_mean"),
         (1.0, 1.0, "pixel_mean")]
+    # the yardsticks alone are nothing to read a reading against
+    assert diagnosis.reading_frame(ms.iloc[1:], reading).empty
 
 
 def test_a_readings_summary_line():

@@ -209,10 +209,11 @@ def _label(table: str, config: Config) -> str:
     """How a comparison names a configuration: the paper row's label, and the loss scale
     where our runs read its alpha under another one (``"alpha = 1e-1 (loss summed)"``)."""
     row = _row(table, config)
-    notes = [f"loss {'summed' if red == 'sum' else red}"
-             for red in [config.get("reduction")] if red is not None]
-    nb = config.get("neighborhood", row["neighborhood"])
-    notes += [f"{nb} neighbours"] if nb != row["neighborhood"] else []
+    notes = []
+    if (red := config.get("reduction")) is not None:
+        notes.append(f"loss {'summed' if red == 'sum' else red}")
+    if (nb := config.get("neighborhood", row["neighborhood"])) != row["neighborhood"]:
+        notes.append(f"{nb} neighbours")
     return row["label"] + (f" ({', '.join(notes)})" if notes else "")
 
 

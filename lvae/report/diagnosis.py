@@ -37,7 +37,6 @@ import numpy as np
 import pandas as pd
 
 from lvae import runfolder
-from lvae.config import TrainConfig
 from lvae.report import claims, study
 from lvae.report.claims import SUPPORTS
 from lvae.report.results import select
@@ -318,21 +317,14 @@ def judge_reading(runs: pd.DataFrame, reading: study.Reading, profile: str | Non
 def reading_frame(ms: pd.DataFrame, reading: study.Reading) -> pd.DataFrame:
     """The milestones (:func:`lvae.report.study.frames.milestone_frame` rows of ``profile``) a
     reading's curves are read against: its own runs, the study's vanilla VAE, beta = 16 and
-    alpha = 1, in that order (the figure's colours follow it)."""
+    alpha = 1, in that order (the figure's colours follow it); empty until the reading
+    has a milestone shipped."""
     if ms.empty:
         return ms
-    default = TrainConfig.reduction  # the study's loss scale
-    red = ms["reduction"] if "reduction" in ms else pd.Series(default, index=ms.index)
-    base = ms["profile"] == reading.profile
-
-    def of(c: dict[str, Any]) -> pd.Series:
-        hit = (base & np.isclose(ms["alpha"].astype(float), c["alpha"])
-               & np.isclose(ms["beta"].astype(float), c["beta"])
-               & (red.fillna(default) == c.get("reduction", default)))
-        return hit & (ms["neighborhood"] == c["neighborhood"]) if c["alpha"] else hit
-
-    parts = [ms[of(c)] for c in (reading.runs, claims.cfg(0.0), claims.cfg(0.0, 16.0),
-                                 claims.cfg(1.0))]
+    parts = [select(ms, **c, profile=reading.profile)
+             for c in (reading.runs, claims.cfg(0.0), claims.cfg(0.0, 16.0), claims.cfg(1.0))]
+    if parts[0].empty:  # nothing of its own to read against them yet
+        return ms.iloc[0:0]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -357,12 +349,10 @@ def retrace(fr: pd.DataFrame, reading: study.Reading) -> str:
     deterministic on one machine, so any difference would be a bug (or another machine)."""
     if fr.empty or "kl" not in fr:
         return ""
-    seed0 = next((sr.arm for sr in study.DIAGNOSIS if reading.owns(sr)
-                  and sr.experiment.seed == 0), None)
     a = fr[fr["arm"] == reading.name].set_index("step")[["kl", "local_share"]]
-    b = fr[fr["arm"] == seed0].set_index("step")[["kl", "local_share"]]
+    b = fr[fr["arm"] == reading.run(0).arm].set_index("step")[["kl", "local_share"]]
     both = a.index.intersection(b.index)
-    if seed0 is None or both.empty:
+    if both.empty:
         return ""
     gap = float((a.loc[both] - b.loc[both]).abs().max().max())
     steps = f"{int(both.min()):,}" + (f"-{int(both.max()):,}" if len(both) > 1 else "")

@@ -189,7 +189,6 @@ def figure2_panels(df: Any, configs: Mapping[str, Mapping[str, Any]], n: int = 2
     """
     import torch
 
-
     z = torch.randn(n, 10, generator=torch.Generator().manual_seed(code_seed))
     adapted: dict[str, Any] = {}
     meta: dict[str, Any] = {}
@@ -868,11 +867,10 @@ def readout_panels(frame: Any, groups: Sequence[tuple[str, Sequence[str]]],
                     ax.plot(pts["step"], pts[col], color=color, ls="--" if training else ls,
                             marker="o", ms=3, label=label if c == 0 else None)
                 if len(died):  # at its last value, or on the axis' floor with none
-                    at = (pts[col].iloc[-1], ax.get_xaxis_transform()) if len(pts) else (
-                        0.04, ax.get_xaxis_transform())
-                    ax.plot([died.iloc[0]], [at[0]], marker="X", ms=9, color=color,
-                            mec="black", mew=0.6, ls="none",
-                            transform=ax.transData if len(pts) else at[1],
+                    y, where = ((pts[col].iloc[-1], ax.transData) if len(pts)
+                                else (0.04, ax.get_xaxis_transform()))
+                    ax.plot([died.iloc[0]], [y], marker="X", ms=9, color=color,
+                            mec="black", mew=0.6, ls="none", transform=where,
                             label=None if len(pts) or c else label)
             if thresholds and col in thresholds:
                 ax.axhline(thresholds[col], color="red", lw=0.8, ls="--")

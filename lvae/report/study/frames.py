@@ -36,7 +36,8 @@ from lvae.training import load_run
 def _config_columns(cfg: dict[str, Any]) -> dict[str, Any]:
 
     e = experiment_of(cfg)
-    return {"config_id": e.config_id, "label": label(e, cfg.get("lr")), "alpha": e.alpha,
+    return {"config_id": e.config_id, "label": label(e, cfg.get("lr")),
+            "dataset": e.dataset, "alpha": e.alpha,
             "beta": e.beta, "neighborhood": e.neighborhood,
             "reduction": cfg.get("reduction", TrainConfig.reduction), "seed": e.seed,
             "lr": cfg.get("lr"), "profile": cfg.get("profile")}
