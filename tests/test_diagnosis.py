@@ -126,7 +126,7 @@ def test_a_reading_is_judged_on_its_own_runs_against_the_studys_baselines():
     assert rj.seeds_done == 1
     row = rj.row("nocolor")
     assert row["value"] == "cannot decide"  # one seed: no interval
-    assert "alpha = 1e-1 (loss summed)" in row["claim"]
+    assert "alpha = 1e-1 (summed loss)" in row["claim"]
     assert row["paper"] == "0.945 vs 0.150"  # the paper's alpha = 0.1 row, not alpha = 1's
     assert rj.row("best_alpha") is None  # one alpha cannot test where DCI peaks
     # by hand: Welch's interval of (0.50, 0.55, 0.60) vs (0.10, 0.12, 0.14): d = 0.43 > 0
@@ -266,6 +266,19 @@ def test_later_says_an_arm_diverged_after_the_screen():
     assert diagnosis.later(fr, "r") == "then diverges at step 9,472"
     early = fr.assign(diverged_at=[12, 12])  # before the screen's step: outcome() says so
     assert diagnosis.later(early, "r") == ""
+
+
+def test_the_choice_table_says_an_arm_that_escaped_the_screen_diverged_later():
+    """The rule judges a reading's seed at 5k (escapes); the choice table must not leave the
+    reader there when it died at step 9,473 of its 20k."""
+    reading = study.READINGS[0]
+    sr = reading.run(0)
+    fr = milestones([2000, 5000], [10.0, 12.49], [0.5, 0.659], diverged_at=9473,
+                    run=sr.run_id).assign(profile=sr.profile, arm=sr.arm, choice=sr.choice)
+    assert diagnosis.arm_table(fr)["outcome"].tolist() == ["escapes"]  # the rule, at 5k
+    row = diagnosis.choice_table(fr).set_index("choice").loc[
+        diagnosis.CHOICE_NAMES[sr.choice]]
+    assert f"{sr.arm}: escapes at 5k, then diverges at step 9,473" == row["tried (outcome)"]
 
 
 def test_a_reading_with_another_neighbourhood_is_judged_against_the_papers_row():

@@ -143,6 +143,26 @@ def test_milestone_curves_end_a_diverged_group_in_a_cross() -> None:
     assert list(crosses[0].get_ydata()) == [pytest.approx(0.2)]  # at its last milestone's mean
 
 
+def test_milestone_curves_label_the_step_axis_with_milestones_only() -> None:
+    """Every point at one step (a reading at its first milestone) is labelled with
+    milestone ticks ("2k"), not matplotlib's minor-tick clutter; milestones up to the
+    paper's star at 300k keep their ticks a readable distance apart."""
+    one = pd.DataFrame([{"label": "r", "seed": 0, "step": 2000, "state": "training",
+                         "dci": 0.1}])
+    ax = figures.milestone_curves(one, {"dci": "D"}).axes[0]
+    ticks = list(ax.get_xticks())
+    assert 2000 in ticks and set(ticks) <= set(figures.STEP_TICKS)
+    assert "2k" in [t.get_text() for t in ax.xaxis.get_ticklabels()]
+    assert not any(t.get_text() for t in ax.xaxis.get_ticklabels(minor=True))
+    rows = [{"label": "v", "seed": 0, "step": s, "state": "finished", "dci": 0.1}
+            for s in (250, 500, 1000, 2000, 5000, 10_000, 20_000)]
+    ax = figures.milestone_curves(pd.DataFrame(rows), {"dci": "D"},
+                                  paper={"dci": {"v": 0.5}}).axes[0]
+    ticks = list(ax.get_xticks())
+    assert ticks[0] == 250 and ticks[-1] == 300_000
+    assert min(np.diff(np.log10(ticks))) >= np.log10(300_000 / 250) / 8 * 0.999
+
+
 def _points(ax) -> list[tuple[float, float]]:
     """The (x, y) of every scatter point an axis holds (the per-seed points)."""
     return [tuple(map(float, xy)) for c in ax.collections

@@ -207,11 +207,12 @@ def _select(df: pd.DataFrame, table: str, config: Config, profile: str | None,
 
 def _label(table: str, config: Config) -> str:
     """How a comparison names a configuration: the paper row's label, and the loss scale
-    where our runs read its alpha under another one (``"alpha = 1e-1 (loss summed)"``)."""
+    where our runs read its alpha under another one (``"alpha = 1e-1 (summed loss)"``,
+    as :func:`lvae.report.grid.config_name` says it)."""
     row = _row(table, config)
     notes = []
     if (red := config.get("reduction")) is not None:
-        notes.append(f"loss {'summed' if red == 'sum' else red}")
+        notes.append("summed loss" if red == "sum" else f"loss {red}")
     if (nb := config.get("neighborhood", row["neighborhood"])) != row["neighborhood"]:
         notes.append(f"{nb} neighbours")
     return row["label"] + (f" ({', '.join(notes)})" if notes else "")

@@ -242,13 +242,20 @@ def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
         tried = arms[arms["choice"] == c.name]
         planned = [sr.arm for sr in study.DIAGNOSIS if sr.choice == c.key
                    and sr.arm not in set(tried["arm"])]
-        results = "; ".join(f"{a}: {o}" for a, o in zip(tried["arm"], tried["outcome"],
-                                                          strict=True))
+        results = "; ".join(f"{a}: {o}" + _then_diverges(fr, a, step)
+                            for a, o in zip(tried["arm"], tried["outcome"], strict=True))
         if c.key == "resolution":
             results = "not tested: 64x64 needs a GPU (none was lent for the diagnosis yet)"
         rows.append({"choice": c.name, "the paper": c.paper, "the study": c.study,
                      "tried (outcome)": results or "—", "planned": _compact(planned)})
     return pd.DataFrame(rows)
+
+
+def _then_diverges(fr: pd.DataFrame, arm: str, step: int) -> str:
+    """``" at 5k, then diverges at step 9,473"`` for an arm judged at ``step`` that
+    diverged after it, else ``""``."""
+    died = _diverged_after(fr[fr["arm"] == arm], step)
+    return "" if died is None else f" at {step / 1000:g}k, then diverges at step {died:,}"
 
 
 #: The outcomes of the rule that end a screening arm (the others wait for more steps).
@@ -472,10 +479,8 @@ def later(fr: pd.DataFrame, arm: str, step: int = SCREEN_STEP) -> str:
     if fr.empty or "kl" not in fr or "local_share" not in fr:
         return ""
     mine = fr[fr["arm"] == arm]
-    died = pd.to_numeric(mine.get("diverged_at", pd.Series(dtype=float)),
-                         errors="coerce").dropna()
-    end = (f"diverges at step {int(died.iloc[0]):,}"
-           if len(died) and died.iloc[0] > step else "")
+    died = _diverged_after(mine, step)
+    end = f"diverges at step {died:,}" if died is not None else ""
     g = mine[(mine["step"] > step)].sort_values("step")
     g = g[g["kl"].notna() & g["local_share"].notna()]
     if g.empty:
@@ -485,6 +490,14 @@ def later(fr: pd.DataFrame, arm: str, step: int = SCREEN_STEP) -> str:
     steps = " / ".join(f"{int(v):,}" for v in g["step"])
     return (f"then KL {kls} nats and local share {shares} at step{'s' if len(g) > 1 else ''} "
             f"{steps}" + (f"; then {end}" if end else ""))
+
+
+def _diverged_after(rows: pd.DataFrame, step: int) -> int | None:
+    """The step one arm's run (its :func:`frame` rows) diverged at, if after ``step``: the
+    rule judged it at ``step``, and a reader must still hear that it died later."""
+    died = pd.to_numeric(rows.get("diverged_at", pd.Series(dtype=float)),
+                         errors="coerce").dropna()
+    return int(died.iloc[0]) if len(died) and died.iloc[0] > step else None
 
 
 def findings(arms: pd.DataFrame, fr: pd.DataFrame | None = None) -> list[str]:

@@ -683,7 +683,7 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
             if paper and g in paper.get(col, {}):
                 ax.plot([paper_steps], [paper[col][g]], marker="*", ms=11, color=colors[g],
                         mec="black", mew=0.6, ls="none")
-        ax.set_xscale("log")
+        _log_step_axis(ax, STEP_TICKS)
         if k + ncols >= len(metrics):  # the lowest panel of its column: one label a column
             ax.set_xlabel("training steps")
         ax.set_title(name, fontsize=10)
@@ -811,8 +811,12 @@ def milestone_pictures(pictures: Mapping[int, Mapping[str, np.ndarray]],
                       col_labels=col_labels, title=title, cell=cell)
 
 
-def _log_step_axis(ax: Any, ticks: Sequence[int] = (10, 250, 500, 1000, 2000, 5000, 10_000,
-                                                    20_000)) -> None:
+#: The step ticks a log step axis may show: the milestones of every plan, and the paper's
+#: budget.
+STEP_TICKS = (10, 250, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 300_000)
+
+
+def _log_step_axis(ax: Any, ticks: Sequence[int] = STEP_TICKS[:8]) -> None:
     """Training steps on a log axis with the milestones as its only, readable ticks: call
     it after plotting; where the axis spans more decades (a run that diverged at step 12)
     a tick closer than an eighth of the span to the one before it is left out, so that
