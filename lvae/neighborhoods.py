@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from typing import Any
 
 import faiss
 import numpy as np
@@ -60,6 +61,15 @@ class Neighborhood(abc.ABC):
 
     def step(self, step: int) -> None:  # noqa: B027 - optional hook
         """Called once per training step before :meth:`sample` (refresh schedules)."""
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint must keep for a resumed run to draw the neighbours the
+        uninterrupted run would have drawn (kinds that change while training: their bank).
+        Stateless kinds keep nothing."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore :meth:`state` after :meth:`setup` (a resumed run)."""
 
     @abc.abstractmethod
     def sample(self, anchor_pos: np.ndarray, anchors: Tensor, generator: torch.Generator) -> Tensor:
@@ -207,6 +217,25 @@ class LatentKnnNeighborhood(Neighborhood):
     def step(self, step: int) -> None:
         if step > 0 and step % self.refresh == 0:
             self.refresh_bank()
+
+    def state(self) -> dict[str, Any]:
+        """The bank as it stands: refreshed every ``refresh`` steps and updated with each
+        batch's codes in between, so re-encoding the pool on resume (what :meth:`setup`
+        does) would hand a resumed run other neighbours than the uninterrupted run's."""
+        return {"bank": None if self.bank is None else self.bank.copy()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        bank = state.get("bank")
+        if bank is None:
+            return
+        bank = np.ascontiguousarray(bank, dtype=np.float32)
+        if self.bank is not None and bank.shape != self.bank.shape:
+            raise ValueError(f"the checkpoint's latent bank has shape {bank.shape}, the pool's "
+                             f"{self.bank.shape}: it belongs to another pool or model; "
+                             "delete checkpoint.pt to train this run from step 0")
+        self.bank = bank
+        self.index = faiss.IndexFlatL2(bank.shape[1])
+        self.index.add(bank)
 
     @torch.no_grad()
     def sample(self, anchor_pos: np.ndarray, anchors: Tensor, generator: torch.Generator) -> Tensor:

@@ -7,7 +7,7 @@
 ``checkpoint.pt``  model, optimiser and RNG states, written atomically every
                  ``checkpoint_every`` steps and at least every ``checkpoint_seconds`` (60) of
                  wall time (so a killed run loses minutes, whatever its length); a restart
-                 continues from it draw for draw,
+                 continues from it draw for draw (a latent-kNN bank included),
 ``snapshots/``   the model's parameters alone at each of ``snapshot_steps`` (milestones a
                  study evaluates later: DCI against training steps),
 ``log.jsonl``    one JSON line per ``log_every`` steps,
@@ -171,6 +171,7 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
     gen = torch.Generator(device=device)
     gen.manual_seed(config.seed)
     start, wall_before, cpu_before = 0, 0.0, 0.0
+    ck: dict | None = None
     commits: list[str] = []
     started, resumed = now(), None  # a resumed run keeps the time its first step began
     ckpt_path = run_dir / runfolder.CHECKPOINT
@@ -197,6 +198,8 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
     nbhd = neighborhood_for(config, dataset) if use_meta else None
     if nbhd is not None:
         nbhd.setup(pool, encode_means=lambda x: model.encode(x.to(device))[0])
+        if ck is not None:  # a checkpoint before this key existed: setup's state stands
+            nbhd.load_state(ck.get("neighborhood", {}))
 
     t0, c0 = time.perf_counter(), time.process_time()
     last_ckpt = t0
@@ -204,7 +207,8 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
     def save(at: int) -> None:
         nonlocal last_ckpt
         _save(ckpt_path, model, opt, rng, gen, at, wall_before + time.perf_counter() - t0,
-              cpu_before + time.process_time() - c0, commits, started)
+              cpu_before + time.process_time() - c0, commits, started,
+              nbhd.state() if nbhd is not None else {})
         last_ckpt = time.perf_counter()
 
     log_f = (run_dir / runfolder.LOG).open("a")
@@ -299,11 +303,13 @@ def train_step(model: VAE, opt: torch.optim.Optimizer, pool: ImagePool,
 
 def _save(path: Path, model: VAE, opt: torch.optim.Optimizer, rng: np.random.RandomState,
           gen: torch.Generator, step: int, wall: float, cpu: float = 0.0,
-          commits: list[str] | None = None, started: str | None = None) -> None:
+          commits: list[str] | None = None, started: str | None = None,
+          neighborhood: dict | None = None) -> None:
     atomic_torch_save(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                              "numpy_rng": rng.get_state(), "torch_rng": gen.get_state(),
                              "step": step, "wall_time_s": wall, "cpu_time_s": cpu,
-                             "commits": commits or [], "started": started})
+                             "commits": commits or [], "started": started,
+                             "neighborhood": neighborhood or {}})
 
 
 def _snapshot(run_dir: Path, model: VAE, step: int,

@@ -223,10 +223,21 @@ def test_retrace_compares_a_readings_seed_0_with_its_screening_arm():
                        "local_share": [0.1, 0.659, 0.659, 0.5, 0.2]})
     assert diagnosis.retrace(fr, r) == (
         "Seed 0 at the study's budget retraces the screen's arm (the same settings and "
-        "seed): their readouts at steps 5,000 are equal.")
+        "seed): their readouts at step 5,000 are equal.")
     fr.loc[2, "kl"] = 12.0
-    assert "0.49 apart at most" in diagnosis.retrace(fr, r)
+    assert diagnosis.retrace(fr, r) == (
+        "Seed 0 at the study's budget does not retrace the screen's arm (the same settings "
+        "and seed): at step 5,000 their readouts are up to 0.49 apart.")
     assert diagnosis.retrace(fr[fr["arm"] == r.name], r) == ""
+    # latent kNN's seed 0: equal to 2k, then a resume rebuilt its bank (KL 24.76 vs 21.59)
+    steps = [500, 1000, 2000, 5000]
+    fr = pd.DataFrame({"arm": [r.name] * 4 + [seed0] * 4, "step": steps * 2,
+                       "kl": [0.57, 1.41, 10.23, 24.76, 0.57, 1.41, 10.23, 21.59],
+                       "local_share": [0.01, 0.01, 0.085, 1.353, 0.01, 0.01, 0.085, 1.068]})
+    assert diagnosis.retrace(fr, r) == (
+        "Seed 0 at the study's budget retraces the screen's arm (the same settings and seed) "
+        "to step 2,000 (equal readouts at steps 500-2,000); from step 5,000 they part, up to "
+        "3.2 apart: from there the two runs did not draw the same numbers.")
 
 
 def test_readout_groups_are_screening_arms_by_choice():

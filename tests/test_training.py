@@ -41,18 +41,25 @@ def test_same_config_and_seed_give_same_losses(tmp_path, blobs):
     assert c["status"] == "completed" and losses(tmp_path / "c") != losses(tmp_path / "a")
 
 
-def test_resume_continues_draw_for_draw(tmp_path, blobs):
+@pytest.mark.parametrize("kind", [
+    {},
+    # the latent bank is refreshed at step 5 and takes each batch's codes: re-encoding the
+    # pool at the resume (step 8) would hand the resumed run other neighbours
+    {"neighborhood": "latent_knn", "latent_refresh": 5},
+    {"neighborhood": "input_l2"},
+])
+def test_resume_continues_draw_for_draw(tmp_path, blobs, kind):
     full = tmp_path / "full"
-    train(tiny(), full, dataset=blobs, progress=False)
+    train(tiny(**kind), full, dataset=blobs, progress=False)
     part = tmp_path / "part"
-    train(tiny(steps=8), part, dataset=blobs, progress=False)  # stops at step 8 (ckpt at 4, 8)
+    train(tiny(steps=8, **kind), part, dataset=blobs, progress=False)  # ckpt at 4, 8
     # Pretend the run was interrupted after its step-8 checkpoint: drop the result and
     # continue with the full budget.
     (part / "result.json").unlink()
     cfg = json.loads((part / "config.json").read_text())
     cfg["steps"] = 12
     (part / "config.json").write_text(json.dumps(cfg))
-    train(tiny(), part, dataset=blobs, progress=False)
+    train(tiny(**kind), part, dataset=blobs, progress=False)
     assert losses(part) == losses(full)
 
 
@@ -178,3 +185,23 @@ def test_generation_rejects_bad_arguments(tmp_path, blobs):
         localized_samples(run, (refs * 255).to(torch.uint8), torch.randn(2, 10))
     with pytest.raises(ValueError, match="k must be"):
         localized_samples(run, refs, torch.randn(2, 10), k=0)
+
+
+def test_a_latent_bank_from_another_pool_is_refused_with_the_fix(blobs):
+    """A checkpoint's bank must fit the pool it is restored into; a mismatch names the file
+    to delete rather than searching a wrong bank."""
+    from lvae.neighborhoods import make_neighborhood
+    from lvae.pool import ImagePool
+
+    nb = make_neighborhood("latent_knn", 3, refresh=5)
+    pool = ImagePool(blobs, np.arange(40))
+    nb.setup(pool, encode_means=lambda x: x.flatten(1)[:, :4])
+    saved = nb.state()["bank"]
+    assert saved.shape == (40, 4)
+    with pytest.raises(ValueError, match=r"\(30, 4\).*\(40, 4\).*delete checkpoint.pt"):
+        nb.load_state({"bank": saved[:30]})
+    moved = saved + 1.0  # a bank from later in training: the index must search it
+    nb.load_state({"bank": moved})
+    assert np.array_equal(nb.state()["bank"], moved)
+    _, idx = nb.index.search(np.ascontiguousarray(moved[:1]), 1)
+    assert idx[0, 0] == 0

@@ -351,21 +351,42 @@ def reading_summary(rj: ReadingJudged) -> str:
 
 def retrace(fr: pd.DataFrame, reading: study.Reading) -> str:
     """Whether the reading's seed 0 retraced its screening arm (same settings, same seed,
-    another profile's milestones and length): a sentence with the largest difference of
-    KL and local share at the milestones both have; ``""`` until both have one. Training is
-    deterministic on one machine, so any difference would be a bug (or another machine)."""
+    another profile's milestones and length): a sentence saying up to which milestone both
+    read the same and, where they part, by how much (KL and local share); ``""`` until
+    both have one. Training is deterministic on one machine and resumes draw for draw, so a
+    difference means the runs did not draw the same numbers (another machine, or a resume
+    that could not restore everything)."""
     if fr.empty or "kl" not in fr:
         return ""
-    a = fr[fr["arm"] == reading.name].set_index("step")[["kl", "local_share"]]
-    b = fr[fr["arm"] == reading.run(0).arm].set_index("step")[["kl", "local_share"]]
-    both = a.index.intersection(b.index)
+    cols = ["kl", "local_share"]
+    a = fr[fr["arm"] == reading.name].set_index("step")[cols]
+    b = fr[fr["arm"] == reading.run(0).arm].set_index("step")[cols]
+    both = a.index.intersection(b.index).sort_values()
     if both.empty:
         return ""
-    gap = float((a.loc[both] - b.loc[both]).abs().max().max())
-    steps = f"{int(both.min()):,}" + (f"-{int(both.max()):,}" if len(both) > 1 else "")
-    same = "equal" if gap == 0 else f"{gap:.2g} apart at most"
-    return (f"Seed 0 at the study's budget retraces the screen's arm (the same settings and "
-            f"seed): their readouts at steps {steps} are {same}.")
+    gaps = (a.loc[both] - b.loc[both]).abs().max(axis=1)
+    parted = [int(s) for s in both if gaps.loc[s] > 0]
+    same = [int(s) for s in both if not parted or s < parted[0]]
+    head = "Seed 0 at the study's budget"
+    arm = "the screen's arm (the same settings and seed)"
+    if not parted:
+        return f"{head} retraces {arm}: their readouts at {_steps(same)} are equal."
+    gap = f"{float(gaps.max()):.2g}"
+    if not same:
+        return f"{head} does not retrace {arm}: at {_steps(parted)} their readouts are up " \
+               f"to {gap} apart."
+    return (f"{head} retraces {arm} to step {same[-1]:,} (equal readouts at {_steps(same)}); "
+            f"from step {parted[0]:,} they part, up to {gap} apart: from there the two runs "
+            "did not draw the same numbers.")
+
+
+def _steps(steps: list[int]) -> str:
+    """``"step 5,000"``, ``"steps 500 and 1,000"``, ``"steps 500-5,000"``."""
+    if len(steps) == 1:
+        return f"step {steps[0]:,}"
+    if len(steps) == 2:
+        return f"steps {steps[0]:,} and {steps[1]:,}"
+    return f"steps {steps[0]:,}-{steps[-1]:,}"
 
 
 def _reading_status(rj: ReadingJudged, key: str) -> tuple[str, bool] | None:
