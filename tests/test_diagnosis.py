@@ -281,15 +281,15 @@ def test_later_says_an_arm_diverged_after_the_screen():
 
 def test_the_choice_table_says_an_arm_that_escaped_the_screen_diverged_later():
     """The rule judges a reading's seed at 5k (escapes); the choice table must not leave the
-    reader there when it died at step 9,473 of its 20k."""
+    reader there when it died at step 9,472 of its 20k."""
     reading = study.READINGS[0]
     sr = reading.run(0)
-    fr = milestones([2000, 5000], [10.0, 12.49], [0.5, 0.659], diverged_at=9473,
+    fr = milestones([2000, 5000], [10.0, 12.49], [0.5, 0.659], diverged_at=9472,
                     run=sr.run_id).assign(profile=sr.profile, arm=sr.arm, choice=sr.choice)
     assert diagnosis.arm_table(fr)["outcome"].tolist() == ["escapes"]  # the rule, at 5k
     row = diagnosis.choice_table(fr).set_index("choice").loc[
         diagnosis.CHOICE_NAMES[sr.choice]]
-    assert f"{sr.arm}: escapes at 5k, then diverges at step 9,473" == row["tried (outcome)"]
+    assert f"{sr.arm}: escapes at 5k, then diverges at step 9,472" == row["tried (outcome)"]
 
 
 def test_a_reading_with_another_neighbourhood_is_judged_against_the_papers_row():

@@ -252,7 +252,7 @@ def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
 
 
 def _then_diverges(fr: pd.DataFrame, arm: str, step: int) -> str:
-    """``" at 5k, then diverges at step 9,473"`` for an arm judged at ``step`` that
+    """``" at 5k, then diverges at step 9,472"`` for an arm judged at ``step`` that
     diverged after it, else ``""``."""
     died = _diverged_after(fr[fr["arm"] == arm], step)
     return "" if died is None else f" at {step / 1000:g}k, then diverges at step {died:,}"

@@ -196,7 +196,7 @@ def _diagnosis() -> list[StudyRun]:
              "the summed loss's alpha = 1e-3 in pixel_mean units (x 3072 at 32x32)", 3.0),
         # latent kNN escaped the screen (session 9): its first seed at the study's budget
         knn.run(0),
-        # reordered in session 9, when the summed loss's seed 0 diverged at step 9,473 at
+        # reordered in session 9, when the summed loss's seed 0 diverged at step 9,472 at
         # the study's budget: the cheap screens first (the rest of the paper's alpha grid
         # read literally, the summed loss with the paper's lr too: the paper's settings
         # exactly as printed), then that reading's other seeds, then the long runs
