@@ -1,0 +1,83 @@
+"""The Diagnosis page's pictures and their Figure 3 scores, on hand-made shipped runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lvae.report import pictures, study
+
+# three factors: a colour (global) and two object factors (local), each written into one
+# pixel of the image as value * 40, which the stub classifier below reads back
+DATA = SimpleNamespace(factor_names=("hue", "size", "shape"), factor_sizes=(5, 4, 3),
+                       dci_subsets={"dci_nocolor": ("size", "shape")})
+
+
+def image(factors) -> np.ndarray:
+    im = np.zeros((8, 8, 3), np.uint8)
+    im[0, 0] = np.asarray(factors) * 40
+    return im
+
+
+class PixelReader(nn.Module):
+    """Factor j is pixel (0, 0, j) / 40: one-hot logits, one tensor per factor."""
+
+    factor_sizes = DATA.factor_sizes
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        values = torch.round(x[:, :, 0, 0] * 255 / 40).long()
+        return [nn.functional.one_hot(values[:, j], s).float()
+                for j, s in enumerate(self.factor_sizes)]
+
+
+def grid(refs, codes, paper: bool) -> dict[str, np.ndarray]:
+    """Pictures of 2 references x 3 codes: a copy of each reference, or the paper's
+    picture (the reference's hue, the code's size and shape)."""
+    gen = [[image([r[0], *c[1:]]) if paper else image(r) for c in codes] for r in refs]
+    return {"references": np.stack([image(r) for r in refs]), "localized": np.array(gen)}
+
+
+REFS, CODES = [(0, 0, 0), (1, 1, 1)], [(4, 3, 2), (3, 2, 0), (2, 0, 1)]
+
+
+def test_figure3_table_scores_a_copy_and_the_papers_picture():
+    arms = [pictures.ArmPictures("copy", 5000, grid(REFS, CODES, paper=False)),
+            pictures.ArmPictures("paper", 5000, grid(REFS, CODES, paper=True))]
+    table = pictures.figure3_table(arms, PixelReader(), DATA).set_index("arm")
+    assert table.loc["copy", ["colours_kept", "content_shared"]].tolist() == [1.0, 0.0]
+    assert table.loc["paper", ["colours_kept", "content_shared"]].tolist() == [1.0, 1.0]
+    chance = table.loc["chance (factors drawn at random)"]
+    assert chance["colours_kept"] == pytest.approx(1 / 5)
+    assert chance["content_shared"] == pytest.approx(1 / 12)
+
+
+def test_arm_pictures_takes_each_arm_at_its_judged_milestone(tmp_path: Path):
+    sr = study.DIAGNOSIS[0]
+    folder = tmp_path / sr.profile / sr.run_id
+    (folder / "milestones").mkdir(parents=True)
+    pics = grid(REFS, CODES, paper=True)
+    arrays = {f"{s}/{k}": v for s in (1000, 5000, 10_000) for k, v in pics.items()}
+    (folder / "pictures.npz").write_bytes(study.npz_bytes(arrays))
+    [got] = pictures.arm_pictures(tmp_path)
+    assert (got.name, got.step) == (sr.arm, 5000)  # 10k is past the screen
+    assert np.array_equal(got.pictures["localized"], pics["localized"])
+    assert pictures.arm_pictures(tmp_path, yardsticks=True)[0].name == sr.arm  # none shipped
+
+
+def test_figure3_summary_names_the_arm_closest_to_the_papers_picture():
+    arms = [pictures.ArmPictures("copy", 5000, grid(REFS, CODES, paper=False)),
+            pictures.ArmPictures("paper", 5000, grid(REFS, CODES, paper=True)),
+            pictures.ArmPictures("control: vanilla VAE", 5000, grid(REFS, CODES, paper=True))]
+    table = pictures.figure3_table(arms, PixelReader(), DATA)
+    assert pictures.figure3_summary(table, ["copy"]) == (
+        "Of the 1 Local VAE arm shown, the closest to the paper's picture is copy (colours "
+        "kept 1.00, content shared 0.000); content shared is at most 0.000 among them.")
+    assert "closest to the paper's picture is paper" in pictures.figure3_summary(
+        table, ["copy", "paper"])
+    assert pictures.figure3_summary(table, []) == (
+        "No Local VAE arm is shipped with pictures yet.")
