@@ -81,3 +81,14 @@ def test_figure3_summary_names_the_arm_closest_to_the_papers_picture():
         table, ["copy", "paper"])
     assert pictures.figure3_summary(table, []) == (
         "No Local VAE arm is shipped with pictures yet.")
+
+
+def test_a_readings_seed_is_shown_at_its_last_milestone(tmp_path: Path):
+    sr = study.READINGS[0].run(1)  # trained to 20k and judged there, not at the screen
+    folder = tmp_path / sr.profile / sr.run_id
+    (folder / "milestones").mkdir(parents=True)
+    pics = grid(REFS, CODES, paper=False)
+    arrays = {f"{s}/{k}": v for s in (5000, 20_000) for k, v in pics.items()}
+    (folder / "pictures.npz").write_bytes(study.npz_bytes(arrays))
+    [got] = pictures.arm_pictures(tmp_path)
+    assert (got.name, got.step) == (sr.arm, 20_000)

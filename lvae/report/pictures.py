@@ -46,9 +46,10 @@ class ArmPictures:
 
 def arm_pictures(root: str | Path | None = None, step: int = 5000,
                  yardsticks: bool = False) -> list[ArmPictures]:
-    """Each shipped diagnosis arm's pictures at its last milestone up to ``step``, in the
-    plan's order (arms without pictures left out); with ``yardsticks``, the study's runs
-    of :data:`YARDSTICKS` first, at their last milestone."""
+    """Each shipped diagnosis arm's pictures at its last milestone up to ``step`` (a
+    reading's seeds, trained to the study's budget and judged there: at their last), in
+    the plan's order (arms without pictures left out); with ``yardsticks``, the study's
+    runs of :data:`YARDSTICKS` first, at their last milestone."""
     root = results_root(root)
     folders = {(f.parent.name, f.name): f for f, _ in study.shipped_runs(root)}
     out = []
@@ -61,7 +62,8 @@ def arm_pictures(root: str | Path | None = None, step: int = 5000,
     for sr in study.DIAGNOSIS:
         folder = folders.get((sr.profile, sr.run_id))
         pics = study.shipped_pictures(folder) if folder is not None else {}
-        steps = [s for s in pics if s <= step]
+        seed_of_reading = any(r.owns(sr) for r in study.READINGS)
+        steps = [s for s in pics if s <= step or seed_of_reading]
         if steps:
             out.append(ArmPictures(sr.arm, max(steps), pics[max(steps)]))
     return out
