@@ -104,6 +104,21 @@ def test_findings_say_each_outcome_with_the_numbers_read_readings_first():
         "**control: vanilla VAE**: escapes (KL 23.27 nats, local share 4.074, at step 5,000)"]
 
 
+def test_findings_say_when_an_arm_neither_copies_nor_varies():
+    """The paper's settings as printed (summed loss, alpha = 1, lr 1e-4) leave rows 0.26
+    from their references, further than the vanilla VAE's 0.15 that ignore them: the rule
+    says memorises (local share 0), and the line must not let that read as a copy."""
+    arms = pd.DataFrame({"arm": ["printed", "copier", study.VANILLA_CONTROL],
+                         "step": [5000] * 3, "KL": [1.7, 0.1, 23.0],
+                         "local share": [0.0, 0.0, 4.1], "copy": [0.262, 0.004, 0.150],
+                         "outcome": ["memorises", "memorises", "escapes"]})
+    lines = diagnosis.findings(arms)
+    assert lines[0] == ("**printed**: memorises (KL 1.70 nats, local share 0.000, at step "
+                        "5,000; copy distance 0.262, above the vanilla VAE's 0.150: its rows "
+                        "are neither its references nor varied images)")
+    assert "copy distance" not in lines[1] and "copy distance" not in lines[2]
+
+
 def _runs(rows: list[tuple]) -> pd.DataFrame:
     """A results frame: (alpha, beta, reduction, seed, D w/o colour) per completed run."""
     return pd.DataFrame([{"dataset": "shapes3d", "alpha": a, "beta": b,

@@ -525,11 +525,21 @@ def findings(arms: pd.DataFrame, fr: pd.DataFrame | None = None) -> list[str]:
     """One sentence per shipped arm (controls last), from :func:`arm_table`: its outcome
     and the two numbers the rule read (and, given the milestone frame ``fr``, what an arm
     trained past the screen read later, :func:`later`), so the page's summary is never
-    typed by hand."""
+    typed by hand. An arm whose rows lie further from their references than the vanilla
+    VAE's (whose rows ignore them) is said to: it neither copies nor varies, whatever the
+    rule calls it."""
+    vanilla = arms[arms["arm"] == study.VANILLA_CONTROL]["copy"] if "copy" in arms else ()
+    floor = float(vanilla.iloc[0]) if len(vanilla) and pd.notna(vanilla.iloc[0]) else None
+
     def one(r: Any) -> str:
+        copy = r.get("copy")
+        odd = (floor is not None and copy is not None and pd.notna(copy) and copy > floor
+               and r["arm"] != study.VANILLA_CONTROL)
         nums = ("" if r["KL"] is None or pd.isna(r["KL"]) else
                 f" (KL {r['KL']:.2f} nats, local share {r['local share']:.3f}, at step "
-                f"{int(r['step']):,})")
+                f"{int(r['step']):,}" + (f"; copy distance {copy:.3f}, above the vanilla "
+                                         f"VAE's {floor:.3f}: its rows are neither its "
+                                         "references nor varied images" if odd else "") + ")")
         after = later(fr, r["arm"]) if fr is not None else ""
         return f"**{r['arm']}**: {r['outcome']}{nums}" + (f"; {after}" if after else "")
     rows = [r for _, r in arms.iterrows()]

@@ -124,6 +124,10 @@ class Reading:
                 and sr.experiment == self.experiment(sr.experiment.seed))
 
 
+#: The screen's vanilla VAE control: rows that ignore their reference (the diagnosis reads
+#: other arms' copy distances against its).
+VANILLA_CONTROL = "control: vanilla VAE"
+
 #: The readings that escaped the screen by the Diagnosis page's rule, in the order they did.
 READINGS: tuple[Reading, ...] = (
     Reading("sum", "loss summed over pixels, alpha = 0.1", "scale", 0.1, "sum"),
@@ -166,7 +170,7 @@ def _diagnosis() -> list[StudyRun]:
         # added after the screen's first arms (session 9): the one reading that escaped
         # goes to 20k x 3 seeds (issue 21), its first seed beside the cheap arms
         summed.run(0),
-        _arm("control", "control: vanilla VAE", "the readout of a model that does not "
+        _arm("control", VANILLA_CONTROL, "the readout of a model that does not "
              "memorise", 0.0),
         _arm("control", "control: beta-VAE (beta = 16)", "the readout of the most compressed "
              "baseline", 0.0, beta=16.0),
