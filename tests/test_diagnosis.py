@@ -341,3 +341,14 @@ def test_a_second_escaping_arm_stays_a_candidate_beside_a_judged_reading():
         "the study's budget 1 of 3 seeds diverged (at step 9,472); candidate: "
         f"{knn.name} (escaped the screen; its 20k-step seeds next); 1 other screened "
         "reading memorises or diverges")
+
+
+def test_planned_arms_fold_values_that_differ_alone():
+    fold = diagnosis._compact
+    assert fold(["a, sigma = 0.2", "a, sigma = 0.05"]) == "a, sigma = 0.2; 0.05"
+    assert fold(["knn, 20k steps, seed 1", "knn, 20k steps, seed 2",
+                 "l2, seed 0 (Table 5)", "l2, seed 1 (Table 5)"]) == (
+        "knn, 20k steps, seed 1; 2; l2, seed 0; 1 (Table 5)")
+    assert fold(["beta-VAE (beta = 16), 300k", "vanilla VAE, 300k"]) == (
+        "beta-VAE (beta = 16), 300k; vanilla VAE, 300k")  # nothing shared: kept whole
+    assert fold([]) == "—"

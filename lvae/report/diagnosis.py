@@ -28,6 +28,7 @@ thresholds are this module's constants; the page prints them from here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,20 +218,26 @@ def readout_groups(fr: pd.DataFrame) -> list[tuple[str, list[str]]]:
     return [g for g in groups if g[1]] or [("controls", ["control: beta-VAE (beta = 16)"])]
 
 
+_VALUE = re.compile(r"^(.*(?:= |seed ))([^\s;,()]+)(.*)$")
+
+
 def _compact(names: list[str]) -> str:
-    """``"a, sigma = 0.1; a, sigma = 0.2"`` as ``"a, sigma = 0.1; 0.2"``: arms of one
-    choice often differ only in their last value."""
+    """``"a, sigma = 0.1; a, sigma = 0.2"`` as ``"a, sigma = 0.1; 0.2"``, and ``"r, seed 1
+    (T); r, seed 2 (T)"`` as ``"r, seed 1; 2 (T)"``: arms of one choice often differ only in
+    one value. Neighbouring names that share the text around their last value are folded;
+    the others are kept whole."""
     if not names:
         return "—"
-    if len(names) == 1:
-        return names[0]
-    common = next((i for i, chars in enumerate(zip(*names, strict=False))
-                   if len(set(chars)) > 1), min(map(len, names)))
-    cut = names[0][:common].rfind("= ")
-    if cut < 0:
-        return "; ".join(names)
-    head = names[0][: cut + 2]
-    return head + "; ".join(n[cut + 2:] for n in names)
+    groups: list[tuple[tuple[str, str] | None, list[str]]] = []
+    for name in names:
+        m = _VALUE.match(name)
+        key = (m.group(1), m.group(3)) if m else None
+        if key is not None and groups and groups[-1][0] == key:
+            groups[-1][1].append(m.group(2))
+        else:
+            groups.append((key, [m.group(2)] if m else [name]))
+    return "; ".join(vals[0] if key is None else key[0] + "; ".join(vals) + key[1]
+                     for key, vals in groups)
 
 
 def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
