@@ -78,3 +78,17 @@ def test_predict_factors_reads_each_head_separately():
     images = np.zeros((5, 32, 32, 3), np.uint8)
     got = predict_factors(net, images, batch_size=2)
     assert got.shape == (5, 3) and (got == [2, 0, 3]).all()
+
+
+def test_the_object_factors_are_table_1s_without_colour_ones():
+    from types import SimpleNamespace
+
+    from lvae.metrics.figure3 import object_factors
+
+    shapes = SimpleNamespace(factor_names=("floor_hue", "wall_hue", "object_hue", "scale",
+                                           "shape", "orientation"),
+                             dci_subsets={"dci_color": None,
+                                          "dci_nocolor": ("scale", "shape", "orientation")})
+    assert object_factors(shapes) == [3, 4, 5]
+    assert object_factors(SimpleNamespace(factor_names=("a",), dci_subsets={"dci": None})) \
+        is None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,14 @@ from lvae.metrics.factor_net import FactorNet
 
 #: The two scores, in the order the module docstring defines them.
 SCORES = ("colours_kept", "content_shared")
+
+
+def object_factors(data: Any) -> list[int] | None:
+    """The factor positions Figure 3 says z sets: the object's, those of Table 1's "w/o
+    colour" DCI (``dci_subsets["dci_nocolor"]``); None for a dataset without a colour /
+    object split."""
+    names = (getattr(data, "dci_subsets", None) or {}).get("dci_nocolor")
+    return [data.factor_names.index(n) for n in names] if names else None
 
 
 def figure3_scores(ref_factors: np.ndarray, gen_factors: np.ndarray,

@@ -162,9 +162,9 @@ def outcome(rows: pd.DataFrame, step: int = SCREEN_STEP) -> dict[str, Any]:
         out[key] = None if last is None else _num(last.get(key))
     out["dci_nocolor"] = None if last is None else _num(
         last.get("dci_nocolor.disentanglement"))
-    died = pd.to_numeric(rows["diverged_at"], errors="coerce").dropna()
-    if len(died) and (out["step"] is None or died.iloc[0] <= step or out["step"] < step):
-        out["outcome"] = f"diverges at step {int(died.iloc[0]):,}"
+    died = _diverged_at(rows)
+    if died is not None and (out["step"] is None or died <= step or out["step"] < step):
+        out["outcome"] = f"diverges at step {died:,}"
     elif out["step"] is None or (out["step"] < step and (rows["state"] == "training").any()):
         out["outcome"] = "in progress"
     elif out["kl"] is None or out["local_share"] is None:
@@ -215,7 +215,7 @@ def readout_groups(fr: pd.DataFrame) -> list[tuple[str, list[str]]]:
                          if sr.choice == c.key and sr.arm in shipped
                          and not any(r.owns(sr) for r in study.READINGS)])
               for c in CHOICES]
-    return [g for g in groups if g[1]] or [("controls", ["control: beta-VAE (beta = 16)"])]
+    return [g for g in groups if g[1]] or [("controls", [study.BETA_CONTROL])]
 
 
 _VALUE = re.compile(r"^(.*(?:= |seed ))([^\s;,()]+)(.*)$")
@@ -520,12 +520,18 @@ def later(fr: pd.DataFrame, arm: str, step: int = SCREEN_STEP) -> str:
             f"{steps}" + (f"; then {end}" if end else ""))
 
 
-def _diverged_after(rows: pd.DataFrame, step: int) -> int | None:
-    """The step one arm's run (its :func:`frame` rows) diverged at, if after ``step``: the
-    rule judged it at ``step``, and a reader must still hear that it died later."""
+def _diverged_at(rows: pd.DataFrame) -> int | None:
+    """The step one arm's run (its :func:`frame` rows) diverged at; None if it did not."""
     died = pd.to_numeric(rows.get("diverged_at", pd.Series(dtype=float)),
                          errors="coerce").dropna()
-    return int(died.iloc[0]) if len(died) and died.iloc[0] > step else None
+    return int(died.iloc[0]) if len(died) else None
+
+
+def _diverged_after(rows: pd.DataFrame, step: int) -> int | None:
+    """:func:`_diverged_at`, if after ``step``: the rule judged the arm at ``step``, and a
+    reader must still hear that it died later."""
+    died = _diverged_at(rows)
+    return died if died is not None and died > step else None
 
 
 def findings(arms: pd.DataFrame, fr: pd.DataFrame | None = None) -> list[str]:

@@ -18,7 +18,13 @@ import pandas as pd
 
 from lvae.data.base import GroundTruthData
 from lvae.metrics.factor_net import FactorNet
-from lvae.metrics.figure3 import SCORES, chance_scores, figure3_scores, predict_factors
+from lvae.metrics.figure3 import (
+    SCORES,
+    chance_scores,
+    figure3_scores,
+    object_factors,
+    predict_factors,
+)
 from lvae.report import study
 from lvae.report.shipped import results_root
 
@@ -69,10 +75,12 @@ def arm_pictures(root: str | Path | None = None, step: int = 5000,
     return out
 
 
-def local_factors(data: GroundTruthData) -> list[int]:
-    """The factors z should set in Figure 3: those of Table 1's "w/o colour" DCI."""
-    names = data.dci_subsets["dci_nocolor"]
-    return [data.factor_names.index(n) for n in names]
+def _object_factors(data: GroundTruthData) -> list[int]:
+    local = object_factors(data)
+    if not local:
+        raise ValueError(f"{getattr(data, 'name', 'this dataset')} has no colour / object "
+                         "split (dci_subsets['dci_nocolor']): Figure 3's scores need one")
+    return local
 
 
 def figure3_table(arms: list[ArmPictures], net: FactorNet, data: GroundTruthData
@@ -80,7 +88,7 @@ def figure3_table(arms: list[ArmPictures], net: FactorNet, data: GroundTruthData
     """One row per arm: its step and the two scores of :mod:`lvae.metrics.figure3` on
     its localized generations (references and generations classified by ``net``), then a
     last row with what independent uniform factors would read."""
-    local = local_factors(data)
+    local = _object_factors(data)
     rows = []
     for a in arms:
         refs, gen = a.pictures["references"], a.pictures["localized"]
@@ -100,7 +108,7 @@ def classifier_accuracy(net: FactorNet, data: GroundTruthData, n: int = 2000,
     as a change)."""
     factors, images = data.sample(n, np.random.RandomState(seed))
     hit = predict_factors(net, images) == factors
-    local = local_factors(data)
+    local = _object_factors(data)
     colour = [i for i in range(len(data.factor_names)) if i not in local]
     out = {name: float(hit[:, i].mean()) for i, name in enumerate(data.factor_names)}
     out["all colours"] = float(hit[:, colour].all(1).mean())

@@ -63,6 +63,7 @@ from lvae.report.study.measures import (
     z_share,
 )
 from lvae.report.study.plans import (
+    BETA_CONTROL,
     DIAGNOSIS,
     PLANS,
     READINGS,
@@ -101,6 +102,7 @@ from lvae.report.study.workers import (
 )
 
 __all__ = [
+    "BETA_CONTROL",
     "DIAGNOSIS",
     "FINAL_DCI",
     "MILESTONE_DCI",

@@ -29,6 +29,7 @@ from lvae.generation import (
     reconstructions,
     represent,
 )
+from lvae.metrics.figure3 import object_factors
 from lvae.records import Milestone
 from lvae.store import atomic_write_bytes, git_revision, now
 from lvae.training import SHIPPED_MODEL, load_run
@@ -90,10 +91,9 @@ def object_variance(dataset: Any, indices: np.ndarray, rs: np.random.RandomState
     orientation) at random, ``OBJECT_DRAWS`` per reference; None for a dataset without a
     colour/non-colour split. A row of localized generations whose within-row variance comes
     near this is a row where z draws the object, as the paper's Figure 3 shows."""
-    local = (getattr(dataset, "dci_subsets", None) or {}).get("dci_nocolor")
-    if not local:
+    cols = object_factors(dataset)
+    if not cols:
         return None
-    cols = [dataset.factor_names.index(n) for n in local]
     base = dataset.index_to_factors(indices)  # (R, F)
     draws = np.repeat(base[:, None], OBJECT_DRAWS, axis=1)  # (R, M, F)
     for j in cols:

@@ -127,6 +127,8 @@ class Reading:
 #: The screen's vanilla VAE control: rows that ignore their reference (the diagnosis reads
 #: other arms' copy distances against its).
 VANILLA_CONTROL = "control: vanilla VAE"
+#: The screen's beta-VAE control (the readout figure's row when no arm is shipped).
+BETA_CONTROL = "control: beta-VAE (beta = 16)"
 
 #: The readings that escaped the screen by the Diagnosis page's rule, in the order they did.
 READINGS: tuple[Reading, ...] = (
@@ -172,7 +174,7 @@ def _diagnosis() -> list[StudyRun]:
         summed.run(0),
         _arm("control", VANILLA_CONTROL, "the readout of a model that does not "
              "memorise", 0.0),
-        _arm("control", "control: beta-VAE (beta = 16)", "the readout of the most compressed "
+        _arm("control", BETA_CONTROL, "the readout of the most compressed "
              "baseline", 0.0, beta=16.0),
         _arm("lr", "control: vanilla VAE, lr 1e-4", "the vanilla VAE at the paper's lr", 0.0,
              lr=1e-4),
