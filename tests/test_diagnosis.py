@@ -123,7 +123,8 @@ def _runs(rows: list[tuple]) -> pd.DataFrame:
     """A results frame: (alpha, beta, reduction, seed, D w/o colour) per completed run."""
     return pd.DataFrame([{"dataset": "shapes3d", "alpha": a, "beta": b,
                           "neighborhood": "synthetic", "reduction": red, "seed": s,
-                          "profile": "study", "source": "imported", "status": "completed",
+                          "variant": None, "profile": "study", "source": "imported",
+                          "status": "completed",
                           "steps_done": 20_000, "config_id": f"a{a}-b{b}-{red}",
                           "dci_nocolor.disentanglement": d}
                          for a, b, red, s, d in rows])
@@ -132,7 +133,7 @@ def _runs(rows: list[tuple]) -> pd.DataFrame:
 def test_a_reading_is_judged_on_its_own_runs_against_the_studys_baselines():
     reading = study.READINGS[0]
     assert reading.local == {"alpha": 0.1, "beta": 1.0, "neighborhood": "synthetic",
-                             "reduction": "sum"}
+                             "reduction": "sum", "profile": "study"}
     vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
     # the study's own alpha = 0.1 (pixel_mean) is high: a reading must not pick it up
     study_a01 = [(0.1, 1.0, "pixel_mean", s, 0.9) for s in range(3)]
@@ -327,7 +328,7 @@ def test_a_reading_with_another_neighbourhood_is_judged_against_the_papers_row()
 
 
 def test_a_second_escaping_arm_stays_a_candidate_beside_a_judged_reading():
-    summed, knn = study.READINGS
+    summed, knn = study.READINGS[:2]
     vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
     frame = _runs([*vanilla, (0.1, 1.0, "sum", 0, float("nan"))])
     frame.loc[frame.index[-1], ["status", "steps_done"]] = ["diverged", 9472]
@@ -352,3 +353,55 @@ def test_planned_arms_fold_values_that_differ_alone():
     assert fold(["beta-VAE (beta = 16), 300k", "vanilla VAE, 300k"]) == (
         "beta-VAE (beta = 16), 300k; vanilla VAE, 300k")  # nothing shared: kept whole
     assert fold([]) == "—"
+
+
+def test_a_reading_that_changes_a_setting_trains_at_the_studys_budget_apart_from_it():
+    """Eq. 5's prior (sigma = 0.01) escaped the screen: its seeds change a training setting,
+    so they run at the ``reading`` profile (the study's budget and evaluation), in folders
+    of their own that carry the settings' hash, and they are neither the screen's arm nor
+    the study's alpha = 1."""
+    from lvae.config import PROFILES
+    from lvae.report.params import experiment_of
+
+    kept = next(r for r in study.READINGS if r.key == "prior")
+    seeds = [sr for sr in study.DIAGNOSIS if kept.owns(sr)]
+    assert [sr.experiment.seed for sr in seeds] == [0, 1, 2]
+    for sr in seeds:
+        st = study.setup("out", sr)
+        assert st.config.adapted_prior_sigma == 0.01 and st.config.profile == "reading"
+        assert (st.config.steps, st.config.lr) == (PROFILES["study"].steps,
+                                                  PROFILES["study"].lr)
+        assert st.evaluation == PROFILES["study"].evaluation()
+        assert st.run_dir.parent.name == "reading"
+        assert experiment_of(st.config).variant == kept.variant
+        assert sr.run_id == f"shapes3d-a1e+00-b1-synthetic-s{sr.experiment.seed}-c{kept.variant}"
+    screen = next(sr for sr in study.DIAGNOSIS if sr.arm == kept.name)
+    assert screen.profile == "diagnosis" and not kept.owns(screen)
+    assert not kept.owns(study.STUDY[1])  # the study's alpha = 1, seed 0
+    assert not any(r.owns(sr) for r in study.READINGS[:2] for sr in seeds)
+    with pytest.raises(ValueError, match="note"):
+        study.Reading("x", "x", "prior", 1.0, settings=(("adapted_prior_sigma", 0.1),))
+
+
+def test_a_reading_with_settings_is_judged_on_its_variant_alone():
+    """The study's alpha = 1 runs (profile study) and another variant's runs at the reading
+    profile share alpha, beta and neighbourhood with eq. 5's prior's: only the prior's
+    three seeds enter its interval; the baselines stay the study's."""
+    kept = next(r for r in study.READINGS if r.key == "prior")
+    vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    runs = _runs(vanilla + [(1.0, 1.0, "pixel_mean", s, 0.9) for s in range(3)]
+                 + [(1.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.3, 0.35, 0.4))]
+                 + [(1.0, 1.0, "pixel_mean", s, 0.99) for s in range(2)])
+    runs.loc[runs.index[6:], "profile"] = "reading"
+    runs.loc[runs.index[6:9], "variant"] = kept.variant
+    runs.loc[runs.index[9:], "variant"] = "0ther000"
+    rj = diagnosis.judge_reading(runs, kept)
+    row = rj.row("nocolor")
+    assert rj.seeds_done == 3
+    assert row["claim"].startswith("Without colour, alpha = 1 (eq. 5's prior, σ = 0.01)")
+    assert row["paper"] == "0.977 vs 0.150" and row["ours"] == "0.350 vs 0.120"
+    # its curves: its own runs under its label, then the study's yardsticks (alpha = 1 once)
+    ms = runs.assign(step=500, label="α=1")
+    got = diagnosis.reading_frame(ms, kept)
+    assert got["label"].tolist()[:3] == [kept.label] * 3 == ["α=1 (eq. 5's prior, σ = 0.01)"] * 3
+    assert (got["profile"] == "study").sum() == 6 and (got["alpha"] == 1.0).sum() == 6

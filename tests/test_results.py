@@ -304,6 +304,31 @@ def test_real_data_runs_are_not_pooled_with_twin_runs(store):
     assert s[s.config_id == ids[twin.name]].n.item() == 3  # the twin's 3 seeds only
 
 
+def test_a_run_with_changed_settings_is_selected_by_its_variant(store):
+    """A reading of the diagnosis that keeps eq. 5's prior runs at a profile whose runs vary
+    settings: its row carries the settings' hash (``variant``, the one in its run id), and
+    ``select(variant=...)`` picks its runs alone."""
+    from lvae.report.params import settings_hash
+
+    out, _ = store
+    twin = out / "smoke" / "shapes3d-a1e+00-b1-synthetic-s0"
+    cfg = {**json.loads((twin / "config.json").read_text()), "profile": "reading",
+           "adapted_prior_sigma": 0.01}
+    variant = settings_hash(cfg)
+    kept = out / "reading" / f"{twin.name}-c{variant}"
+    kept.mkdir(parents=True)
+    for name in ("result.json", "eval.json"):
+        (kept / name).write_bytes((twin / name).read_bytes())
+    (kept / "config.json").write_text(json.dumps(cfg))
+    df = collect(out, imported=None)
+    row = df.set_index("run_id").loc[kept.name]
+    assert (row.variant, row.profile) == (variant, "reading")
+    assert pd.isna(df.set_index("run_id").loc[twin.name].variant)
+    assert select(df, alpha=1.0, variant=variant).run_id.tolist() == [kept.name]
+    assert select(df, alpha=1.0, variant="00000000").empty
+    assert kept.name not in select(df, alpha=1.0, profile="smoke").run_id.tolist()
+
+
 # --------------------------------------------------------------------------- one selector
 
 

@@ -170,7 +170,12 @@ def cfg(alpha: float, beta: float = 1.0, neighborhood: str = "synthetic",
     loss scale (a reading of the diagnosis) instead of the study's; ``row`` names the
     paper's row (a :func:`cfg`) where our runs differ from it otherwise (a reading with
     another neighbourhood than the paper's for the dataset): the paper's side of a claim
-    comes from the row, ours from the runs."""
+    comes from the row, ours from the runs.
+
+    A reading of the diagnosis that changes training settings adds three keys of its own
+    (:attr:`lvae.report.study.plans.Reading.local`): ``profile`` (its runs' profile, where
+    the claim's other configurations are the judged profile's), ``variant`` (its settings'
+    hash) and ``note`` (how its name says the settings)."""
     c: dict[str, Any] = {"alpha": float(alpha), "beta": float(beta),
                          "neighborhood": neighborhood}
     if reduction is not None:
@@ -202,7 +207,8 @@ def _select(df: pd.DataFrame, table: str, config: Config, profile: str | None,
     reduction = {"reduction": config["reduction"]} if "reduction" in config else {}
     ours = {k: config[k] for k in _ROW_KEYS if k in config}
     return select(df, **{**paper.configuration(_row(table, config)), **ours}, source=source,
-                  profile=profile, **reduction)
+                  profile=config.get("profile", profile), variant=config.get("variant"),
+                  **reduction)
 
 
 def _label(table: str, config: Config) -> str:
@@ -215,6 +221,8 @@ def _label(table: str, config: Config) -> str:
         notes.append("summed loss" if red == "sum" else f"loss {red}")
     if (nb := config.get("neighborhood", row["neighborhood"])) != row["neighborhood"]:
         notes.append(f"{nb} neighbours")
+    if config.get("note"):
+        notes.append(str(config["note"]))
     return row["label"] + (f" ({', '.join(notes)})" if notes else "")
 
 

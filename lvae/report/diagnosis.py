@@ -312,13 +312,13 @@ class ReadingJudged:
         return None if hit.empty else hit.iloc[0]
 
 
-def judge_reading(runs: pd.DataFrame, reading: study.Reading, profile: str | None = None,
-                  source: str = "imported") -> ReadingJudged:
-    """Judge ``reading`` on a :func:`lvae.report.results.collect` frame of ``profile``'s
-    runs (default: the reading's own profile, the study's): the same intervals and verdict
-    rule as the study's claims, fixed before."""
-    profile = profile or reading.profile
-    mine = select(runs, **reading.runs, profile=profile, source=source)
+def judge_reading(runs: pd.DataFrame, reading: study.Reading,
+                  profile: str = study.BASELINE_PROFILE, source: str = "imported"
+                  ) -> ReadingJudged:
+    """Judge ``reading`` on a :func:`lvae.report.results.collect` frame holding its runs
+    and ``profile``'s (the study's: the baselines it is judged against): the same
+    intervals and verdict rule as the study's claims, fixed before."""
+    mine = select(runs, **reading.runs, source=source)
     done = int((mine["status"] == "completed").sum()) if len(mine) else 0
     died = mine[mine["status"] == "diverged"] if len(mine) else mine
     steps = tuple(sorted(int(s) for s in pd.to_numeric(died.get("steps_done", pd.Series(
@@ -329,17 +329,19 @@ def judge_reading(runs: pd.DataFrame, reading: study.Reading, profile: str | Non
 
 
 def reading_frame(ms: pd.DataFrame, reading: study.Reading) -> pd.DataFrame:
-    """The milestones (:func:`lvae.report.study.frames.milestone_frame` rows of ``profile``) a
-    reading's curves are read against: its own runs, the study's vanilla VAE, beta = 16 and
-    alpha = 1, in that order (the figure's colours follow it); empty until the reading
-    has a milestone shipped."""
+    """The milestones (:func:`lvae.report.study.frames.milestone_frame` rows) a reading's
+    curves are read against: its own runs (labelled :attr:`~lvae.report.study.plans.Reading.label`,
+    so a reading of alpha = 1 that keeps eq. 5's prior is not drawn as the study's alpha =
+    1), the study's vanilla VAE, beta = 16 and alpha = 1, in that order (the figure's
+    colours follow it); empty until the reading has a milestone shipped."""
     if ms.empty:
         return ms
-    parts = [select(ms, **c, profile=reading.profile)
-             for c in (reading.runs, claims.cfg(0.0), claims.cfg(0.0, 16.0), claims.cfg(1.0))]
-    if parts[0].empty:  # nothing of its own to read against them yet
+    own = select(ms, **reading.runs)
+    if own.empty:  # nothing of its own to read against them yet
         return ms.iloc[0:0]
-    return pd.concat(parts, ignore_index=True)
+    parts = [select(ms, **c, profile=study.BASELINE_PROFILE)
+             for c in (claims.cfg(0.0), claims.cfg(0.0, 16.0), claims.cfg(1.0))]
+    return pd.concat([own.assign(label=reading.label), *parts], ignore_index=True)
 
 
 def reading_summary(rj: ReadingJudged) -> str:

@@ -69,8 +69,8 @@ IMPORT_FILES = (runfolder.CONFIG, runfolder.RESULT, runfolder.EVAL, runfolder.LO
 #: Columns that describe the run (everything else in a row of :func:`collect` is a metric).
 RUN_COLUMNS = (
     "run_id", "config_id", "tables", "dataset", "alpha", "beta", "neighborhood", "reduction",
-    "seed", "profile", "source", "status", "evaluated", "steps", "steps_done", "wall_time_s",
-    "sec_per_step", "commit", "device", "run_dir",
+    "variant", "seed", "profile", "source", "status", "evaluated", "steps", "steps_done",
+    "wall_time_s", "sec_per_step", "commit", "device", "run_dir",
 )
 
 #: Group keys of :func:`summarize`: one configuration of one profile from one source.
@@ -128,7 +128,8 @@ def read_run(run_dir: str | Path, source: str = "build",
         "run_id": run_dir.name, "config_id": exp.config_id,
         "tables": tables.get(exp.config_id, ""), "dataset": exp.dataset, "alpha": exp.alpha,
         "beta": exp.beta, "neighborhood": exp.neighborhood,
-        "reduction": cfg.get("reduction", _DEFAULT_REDUCTION), "seed": exp.seed,
+        "reduction": cfg.get("reduction", _DEFAULT_REDUCTION), "variant": exp.variant,
+        "seed": exp.seed,
         "profile": cfg.get("profile") or prov.get("profile") or run_dir.parent.name,
         "source": source, "status": result.status, "evaluated": ev is not None,
         "steps": cfg.get("steps"), "steps_done": result.steps_done,
@@ -593,7 +594,8 @@ def paper_curve(metric: str, table: str = "table1") -> dict[float, float]:
 def select(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float = 1.0,
            beta: float = 1.0, neighborhood: str | None = "synthetic", *,
            reduction: str = _DEFAULT_REDUCTION, seed: int | None = None,
-           source: str | None = None, profile: str | None = None) -> pd.DataFrame:
+           source: str | None = None, profile: str | None = None,
+           variant: str | None = None) -> pd.DataFrame:
     """The runs of one configuration in a :func:`collect` frame, whatever their status.
 
     The one definition of "these runs" that every table, claim and figure uses. alpha and
@@ -601,8 +603,10 @@ def select(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float = 1.
     exactly; the tolerance only absorbs a value computed elsewhere). At alpha = 0 the
     neighbourhood is unused, so a vanilla run matches whatever its neighbourhood field says;
     ``neighborhood=None`` matches any. A run with another loss scale (``reduction``) is
-    another configuration: its alpha means something else. ``seed``, ``source`` and
-    ``profile`` narrow the selection (None: any).
+    another configuration: its alpha means something else. ``seed``, ``source``,
+    ``profile`` and ``variant`` (the hash of a run's changed settings,
+    :attr:`lvae.report.grid.Experiment.variant`: a reading of the diagnosis that keeps eq.
+    5's prior) narrow the selection (None: any).
     """
     if df is None or len(df) == 0:  # no runs: still every column a caller may read
         have = [] if df is None else list(df.columns)
@@ -613,7 +617,8 @@ def select(df: pd.DataFrame | None, dataset: str = "shapes3d", alpha: float = 1.
            & (df["reduction"] == reduction))
     if neighborhood is not None and alpha != 0:
         sel &= df["neighborhood"] == neighborhood
-    for column, value in (("seed", seed), ("source", source), ("profile", profile)):
+    for column, value in (("seed", seed), ("source", source), ("profile", profile),
+                          ("variant", variant)):
         if value is not None:
             sel &= df[column] == value
     return df[sel]

@@ -63,9 +63,11 @@ from lvae.report.study.measures import (
     z_share,
 )
 from lvae.report.study.plans import (
+    BASELINE_PROFILE,
     BETA_CONTROL,
     DIAGNOSIS,
     PLANS,
+    READING_PROFILE,
     READINGS,
     STUDY,
     VANILLA_CONTROL,
@@ -102,6 +104,7 @@ from lvae.report.study.workers import (
 )
 
 __all__ = [
+    "BASELINE_PROFILE",
     "BETA_CONTROL",
     "DIAGNOSIS",
     "FINAL_DCI",
@@ -113,6 +116,7 @@ __all__ = [
     "PILOT_ARMS",
     "PLANS",
     "READINGS",
+    "READING_PROFILE",
     "READOUT_COLUMNS",
     "REPLAY_KL_ATOL",
     "REPLAY_RTOL",

@@ -39,8 +39,8 @@ def _config_columns(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"config_id": e.config_id, "label": label(e, cfg.get("lr")),
             "dataset": e.dataset, "alpha": e.alpha,
             "beta": e.beta, "neighborhood": e.neighborhood,
-            "reduction": cfg.get("reduction", TrainConfig.reduction), "seed": e.seed,
-            "lr": cfg.get("lr"), "profile": cfg.get("profile")}
+            "reduction": cfg.get("reduction", TrainConfig.reduction), "variant": e.variant,
+            "seed": e.seed, "lr": cfg.get("lr"), "profile": cfg.get("profile")}
 
 
 def paper_points(frame: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str, float]]:
@@ -125,7 +125,7 @@ def milestone_frame(root: str | Path | None = None) -> pd.DataFrame:
                 row["loss"] = float(log.loc[rec.step, "loss"])
             rows.append(row)
     columns = ["run_id", "state", "step", "config_id", "label", "alpha", "beta",
-               "neighborhood", "seed", "lr", "profile", "z_share", "inner_loss", "loss",
+               "neighborhood", "variant", "seed", "lr", "profile", "z_share", "inner_loss", "loss",
                "diverged_at"]
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from lvae.report.figures import config_label
 from lvae.report.grid import Experiment
-from lvae.report.params import experiment_config
+from lvae.report.params import experiment_config, experiment_of
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,18 @@ class StudyRun:
     def run_id(self) -> str:
         """The folder name: the experiment's id, with the settings' hash where they vary."""
         return setup("runs", self).run_id
+
+    @property
+    def experiment_variant(self) -> str | None:
+        """The settings' hash its id carries (None where its profile's runs carry none)."""
+        return experiment_of(setup("runs", self).config).variant
+
+
+#: The profile whose runs the readings are judged against (the study's vanilla VAE and
+#: beta-VAE) and at whose budget they train.
+BASELINE_PROFILE = "study"
+#: The profile of a reading that changes training settings (lvae.config.PROFILES).
+READING_PROFILE = "reading"
 
 
 def _shapes(alpha: float, seed: int, beta: float = 1.0, neighborhood: str = "synthetic"
@@ -77,11 +89,18 @@ STUDY: tuple[StudyRun, ...] = tuple(_plan())
 @dataclass(frozen=True)
 class Reading:
     """A reading of the open choices that escaped the diagnosis's screen, trained as the
-    study trains its runs (``study`` profile: 20k steps, the study's evaluation) for
-    ``seeds`` seeds and judged on the claims like the study
-    (:func:`lvae.report.diagnosis.judge_reading`): the Local VAE at ``alpha`` under the loss
-    scale ``reduction``, against the study's vanilla and beta-VAE runs (a constant factor on
-    a vanilla VAE's loss changes nothing Adam does, so they serve under either scale)."""
+    study trains its runs (20k steps, the study's evaluation) for ``seeds`` seeds and
+    judged on the claims like the study (:func:`lvae.report.diagnosis.judge_reading`): the
+    Local VAE at ``alpha`` under the loss scale ``reduction`` with ``neighborhood``
+    neighbours, against the study's vanilla and beta-VAE runs (a constant factor on a
+    vanilla VAE's loss changes nothing Adam does, so they serve under either scale).
+
+    A reading that changes a training setting (``settings``, as a screening arm does:
+    ``(("adapted_prior_sigma", 0.01),)``) runs at the ``reading`` profile, the study's
+    budget under a label of its own whose run ids carry the settings' hash, so its runs
+    are never pooled with the study's runs of the same alpha; ``note`` names the settings
+    where its configuration is named (``"eq. 5's prior, sigma = 0.01"``).
+    """
 
     key: str
     name: str
@@ -90,22 +109,52 @@ class Reading:
     reduction: str | None = None  # None: the study's pixel_mean
     neighborhood: str = "synthetic"
     seeds: int = 3
-    profile: str = "study"
+    settings: tuple[tuple[str, Any], ...] = ()
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.settings) != bool(self.note):
+            raise ValueError(f"reading {self.key!r}: a reading that changes settings names "
+                             "them in a note, and only such a reading has one "
+                             f"(settings {self.settings!r}, note {self.note!r})")
+
+    @property
+    def profile(self) -> str:
+        """Where its runs live: the study's profile, or ``reading`` where it changes
+        settings (the study's budget, its runs apart from the study's)."""
+        return READING_PROFILE if self.settings else BASELINE_PROFILE
+
+    @property
+    def variant(self) -> str | None:
+        """Its settings' hash (:attr:`lvae.report.grid.Experiment.variant`), None without."""
+        return self.run(0).experiment_variant if self.settings else None
 
     @property
     def runs(self) -> dict[str, Any]:
         """What selects its runs (:func:`lvae.report.results.select` keywords)."""
         out: dict[str, Any] = {"alpha": float(self.alpha), "beta": 1.0,
-                               "neighborhood": self.neighborhood}
-        return out if self.reduction is None else {**out, "reduction": self.reduction}
+                               "neighborhood": self.neighborhood, "profile": self.profile}
+        if self.reduction is not None:
+            out["reduction"] = self.reduction
+        if self.settings:
+            out["variant"] = self.variant
+        return out
 
     @property
     def local(self) -> dict[str, Any]:
         """Its configuration as the claims name one (:func:`lvae.report.claims.cfg`): its
         runs, judged against the paper's 3D Shapes row of its alpha (synthetic
-        neighbourhoods: the paper's, whichever neighbourhood the reading uses)."""
+        neighbourhoods: the paper's, whichever neighbourhood the reading uses), named with
+        its note."""
         row = {"alpha": float(self.alpha), "beta": 1.0, "neighborhood": "synthetic"}
-        return self.runs if self.neighborhood == "synthetic" else {**self.runs, "row": row}
+        out = self.runs if self.neighborhood == "synthetic" else {**self.runs, "row": row}
+        return {**out, "note": self.note} if self.note else out
+
+    @property
+    def label(self) -> str:
+        """Its configuration as figures name it (:func:`label`, and its note)."""
+        base = label(self.experiment(0))
+        return f"{base} ({self.note})" if self.note else base
 
     def experiment(self, seed: int) -> Experiment:
         return Experiment("shapes3d", self.alpha, 1.0, self.neighborhood, seed,
@@ -115,12 +164,12 @@ class Reading:
         """Its run of seed ``seed`` in :data:`DIAGNOSIS`."""
         return StudyRun(self.experiment(seed), self.profile,
                         f"the reading that escaped the screen ({self.name}) at the study's "
-                        "budget, judged on the claims",
+                        "budget, judged on the claims", self.settings,
                         arm=f"{self.name}, 20k steps, seed {seed}", choice=self.choice)
 
     def owns(self, sr: StudyRun) -> bool:
         """Whether ``sr`` is one of its seeds (not a screening arm)."""
-        return (sr.profile == self.profile and not sr.settings
+        return (sr.profile == self.profile and sr.settings == self.settings
                 and sr.experiment == self.experiment(sr.experiment.seed))
 
 
@@ -135,6 +184,8 @@ READINGS: tuple[Reading, ...] = (
     Reading("sum", "loss summed over pixels, alpha = 0.1", "scale", 0.1, "sum"),
     Reading("knn", "latent-space kNN neighbours", "neighbourhood", 1.0,
             neighborhood="latent_knn"),
+    Reading("prior", "eq. 5's prior kept, sigma = 0.01", "prior", 1.0,
+            settings=(("adapted_prior_sigma", 0.01),), note="eq. 5's prior, σ = 0.01"),
 )
 
 
@@ -164,7 +215,7 @@ def _diagnosis() -> list[StudyRun]:
                     "noise) instead of Bernoulli draws", likelihood="gaussian",
                     gaussian_sigma=sigma)
 
-    summed, knn = READINGS
+    summed, knn, kept = READINGS
 
     return [
         StudyRun(_shapes(1.0, 0), "cpu", "alpha = 1 at the paper's lr 1e-4 for 20k steps: the "
@@ -224,12 +275,17 @@ def _diagnosis() -> list[StudyRun]:
         # tints and blurs) and latent kNN's seed 0 read D w/o colour 0.073 at 10k: the
         # long baselines, which alone say whether the twin at 32x32 can reach the paper's
         # beta-VAE at all, go beside the readings' other seeds instead of after them
+        # eq. 5's prior at sigma = 0.01 escaped the screen (session 10): its seeds go
+        # beside the long baselines and latent kNN's, seed 0 first (session 11)
+        kept.run(0),
         StudyRun(_shapes(0.0, 0, beta=16.0), "long", "the beta-VAE at the paper's budget "
                  "(300k steps, lr 1e-4): does it approach the paper's 0.690?",
                  arm="beta-VAE (beta = 16), 300k steps, lr 1e-4", choice="budget"),
+        kept.run(1),
         knn.run(1),
         StudyRun(_shapes(0.0, 0), "long", "the vanilla VAE at the paper's budget (300k steps, "
                  "lr 1e-4)", arm="vanilla VAE, 300k steps, lr 1e-4", choice="budget"),
+        kept.run(2),
         knn.run(2),
         summed.run(1),
         summed.run(2),
