@@ -405,3 +405,27 @@ def test_a_reading_with_settings_is_judged_on_its_variant_alone():
     got = diagnosis.reading_frame(ms, kept)
     assert got["label"].tolist()[:3] == [kept.label] * 3 == ["α=1 (eq. 5's prior, σ = 0.01)"] * 3
     assert (got["profile"] == "study").sum() == 6 and (got["alpha"] == 1.0).sum() == 6
+
+
+def test_the_claims_table_has_a_column_per_reading():
+    """Issue 21: the claims table gains one column per reading; each cell is that
+    reading's verdict at the study's budget, or says why there is none."""
+    summed, knn = study.READINGS[:2]
+    vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    frame = _runs([*vanilla, (0.1, 1.0, "sum", 0, float("nan"))]
+                  + [(1.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.3, 0.35))])
+    frame.loc[frame.index[3], ["status", "steps_done"]] = ["diverged", 9472]
+    frame.loc[frame.index[4:], "neighborhood"] = "latent_knn"
+    rjs = [diagnosis.judge_reading(frame, r) for r in (summed, knn)]
+    judged = pd.DataFrame({"key": ["nocolor", "best_alpha"], "claim": ["A", "B"],
+                           "verdict": ["cannot decide", "contradicts"],
+                           "status": ["s1", "s2"]})
+    table = diagnosis.claims_table(judged, rjs)
+    assert list(table.columns) == ["claim", "study", "α=0.1 (summed loss)",
+                                   "α=1 (latent_knn)", "reproduction status"]
+    assert table.iloc[0, 2] == "diverged (step 9,472)"
+    # two seeds of three: Welch's interval of (0.3, 0.35) vs (0.10, 0.12, 0.14) is above 0
+    assert table.iloc[0, 3] == "supports at 20,000 steps (2 of 3 seeds)"
+    assert table.iloc[1, 2:4].tolist() == ["—", "—"]  # one alpha cannot say where DCI peaks
+    pending = diagnosis.judge_reading(_runs(vanilla), knn)
+    assert diagnosis.reading_verdict(pending, "nocolor") == "pending"

@@ -476,6 +476,38 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
             f"{len(s['diverges'])} diverge){pending}")
 
 
+def reading_verdict(rj: ReadingJudged, key: str) -> str:
+    """A reading's cell in the claims table: its verdict on claim ``key`` at the study's
+    budget (with how many seeds where not all have finished), ``"pending"`` before its
+    first seed ends, ``"diverged (step 9,472)"`` while every ended seed diverged, and
+    ``"—"`` for a claim one configuration cannot test (where DCI peaks over alpha, Tables
+    2 and 5)."""
+    r = rj.row(key)
+    if r is None:
+        return "—"
+    n, of = rj.seeds_done, rj.reading.seeds
+    if not n:
+        if rj.diverged:
+            steps = ", ".join(f"{s:,}" for s in rj.diverged)
+            return f"diverged (step{'s' if len(rj.diverged) > 1 else ''} {steps})"
+        return "pending"
+    note = [f"{n} of {of} seeds"] if n < of else []
+    note += [f"{len(rj.diverged)} diverged"] if rj.diverged else []
+    return str(r["verdict"]) + (f" ({'; '.join(note)})" if note else "")
+
+
+def claims_table(judged: pd.DataFrame, readings: Sequence[ReadingJudged]) -> pd.DataFrame:
+    """The reproduction report's claims table: each claim, the study's verdict, one column
+    per reading judged at the study's budget (:func:`reading_verdict`, headed by the
+    reading's label) and the claim's reproduction status (``judged["status"]``,
+    :func:`reproduction_status`)."""
+    out = pd.DataFrame({"claim": judged["claim"], "study": judged["verdict"]})
+    for rj in readings:
+        out[rj.reading.label] = [reading_verdict(rj, k) for k in judged["key"]]
+    out["reproduction status"] = judged["status"]
+    return out.reset_index(drop=True)
+
+
 #: The readout columns of :func:`study_readout_table`, as the page names them.
 READOUT_NAMES = {"kl": "KL (nats)", "local_share": "local share",
                  "copy_distance": "copy distance", "z_share": "z-share"}
