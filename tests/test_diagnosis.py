@@ -200,8 +200,8 @@ def test_a_readings_summary_line():
     reading = study.READINGS[0]
     vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
     rj = diagnosis.judge_reading(_runs(vanilla), reading)
-    assert diagnosis.reading_summary(rj) == (f"{reading.name}, 0 of 3 seeds finished at the "
-                                             "study's budget so far")
+    assert diagnosis.reading_summary(rj) == (f"{reading.name}: none of its 3 seeds has "
+                                             "finished at the study's budget yet")
     up = [(0.1, 1.0, "sum", s, d) for s, d in enumerate((0.50, 0.55, 0.60))]
     line = diagnosis.reading_summary(diagnosis.judge_reading(_runs(vanilla + up), reading))
     assert "3 of 3 seeds" in line and "supports" in line and "0.550 vs 0.120" in line
@@ -276,8 +276,8 @@ def test_a_reading_whose_seed_diverged_says_so_and_is_no_longer_a_plain_candidat
     assert (rj.seeds_done, rj.diverged) == (0, (9472,))
     assert rj.died == "1 of 3 seeds diverged (at step 9,472)"
     assert diagnosis.reading_summary(rj) == (
-        f"{reading.name}, 0 of 3 seeds finished at the study's budget and 1 of 3 seeds "
-        "diverged (at step 9,472) so far")
+        f"{reading.name}: at the study's budget 1 of 3 seeds diverged (at step 9,472), none "
+        "has finished yet")
     arms = pd.DataFrame({"arm": [reading.name, "b"], "outcome": ["escapes", "memorises"]})
     status = diagnosis.reproduction_status({"key": "nocolor", "value": "cannot decide",
                                             "tested": True}, arms, [rj])

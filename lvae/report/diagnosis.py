@@ -348,13 +348,16 @@ def reading_summary(rj: ReadingJudged) -> str:
     """One line for the landing page: the reading, its seeds at the study's budget and its
     headline verdict (DCI without colour against the vanilla VAE)."""
     head = rj.row("nocolor")
-    n, of = rj.seeds_done, rj.reading.seeds
-    text = f"{rj.reading.name}, {n} of {of} seeds finished at the study's budget"
-    if rj.diverged:
-        text += f" and {rj.died}"
-    if not n or head is None:
-        return text + " so far"
-    return text + f": {head['verdict']} that it disentangles better than the vanilla VAE " \
+    n, of, name = rj.seeds_done, rj.reading.seeds, rj.reading.name
+    if not n:
+        if rj.diverged:
+            return f"{name}: at the study's budget {rj.died}, none has finished yet"
+        return f"{name}: none of its {of} seeds has finished at the study's budget yet"
+    text = f"{name}: {n} of {of} seeds finished at the study's budget"
+    text += f" ({rj.died})" if rj.diverged else ""
+    if head is None:
+        return text
+    return text + f", {head['verdict']} that it disentangles better than the vanilla VAE " \
         f"without colour ({head['ours']}; {head['detail']})"
 
 
