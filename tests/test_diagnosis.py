@@ -429,3 +429,10 @@ def test_the_claims_table_has_a_column_per_reading():
     assert table.iloc[1, 2:4].tolist() == ["—", "—"]  # one alpha cannot say where DCI peaks
     pending = diagnosis.judge_reading(_runs(vanilla), knn)
     assert diagnosis.reading_verdict(pending, "nocolor") == "pending"
+
+
+def test_the_rule_map_draws_screening_arms_not_a_readings_seeds():
+    r = study.READINGS[0]
+    arms = pd.DataFrame({"arm": [r.name, r.run(0).arm, study.VANILLA_CONTROL],
+                         "outcome": ["escapes"] * 3})
+    assert diagnosis.screen_points(arms)["arm"].tolist() == [r.name, study.VANILLA_CONTROL]

@@ -253,3 +253,34 @@ def test_readout_panels_draw_each_group_and_keep_step_ticks_apart():
     labels = [t.get_text() for t in axes[1].get_legend().get_texts()]
     assert labels == ["control", "arm"]
     assert any("diverged at 12" in t.get_text() for t in axes[3].get_legend().get_texts())
+
+
+def test_the_rule_map_places_each_arm_by_its_two_readouts():
+    """One numbered point per arm at (KL, local share); a zero readout sits on the log
+    axis' floor as a triangle; an arm that diverged after its last readout is a cross
+    whose legend says where it was read; one without readouts has no point, only its
+    legend entry; the rule's two lines are where the rule puts them."""
+    arms = pd.DataFrame({
+        "arm": ["control", "escapes", "copies", "died late", "died early"],
+        "step": [5000, 5000, 5000, 1000, None],
+        "KL": [23.0, 13.7, 0.02, 814.0, None],
+        "local share": [4.1, 0.77, 0.0, 0.004, None],
+        "outcome": ["escapes", "escapes", "memorises", "diverges at step 1,542",
+                    "diverges at step 12"]})
+    fig = figures.rule_map(arms, 3.5, 0.25, controls=["control"])
+    ax = fig.axes[0]
+    points = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 1
+              and ln.get_linestyle() == "None"]
+    assert [(float(ln.get_xdata()[0]), float(ln.get_ydata()[0])) for ln in points] == [
+        (23.0, 4.1), (13.7, 0.77), (0.02, figures.RULE_MAP_FLOOR["local share"]),
+        (814.0, 0.004)]
+    assert [ln.get_marker() for ln in points] == ["s", "o", "v", "X"]
+    assert [t.get_text() for t in ax.texts if t.get_text().isdigit()] == ["1", "2", "3", "4"]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[3] == "4  died late (diverges at step 1,542, readout at step 1,000)"
+    assert labels[4].strip() == "died early (diverges at step 12: not drawn)"
+    rules = [ln for ln in ax.get_lines() if ln.get_color() == "red"]
+    assert sorted(float(ln.get_xdata()[0]) for ln in rules if ln.get_xdata()[0] ==
+                  ln.get_xdata()[1]) == [3.5]
+    assert [float(ln.get_ydata()[0]) for ln in rules if ln.get_ydata()[0] ==
+            ln.get_ydata()[1]] == [0.25]

@@ -276,7 +276,7 @@ def screened(arms: pd.DataFrame) -> dict[str, list[str]]:
     progress, or milestones without the readout)."""
     out: dict[str, list[str]] = {"escapes": [], "memorises": [], "diverges": [],
                                  "pending": []}
-    seeds = {sr.arm for sr in study.DIAGNOSIS if any(r.owns(sr) for r in study.READINGS)}
+    seeds = _reading_seeds()
     for arm, result in zip(arms["arm"], arms["outcome"], strict=True):
         if str(arm).startswith("control") or arm in seeds:  # a reading's seeds: not arms
             continue
@@ -284,6 +284,19 @@ def screened(arms: pd.DataFrame) -> dict[str, list[str]]:
                else result if result in FINAL_OUTCOMES else "pending")
         out[key].append(f"{arm} ({result})" if key == "diverges" else str(arm))
     return out
+
+
+def _reading_seeds() -> set[str]:
+    """The arms of the plan that are a reading's seeds at the study's budget."""
+    return {sr.arm for sr in study.DIAGNOSIS if any(r.owns(sr) for r in study.READINGS)}
+
+
+def screen_points(arms: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`arm_table` the rule map draws
+    (:func:`lvae.report.figures.rule_map`): the screening arms and the controls, without
+    the readings' seeds at the study's budget (each would repeat its screen's arm at the
+    judged milestone)."""
+    return arms[~arms["arm"].isin(_reading_seeds())].reset_index(drop=True)
 
 
 @dataclass(frozen=True)

@@ -892,3 +892,70 @@ def readout_panels(frame: Any, groups: Sequence[tuple[str, Sequence[str]]],
                            loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.tight_layout()
     return fig
+
+
+#: Where :func:`rule_map` draws a readout of zero or below (log axes have no zero).
+RULE_MAP_FLOOR = {"KL": 1e-3, "local share": 1e-4}
+
+
+def rule_map(points: Any, kl_min: float, share_min: float,
+             controls: Sequence[str] = ()) -> Figure:
+    """The screen at a glance: every arm at its judged milestone in the plane of the rule's
+    two readouts (KL of the adapted codes, local share; log axes), the rule's lines in red
+    and the corner that escapes memorisation shaded, so a reader sees how far each arm
+    lands from the line, not only on which side. ``points``: rows with ``arm``, ``KL``,
+    ``local share`` and ``outcome`` (:func:`lvae.report.diagnosis.arm_table`); the
+    ``controls`` are drawn as black squares, an arm that diverged after its last readout as
+    a red cross (the legend says at which step it was read). Points are numbered and the
+    legend names them; arms without both readouts (diverged before the milestone) are named
+    in it with a grey cross and no point. A readout of zero is drawn on the axis' floor
+    (:data:`RULE_MAP_FLOOR`) as a triangle."""
+    import pandas as pd
+
+    df = pd.DataFrame(points)
+    has = df[["KL", "local share"]].apply(pd.to_numeric, errors="coerce").notna().all(axis=1) \
+        if len(df) else pd.Series(dtype=bool)
+    shown, missing = df[has], df[~has] if len(df) else df
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    lo = RULE_MAP_FLOOR
+    kl = shown["KL"].astype(float).clip(lower=lo["KL"]) if len(shown) else shown["KL"]
+    sh = (shown["local share"].astype(float).clip(lower=lo["local share"]) if len(shown)
+          else shown["local share"])
+    x_hi = max(float(kl.max()) * 2 if len(kl) else 10.0, kl_min * 10)
+    y_hi = max(float(sh.max()) * 2 if len(sh) else 1.0, share_min * 10)
+    ax.fill_between([kl_min, x_hi], share_min, y_hi, color="C2", alpha=0.08, lw=0)
+    ax.axvline(kl_min, color="red", lw=0.8, ls="--")
+    ax.axhline(share_min, color="red", lw=0.8, ls="--")
+    ax.text(x_hi / 1.15, share_min * 1.15, "escapes memorisation", color="C2", ha="right",
+            va="bottom", fontsize=8)
+    steps = shown["step"] if "step" in shown else [None] * len(shown)
+    for i, (row, x, y, step) in enumerate(zip(shown.itertuples(index=False), kl, sh, steps,
+                                              strict=True), start=1):
+        arm, out = str(row.arm), str(row.outcome)
+        died = out.startswith("diverges")
+        floor = x <= lo["KL"] or y <= lo["local share"]
+        color = ("black" if arm in controls else "C2" if out == "escapes"
+                 else "C3" if died else "C1")
+        marker = "v" if floor else "s" if arm in controls else "X" if died else "o"
+        at = f", readout at step {int(step):,}" if died and pd.notna(step) else ""
+        ax.plot([x], [y], marker=marker, ms=6 if not died else 7, color=color, mec="black",
+                mew=0.4, ls="none", label=f"{i}  {arm} ({out}{at})")
+        ax.annotate(str(i), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo["KL"] / 1.5, x_hi)
+    ax.set_ylim(lo["local share"] / 1.5, y_hi)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("KL of the adapted codes (nats)", fontsize=9)
+    ax.set_ylabel("local share (z's movement / the objects')", fontsize=9)
+    ax.tick_params(labelsize=8)
+    for arm, out in zip(missing["arm"], missing["outcome"], strict=True):  # no point
+        ax.plot([], [], marker="X", ms=6, color="0.6", ls="none",
+                label=f"   {arm} ({out}: not drawn)")
+    fig.tight_layout()  # before the legend, which hangs below the axes (the inline
+    # backend's bbox_inches="tight" keeps it in the picture)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(-0.12, -0.17), frameon=False,
+              handletextpad=0.3, borderaxespad=0)
+    return fig
