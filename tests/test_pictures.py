@@ -92,3 +92,18 @@ def test_a_readings_seed_is_shown_at_its_last_milestone(tmp_path: Path):
     (folder / "pictures.npz").write_bytes(study.npz_bytes(arrays))
     [got] = pictures.arm_pictures(tmp_path)
     assert (got.name, got.step) == (sr.arm, 20_000)
+
+
+def test_an_arm_at_another_resolution_is_not_scored():
+    """The 64x64 arm's pictures against a classifier of the 32x32 twin: a row that says
+    so, with no scores, instead of a classifier fed images it was not made for."""
+    small = SimpleNamespace(**vars(DATA), resolution=8)
+    big = {k: np.repeat(np.repeat(v, 2, axis=-3), 2, axis=-2)
+           for k, v in grid(REFS, CODES, paper=True).items()}  # 16x16 images
+    arms = [pictures.ArmPictures("paper", 5000, grid(REFS, CODES, paper=True)),
+            pictures.ArmPictures("big", 5000, big)]
+    table = pictures.figure3_table(arms, PixelReader(), small)
+    assert table["content_shared"].tolist()[0] == 1.0
+    row = table.iloc[1]
+    assert row["arm"] == "big (not scored: drawn at 16x16, the classifier reads 8x8)"
+    assert np.isnan(row["colours_kept"]) and np.isnan(row["content_shared"])

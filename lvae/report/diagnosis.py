@@ -251,8 +251,10 @@ def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
                    and sr.arm not in set(tried["arm"])]
         results = "; ".join(f"{a}: {o}" + _then_diverges(fr, a, step)
                             for a, o in zip(tried["arm"], tried["outcome"], strict=True))
-        if c.key == "resolution":
-            results = "not tested: 64x64 needs a GPU (none was lent for the diagnosis yet)"
+        if c.key == "resolution" and not results:
+            results = ("not yet: the 64x64 twin is planned (about 3 CPU-hours for 5k steps); "
+                       "the real images need the dataset's download, which the machines "
+                       "that ran the diagnosis could not make")
         rows.append({"choice": c.name, "the paper": c.paper, "the study": c.study,
                      "tried (outcome)": results or "—", "planned": _compact(planned)})
     return pd.DataFrame(rows)

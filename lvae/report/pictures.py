@@ -87,11 +87,19 @@ def figure3_table(arms: list[ArmPictures], net: FactorNet, data: GroundTruthData
                   ) -> pd.DataFrame:
     """One row per arm: its step and the two scores of :mod:`lvae.metrics.figure3` on
     its localized generations (references and generations classified by ``net``), then a
-    last row with what independent uniform factors would read."""
+    last row with what independent uniform factors would read. An arm drawn at another
+    resolution than ``data``'s (the 64x64 arm, against a classifier of the 32x32 twin) is
+    not scored: its row says so, with no scores."""
     local = _object_factors(data)
+    side = getattr(data, "resolution", None)
     rows = []
     for a in arms:
         refs, gen = a.pictures["references"], a.pictures["localized"]
+        if side is not None and refs.shape[1] != side:
+            rows.append({"arm": f"{a.name} (not scored: drawn at {refs.shape[1]}x"
+                                f"{refs.shape[2]}, the classifier reads {side}x{side})",
+                         "step": a.step, **dict.fromkeys(SCORES, float("nan"))})
+            continue
         r, z = gen.shape[:2]
         ref_f = predict_factors(net, refs)
         gen_f = predict_factors(net, gen.reshape(r * z, *gen.shape[2:])).reshape(r, z, -1)

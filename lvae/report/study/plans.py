@@ -275,6 +275,12 @@ def _diagnosis() -> list[StudyRun]:
         # tints and blurs) and latent kNN's seed 0 read D w/o colour 0.073 at 10k: the
         # long baselines, which alone say whether the twin at 32x32 can reach the paper's
         # beta-VAE at all, go beside the readings' other seeds instead of after them
+        # added in session 11: the last open choice without an arm, the paper's resolution
+        # on the twin (64x64 steps cost 3.4 times 32x32's on one core: ~3 CPU-h for the
+        # screen, so it runs beside eq. 5's prior's seed 0, not on a GPU that is not lent)
+        _arm("resolution", "64x64 twin (the paper's resolution)",
+             "the paper's 64x64 on the procedural twin, the study's settings otherwise",
+             resolution=64),
         # eq. 5's prior at sigma = 0.01 escaped the screen (session 10): its seeds go
         # beside the long baselines and latent kNN's, seed 0 first (session 11)
         kept.run(0),
