@@ -436,3 +436,19 @@ def test_the_rule_map_draws_screening_arms_not_a_readings_seeds():
     arms = pd.DataFrame({"arm": [r.name, r.run(0).arm, study.VANILLA_CONTROL],
                          "outcome": ["escapes"] * 3})
     assert diagnosis.screen_points(arms)["arm"].tolist() == [r.name, study.VANILLA_CONTROL]
+
+
+def test_the_resolution_choice_has_its_64x64_arm_and_says_what_it_found():
+    """The last open choice gets a screening arm at the paper's 64x64 (on the twin); the
+    choice table says it is planned until it ships, then gives its outcome."""
+    [arm] = [sr for sr in study.DIAGNOSIS if sr.choice == "resolution"]
+    st = study.setup("out", arm)
+    assert (st.config.resolution, st.config.steps, arm.profile) == (64, 5000, "diagnosis")
+    row = lambda fr: diagnosis.choice_table(fr).set_index("choice").loc[  # noqa: E731
+        diagnosis.CHOICE_NAMES["resolution"]]
+    empty = milestones([5000], [1.0], [0.1]).iloc[0:0].assign(arm=[], choice=[])
+    assert row(empty)["tried (outcome)"].startswith("not yet: the 64x64 twin is planned")
+    assert row(empty)["planned"] == arm.arm
+    shipped = milestones([5000], [20.0], [3.0], run=arm.run_id).assign(arm=arm.arm,
+                                                                      choice="resolution")
+    assert row(shipped)["tried (outcome)"] == f"{arm.arm}: escapes"
