@@ -148,6 +148,11 @@ def _study(args: argparse.Namespace) -> int:
     spent = ", ".join(f"{h:.1f} h trained on {d}" for d, h in hours.items() if h)
     print(f"{done} of {len(rows)} runs done; {spent or 'nothing spent yet'} "
           "(training plus evaluation on the CPU)")
+    left, unpriced = study.hours_left(rows)
+    if left or unpriced:
+        print(f"about {left:.1f} CPU hours left, at the hours per step of the finished runs "
+              "of each kind" + (f" ({len(unpriced)} run(s) of a kind none has finished "
+                                f"left out: {', '.join(unpriced)})" if unpriced else ""))
     return 0
 
 

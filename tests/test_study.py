@@ -647,3 +647,27 @@ def test_of_plan_keeps_the_study_runs_and_drops_a_readings_seeds():
                           "x": [1, 2, 3]})
     assert study.of_plan(frame)["x"].tolist() == [1]
     assert study.of_plan(frame, study.DIAGNOSIS)["x"].tolist() == [2]
+
+
+def test_hours_left_prices_each_unfinished_run_by_the_finished_runs_of_its_kind():
+    """By hand: a finished Local VAE run of the study cost 2 h for 20k steps (1e-4 h per
+    step), another 4 h (2e-4): the median of two is the higher (index 1). A study run
+    half done needs 10k x 2e-4 = 2 h; a planned run of another profile with no finished
+    run of its own is priced by its kind at any profile (20k x 2e-4 = 4 h); a diverged run
+    needs nothing; a kind nobody finished is named, not priced."""
+    def row(run, kind, state, step, steps, hours=0.0):
+        return {"run": run, "kind": kind, "state": state, "step": step, "steps": steps,
+                "cpu_hours": hours}
+    local = ("study", "local", 32)
+    rows = [row("a", local, "done", 20_000, 20_000, 2.0),
+            row("b", local, "shipped", 20_000, 20_000, 4.0),
+            row("c", local, "training", 10_000, 20_000, 1.0),
+            row("d", ("reading", "local", 32), "planned", 0, 20_000),
+            row("e", local, "diverged", 9_472, 20_000, 1.0),
+            row("f", ("diagnosis", "local", 64), "planned", 0, 5000)]
+    left, unpriced = study.hours_left(rows)
+    assert left == pytest.approx(2.0 + 4.0)
+    assert unpriced == ["f"]
+    assert study.run_kind(study.DIAGNOSIS[0]) == ("cpu", "local", 32)
+    assert study.run_kind(next(sr for sr in study.DIAGNOSIS if sr.choice == "resolution")) \
+        == ("diagnosis", "local", 64)

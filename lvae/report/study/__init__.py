@@ -94,6 +94,7 @@ from lvae.report.study.shipping import (
 from lvae.report.study.workers import (
     claimed,
     complete,
+    hours_left,
     is_done,
     progress,
     run_task,
@@ -135,6 +136,7 @@ __all__ = [
     "final_dci_table",
     "final_generation_table",
     "hours_by_device",
+    "hours_left",
     "is_done",
     "label",
     "milestone_eval",

@@ -281,6 +281,7 @@ def progress(out: str | Path, runs: tuple[StudyRun, ...] | None = None
             cpu = _checkpoint_facts(rdir)["cpu_time_s"]
         rows.append({
             "run": sr.name,
+            "kind": run_kind(sr),
             "arm": sr.arm,
             "purpose": sr.purpose,
             "state": ("done" if is_done(rdir) else "shipped" if shipped else result.status
@@ -293,3 +294,36 @@ def progress(out: str | Path, runs: tuple[StudyRun, ...] | None = None
             "milestones": [m.step for m in runfolder.read_milestones(rdir)],
         })
     return rows
+
+
+def run_kind(sr: StudyRun) -> tuple[str, str, int]:
+    """What a run's cost per step depends on: its profile (the evaluations' sizes and
+    milestones), whether it takes an inner step (a Local VAE step costs about twenty
+    baseline steps) and its resolution."""
+    return (sr.profile, "local" if sr.experiment.alpha > 0 else "baseline",
+            setup("runs", sr).config.resolution)
+
+
+def hours_left(rows: list[dict[str, Any]]) -> tuple[float, list[str]]:
+    """An estimate of the CPU hours a plan's unfinished runs still need (:func:`progress`
+    rows): each one's steps left times the hours per step (training and evaluations) of
+    the finished runs of its :func:`run_kind`, or of its kind at any profile where none of
+    its profile has finished; a diverged run needs nothing. Returns the hours and the
+    runs no finished run could price (left out of the sum)."""
+    done = [r for r in rows if r["state"] in ("done", "shipped") and r["step"]]
+
+    def rate(match) -> float | None:
+        xs = sorted(r["cpu_hours"] / r["step"] for r in done if match(r["kind"]))
+        return xs[len(xs) // 2] if xs else None
+
+    total, unpriced = 0.0, []
+    for r in rows:
+        if r["state"] in ("done", "shipped", "diverged"):
+            continue
+        per = rate(lambda k, r=r: k == r["kind"]) or rate(lambda k, r=r: k[1:] == r["kind"][1:])
+        if per is None:
+            unpriced.append(r["run"])
+            continue
+        total += (r["steps"] - r["step"]) * per
+    return total, unpriced
+
