@@ -394,7 +394,13 @@ def test_status_frame_tells_a_diverged_run_from_a_finished_one(tmp_path: Path):
         (d / "result.json").write_text(json.dumps({"status": status}))
         (d / "provenance.json").write_text(json.dumps(
             {"status": status, "steps_done": steps, "machine": {"device": "NVIDIA H200"}}))
+    part = tmp_path / "progress" / "study" / "shapes3d-a1e-01-b1-synthetic-s1"
+    part.mkdir(parents=True)  # shipped part-way: resumed by the next worker that takes it
+    (part / "provenance.json").write_text(json.dumps(
+        {"status": "incomplete", "steps_done": 3500, "machine": {"device": "cpu"}}))
     st = study.status_frame(tmp_path).set_index("run")
+    assert st.loc["study/shapes3d-a1e-01-b1-synthetic-s1", "state"] == "in progress"
+    assert st.loc["study/shapes3d-a1e-01-b1-synthetic-s1", "steps"] == "3,500 / 20,000"
     assert st.loc["study/shapes3d-a1e+02-b1-synthetic-s0", "state"] == "diverged"
     assert st.loc["study/shapes3d-a1e+02-b1-synthetic-s0", "steps"] == "3,405 / 20,000"
     assert st.loc["study/shapes3d-a1e+01-b1-synthetic-s0", "state"] == "finished"

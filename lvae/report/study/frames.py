@@ -142,7 +142,8 @@ def compute_hours(folder: str | Path) -> float:
 def status_frame(root: str | Path | None = None, runs: tuple[StudyRun, ...] | None = None
                  ) -> pd.DataFrame:
     """The plan beside what is shipped: one row per run of :data:`STUDY` (priority order)
-    with its state (finished, diverged, training at step N, planned), steps, where it trained
+    with its state (finished, diverged, in progress: shipped part-way, resumed from there
+    by the next worker that takes it; planned), steps, where it trained
     (``trained on``: "CPU" or the accelerator's name) and its hours (training on that
     device plus the evaluations, which always run on the CPU)."""
 
@@ -153,7 +154,7 @@ def status_frame(root: str | Path | None = None, runs: tuple[StudyRun, ...] | No
         part = root / PROGRESS_DIR / sr.profile / sr.run_id
         folder = done if (done / runfolder.RESULT).is_file() else part
         prov = runfolder.read_provenance(folder)
-        state = ("planned" if prov is None else "training" if folder != done
+        state = ("planned" if prov is None else "in progress" if folder != done
                  else "diverged" if prov.status == "diverged" else "finished")
         rows.append({"priority": i, "run": sr.name, "purpose": sr.purpose, "state": state,
                      "steps": f"{(prov.steps_done if prov else None) or 0:,} / "
