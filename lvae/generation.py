@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lvae.batched import AdaptedModel, InnerGradients, inner_gradients
+from lvae.batched import AdaptedModel, InnerGradients, inner_gradients, task_sq_norms
 from lvae.data.base import to_tensor
-from lvae.model import VAE
+from lvae.model import VAE, layer_specs
 from lvae.neighborhoods import Neighborhood
 from lvae.objective import check_alpha
 from lvae.training import Run, decoder_scale, neighborhood_for
@@ -88,6 +88,25 @@ def adapted_model(run: Run, references: Tensor, alpha: float | None = None,
     scale = decoder_scale(run.config)
     return AdaptedModel(run.model.params(), run.arch, g, alpha,
                         None if scale == 1.0 else alpha * scale)
+
+
+def inner_step_sq_norms(run: Run, references: Tensor, **adapt_kwargs) -> dict[str, Tensor]:
+    """How far the inner step (eqs. 7-8) moves each reference's parameters from the
+    meta-parameters: ``||phi' - phi||^2`` (``"encoder"``) and ``||theta' - theta||^2``
+    (``"decoder"``), per reference ``(B,)``.
+
+    The decoder's is what eq. 5's prior penalises (:func:`lvae.objective.adapted_prior`)
+    and what memorisation needs: a meta-decoder that draws little on its own and one step
+    that turns it into a copy of the reference. Computed from the batched inner gradients
+    without building the adapted parameters (:func:`lvae.batched.task_sq_norms`), at the
+    run's own alpha (and Algorithm 1's decoder scale where the run reads it literally);
+    ``adapt_kwargs`` go to :func:`adapt`.
+    """
+    alpha = check_alpha(run.config.alpha)
+    g = adapt(run, references, **adapt_kwargs)
+    enc, dec = layer_specs(run.arch)
+    return {"encoder": alpha ** 2 * task_sq_norms(g, enc),
+            "decoder": (alpha * decoder_scale(run.config)) ** 2 * task_sq_norms(g, dec)}
 
 
 @torch.no_grad()

@@ -452,3 +452,28 @@ def test_the_resolution_choice_has_its_64x64_arm_and_says_what_it_found():
     shipped = milestones([5000], [20.0], [3.0], run=arm.run_id).assign(arm=arm.arm,
                                                                       choice="resolution")
     assert row(shipped)["tried (outcome)"] == f"{arm.arm}: escapes"
+
+
+def test_the_step_table_reads_the_controls_then_one_choices_arms(monkeypatch):
+    """Which shipped models the step table measures: the control and the prior's screening
+    arms (not the reading's seeds, not other choices, nothing still in progress), the
+    control first."""
+    prior = [sr for sr in study.DIAGNOSIS if sr.choice == "prior"]
+    control = next(sr for sr in study.DIAGNOSIS if sr.arm == "control: the study's reading")
+    other = next(sr for sr in study.DIAGNOSIS if sr.choice == "noise")
+    shipped = [(Path("r") / sr.profile / sr.run_id, "finished")
+               for sr in [*prior, other, control]]
+    shipped[0] = (shipped[0][0], "training")  # the first prior arm: still in progress
+    monkeypatch.setattr(study, "shipped_runs", lambda root: shipped)
+    monkeypatch.setattr(study, "inner_step_shipped", lambda folder: {
+        "encoder": 1.0, "decoder": float(len(folder.name)), "step": 5000})
+    arms = pd.DataFrame({"arm": [control.arm], "KL": [0.24], "local share": [0.005],
+                         "outcome": ["memorises"]})
+    table = diagnosis.step_table("r", arms=arms)
+    measured = [sr for sr in prior[1:] if not study.READINGS[2].owns(sr)]
+    assert table["arm"].tolist()[0] == control.arm
+    assert sorted(table["arm"].tolist()[1:]) == sorted(sr.arm for sr in measured)
+    assert table["decoder"].tolist()[0] == float(len(control.run_id))
+    assert table["decoder"].tolist()[1:] == sorted(table["decoder"].tolist()[1:],
+                                                   reverse=True)  # longest step first
+    assert table["outcome"].tolist()[0] == "memorises" and table["KL"].isna().sum() == 2

@@ -65,3 +65,37 @@ def test_generation_paths_go_through_the_helper(run: Run) -> None:
 def test_adapted_model_refuses_a_bad_alpha(run: Run) -> None:
     with pytest.raises(ValueError, match="alpha"):
         adapted_model(run, run.pool.tensor(np.arange(2)), alpha=-1.0)
+
+
+@pytest.mark.parametrize("literal", [False, True])
+def test_inner_step_sq_norms_match_one_autograd_step_per_reference(run: Run, literal: bool
+                                                                   ) -> None:
+    """The batched step lengths against the reference path: each reference's own local
+    objective (Algorithm 1, line 4) differentiated by autograd, one step of eqs. 7-8
+    (:func:`lvae.objective.inner_step`, with Algorithm 1's K on the decoder's step where
+    the run reads it literally), and the squared distance of each part from the
+    meta-parameters, on the same neighbours and noise."""
+    import dataclasses
+
+    from lvae.generation import inner_step_sq_norms, prepared_neighborhood
+    from lvae.objective import inner_step, is_decoder, local_objective
+    from lvae.training import decoder_scale
+
+    r = dataclasses.replace(run, config=run.config.replace(algorithm1_literal=literal))
+    refs = r.pool.tensor(np.arange(3))
+    got = inner_step_sq_norms(r, refs, seed=7)
+    gen = torch.Generator().manual_seed(7)  # adapt's draws, in adapt's order
+    neighbors = prepared_neighborhood(r).neighbors_of(refs, gen)
+    eps = torch.randn(neighbors.shape[0], len(refs), r.arch.latent_dim, generator=gen)
+    params = {n: p.detach().requires_grad_(True) for n, p in r.model.params().items()}
+    for b in range(len(refs)):
+        obj = local_objective(params, neighbors[:, b], eps[:, b], r.arch, r.loss)
+        grads = dict(zip(params, torch.autograd.grad(obj, list(params.values())),
+                         strict=True))
+        stepped = inner_step(params, grads, r.config.alpha, decoder_scale(r.config))
+        sq = {part: sum(float((stepped[n] - params[n]).detach().pow(2).sum()) for n in params
+                        if is_decoder(n) == (part == "decoder"))
+              for part in ("encoder", "decoder")}
+        for part in ("encoder", "decoder"):
+            assert float(got[part][b]) == pytest.approx(sq[part], rel=1e-4)
+    assert decoder_scale(r.config) == (r.config.k if literal else 1.0)

@@ -526,6 +526,38 @@ def claims_table(judged: pd.DataFrame, readings: Sequence[ReadingJudged]) -> pd.
     return out.reset_index(drop=True)
 
 
+def step_table(root: str | Path, choice: str = "prior",
+               controls: Sequence[str] = ("control: the study's reading",),
+               arms: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The inner step's squared length of the ``controls`` and the shipped screening arms of
+    one open ``choice`` (eq. 5's prior by default), each from its shipped final model
+    (:func:`lvae.report.study.measures.inner_step_shipped`): one row per arm, the controls
+    first and the arms by their decoder's step, longest first, with its
+    step, ``||phi' - phi||^2`` and ``||theta' - theta||^2`` (encoder, decoder) averaged over
+    the z-share grid's references, and with ``arms`` (:func:`arm_table`) beside each its
+    KL, local share and outcome. Eq. 5's prior penalises the decoder's."""
+    folders = {(f.parent.name, f.name): f for f, state in study.shipped_runs(root)
+               if state == "finished"}
+    seeds = _reading_seeds()
+    rows = []
+    for sr in study.DIAGNOSIS:
+        if not (sr.arm in controls or (sr.choice == choice and sr.arm not in seeds)):
+            continue
+        folder = folders.get((sr.profile, sr.run_id))
+        if folder is None or sr.experiment.alpha == 0:
+            continue
+        m = study.inner_step_shipped(folder)
+        rows.append({"arm": sr.arm, "step": m["step"], "encoder": m["encoder"],
+                     "decoder": m["decoder"], "_control": sr.arm not in controls})
+    frame = pd.DataFrame(rows, columns=["arm", "step", "encoder", "decoder", "_control"])
+    frame = frame.sort_values(["_control", "decoder"], ascending=[True, False],
+                              kind="stable").drop(columns="_control").reset_index(drop=True)
+    if arms is not None:
+        frame = frame.merge(arms[["arm", "KL", "local share", "outcome"]], on="arm",
+                            how="left")
+    return frame
+
+
 #: The readout columns of :func:`study_readout_table`, as the page names them.
 READOUT_NAMES = {"kl": "KL (nats)", "local_share": "local share",
                  "copy_distance": "copy distance", "z_share": "z-share"}

@@ -24,6 +24,7 @@ from lvae.data.base import to_tensor
 from lvae.evaluation import disentanglement_metrics, heldout_neg_elbo, jsonable
 from lvae.generation import (
     adapted_model,
+    inner_step_sq_norms,
     localized_samples,
     meta_samples,
     reconstructions,
@@ -186,6 +187,19 @@ def milestone_eval(rdir: str | Path, step: int, seed: int = 0, dataset=None,
     )
     runfolder.write_milestone(rdir, record)
     return record
+
+
+def inner_step_shipped(folder: str | Path, seed: int = 0) -> dict[str, float]:
+    """The inner step's squared length (:func:`lvae.generation.inner_step_sq_norms`) of a
+    shipped Local VAE's final model (its ``model.pt``, float16), averaged over the z-share
+    grid's references: ``{"encoder": ..., "decoder": ..., "step": ...}``. How far one
+    step moves the decoder is what eq. 5's prior penalises and memorisation needs."""
+    run = load_run(folder)
+    refs, _, _ = _references_and_codes(run, ZSHARE_REFS, 1, np.random.RandomState(seed),
+                                       with_indices=True)
+    sq = inner_step_sq_norms(run, refs, seed=seed)
+    return {"encoder": float(sq["encoder"].mean()), "decoder": float(sq["decoder"].mean()),
+            "step": run.step}
 
 
 def readout_shipped(folder: str | Path, seed: int = 0) -> Milestone | None:
