@@ -527,7 +527,7 @@ def claims_table(judged: pd.DataFrame, readings: Sequence[ReadingJudged]) -> pd.
 
 
 def step_table(root: str | Path, choice: str = "prior",
-               controls: Sequence[str] = ("control: the study's reading",),
+               controls: Sequence[str] = (study.STUDY_CONTROL,),
                arms: pd.DataFrame | None = None) -> pd.DataFrame:
     """The inner step's squared length of the ``controls`` and the shipped screening arms of
     one open ``choice`` (eq. 5's prior by default), each from its shipped final model

@@ -178,6 +178,9 @@ class Reading:
 VANILLA_CONTROL = "control: vanilla VAE"
 #: The screen's beta-VAE control (the readout figure's row when no arm is shipped).
 BETA_CONTROL = "control: beta-VAE (beta = 16)"
+#: The screen's control that memorises: alpha = 1 as the study trains it, with the readout
+#: and early milestones (the readout figure's black line; the step table's yardstick).
+STUDY_CONTROL = "control: the study's reading"
 
 #: The readings that escaped the screen by the Diagnosis page's rule, in the order they did.
 READINGS: tuple[Reading, ...] = (
@@ -268,7 +271,7 @@ def _diagnosis() -> list[StudyRun]:
         gaussian(0.2),
         prior(0.1),
         gaussian(0.05),
-        _arm("control", "control: the study's reading",
+        _arm("control", STUDY_CONTROL,
              "alpha = 1 as the study trains it, with the readout and early milestones"),
         # reordered in session 10, when the screen's pictures showed that neither escaping
         # reading draws Figure 3 (the summed loss's "escape" is pixel noise; latent kNN
