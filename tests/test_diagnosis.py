@@ -80,6 +80,17 @@ def test_every_arm_names_a_known_choice_and_every_run_id_is_unique():
     assert all(sr.arm for sr in study.DIAGNOSIS)
 
 
+def test_the_controls_are_the_screens_yardsticks_and_no_reading_is_one():
+    # The plan's controls: the three named yardsticks and the vanilla VAE at the paper's lr
+    # (whose choice is "lr", beside the reading it calibrates); nothing else is a control.
+    controls = {sr.arm for sr in study.DIAGNOSIS if study.is_control(sr.arm)}
+    assert controls == {study.VANILLA_CONTROL, study.BETA_CONTROL, study.STUDY_CONTROL,
+                        "control: vanilla VAE, lr 1e-4"}
+    assert {sr.arm for sr in study.DIAGNOSIS if sr.choice == "control"} < controls
+    assert not any(study.is_control(r.name) or study.is_control(r.label)
+                   for r in study.READINGS)
+
+
 def test_a_run_that_diverged_before_its_first_milestone_is_in_the_frame(tmp_path: Path):
     sr = next(s for s in study.DIAGNOSIS if s.arm == "first order, lr 1e-3")
     d = tmp_path / sr.profile / sr.run_id

@@ -280,7 +280,7 @@ def screened(arms: pd.DataFrame) -> dict[str, list[str]]:
                                  "pending": []}
     seeds = _reading_seeds()
     for arm, result in zip(arms["arm"], arms["outcome"], strict=True):
-        if str(arm).startswith("control") or arm in seeds:  # a reading's seeds: not arms
+        if study.is_control(arm) or arm in seeds:  # a reading's seeds: not arms
             continue
         key = ("diverges" if str(result).startswith("diverges")
                else result if result in FINAL_OUTCOMES else "pending")
@@ -640,5 +640,5 @@ def findings(arms: pd.DataFrame, fr: pd.DataFrame | None = None) -> list[str]:
         after = later(fr, r["arm"]) if fr is not None else ""
         return f"**{r['arm']}**: {r['outcome']}{nums}" + (f"; {after}" if after else "")
     rows = [r for _, r in arms.iterrows()]
-    return ([one(r) for r in rows if not str(r["arm"]).startswith("control")]
-            + [one(r) for r in rows if str(r["arm"]).startswith("control")])
+    return ([one(r) for r in rows if not study.is_control(r["arm"])]
+            + [one(r) for r in rows if study.is_control(r["arm"])])

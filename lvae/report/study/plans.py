@@ -182,6 +182,14 @@ BETA_CONTROL = "control: beta-VAE (beta = 16)"
 #: and early milestones (the readout figure's black line; the step table's yardstick).
 STUDY_CONTROL = "control: the study's reading"
 
+
+def is_control(arm: object) -> bool:
+    """Whether a screen arm's name marks it a control (a yardstick for the readout, not a
+    reading of the paper): every control's name starts with ``control``, as the three above
+    and the lr 1e-4 vanilla VAE's do; the arm's choice cannot tell, since that control
+    shares the ``lr`` choice with the reading it calibrates."""
+    return str(arm).startswith("control")
+
 #: The readings that escaped the screen by the Diagnosis page's rule, in the order they did.
 READINGS: tuple[Reading, ...] = (
     Reading("sum", "loss summed over pixels, alpha = 0.1", "scale", 0.1, "sum"),
