@@ -438,6 +438,12 @@ def test_the_claims_table_has_a_column_per_reading():
     # two seeds of three: Welch's interval of (0.3, 0.35) vs (0.10, 0.12, 0.14) is above 0
     assert table.iloc[0, 3] == "supports at 20,000 steps (2 of 3 seeds)"
     assert table.iloc[1, 2:4].tolist() == ["—", "—"]  # one alpha cannot say where DCI peaks
+    # two seeds diverged, none finished: both steps, in order, and the reading's sentence
+    frame.loc[frame.index[2], ["alpha", "reduction", "seed", "status", "steps_done"]] = [
+        0.1, "sum", 1, "diverged", 8100]
+    rj = diagnosis.judge_reading(frame, summed)
+    assert diagnosis.reading_verdict(rj, "nocolor") == "diverged (steps 8,100, 9,472)"
+    assert rj.died == "2 of 3 seeds diverged (at steps 8,100, 9,472)"
     pending = diagnosis.judge_reading(_runs(vanilla), knn)
     assert diagnosis.reading_verdict(pending, "nocolor") == "pending"
 

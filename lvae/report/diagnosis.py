@@ -314,13 +314,18 @@ class ReadingJudged:
     diverged: tuple[int, ...] = ()
 
     @property
+    def died_at(self) -> str:
+        """Where its diverged seeds stopped: ``"step 9,472"``, ``"steps 9,472, 10,100"``."""
+        steps = ", ".join(f"{s:,}" for s in self.diverged)
+        return f"step{'s' if len(self.diverged) > 1 else ''} {steps}"
+
+    @property
     def died(self) -> str:
         """``"1 of 3 seeds diverged (at step 9,472)"``, or ``""``."""
         if not self.diverged:
             return ""
-        k, steps = len(self.diverged), ", ".join(f"{s:,}" for s in self.diverged)
-        return (f"{k} of {self.reading.seeds} seed{'s' if self.reading.seeds != 1 else ''} "
-                f"diverged (at step{'s' if k > 1 else ''} {steps})")
+        return (f"{len(self.diverged)} of {self.reading.seeds} "
+                f"seed{'s' if self.reading.seeds != 1 else ''} diverged (at {self.died_at})")
 
     def row(self, key: str) -> Any | None:
         hit = self.table[self.table["key"] == key]
@@ -505,10 +510,7 @@ def reading_verdict(rj: ReadingJudged, key: str) -> str:
         return "—"
     n, of = rj.seeds_done, rj.reading.seeds
     if not n:
-        if rj.diverged:
-            steps = ", ".join(f"{s:,}" for s in rj.diverged)
-            return f"diverged (step{'s' if len(rj.diverged) > 1 else ''} {steps})"
-        return "pending"
+        return f"diverged ({rj.died_at})" if rj.diverged else "pending"
     note = [f"{n} of {of} seeds"] if n < of else []
     note += [f"{len(rj.diverged)} diverged"] if rj.diverged else []
     return str(r["verdict"]) + (f" ({'; '.join(note)})" if note else "")
