@@ -100,6 +100,10 @@ CHOICES: tuple[Choice, ...] = (
     Choice("neighbourhood", "The neighbourhood",
            "synthetic for 3D Shapes; latent-space kNN for CarsNORB (section 3.1)",
            "synthetic", "neighbourhood"),
+    Choice("combined", "Combinations of what moved the readout",
+           "Table 4 prints lr 1e-4 and Table 1 the alpha grid; the paper names no other "
+           "setting of the choices above",
+           "one choice changed at a time", "combinations"),
     Choice("budget", "Budget (the baselines)",
            "300,000 steps at lr 1e-4 (Table 4); beta = 16 reaches D w/o colour 0.690",
            "20,000 steps at lr 1e-3, where beta = 16 reaches 0.032", "budget"),
