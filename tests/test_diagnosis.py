@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -78,6 +79,28 @@ def test_every_arm_names_a_known_choice_and_every_run_id_is_unique():
     names = [sr.name for sr in study.DIAGNOSIS]
     assert len(names) == len(set(names))  # one folder per arm
     assert all(sr.arm for sr in study.DIAGNOSIS)
+
+
+def test_a_combination_changes_two_choices_and_every_other_screen_one():
+    """What the plan's rows claim: a combination changes two of the study's choices at
+    once (read from the runs' training configurations against the study-reading
+    control's), a screening arm of one choice changes only what that choice governs."""
+    def changed(sr: study.StudyRun) -> set[str]:
+        base, c = (study.setup("runs", x).config for x in (control, sr))
+        return {f.name for f in dataclasses.fields(c)
+                if getattr(c, f.name) != getattr(base, f.name)}
+    control = next(sr for sr in study.DIAGNOSIS if sr.arm == study.STUDY_CONTROL)
+    governs = {"lr": {"lr", "alpha"}, "scale": {"reduction", "alpha"},
+               "order": {"first_order", "lr"}, "algorithm1": {"algorithm1_literal"},
+               "noise": {"gaussian_sigma", "likelihood"}, "prior": {"adapted_prior_sigma"},
+               "neighbourhood": {"neighborhood"}, "resolution": {"resolution"}}
+    combined = [sr for sr in study.DIAGNOSIS if sr.choice == "combined"]
+    assert len(combined) == 5
+    for sr in combined:
+        assert len(changed(sr) - {"alpha"}) == 2, sr.arm
+    for sr in study.DIAGNOSIS:
+        if sr.profile == "diagnosis" and sr.choice in governs:
+            assert changed(sr) <= governs[sr.choice], sr.arm
 
 
 def test_the_controls_are_the_screens_yardsticks_and_no_reading_is_one():
