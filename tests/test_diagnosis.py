@@ -129,6 +129,24 @@ def test_a_run_that_diverged_before_its_first_milestone_is_in_the_frame(tmp_path
     assert "first order, lr 1e-4" in row["planned"]
 
 
+def test_the_arms_table_lists_the_controls_then_each_choices_arms_together(tmp_path: Path):
+    # four diverged runs written in the plan's order (noise, scale, a control, prior)
+    picks = [next(s for s in study.DIAGNOSIS if s.arm == a) for a in (
+        "Gaussian observation model, sigma = 0.1", "loss summed over pixels, alpha = 0.1",
+        study.STUDY_CONTROL, "eq. 5's prior kept, sigma = 0.03")]
+    for i, sr in enumerate(picks):
+        d = tmp_path / sr.profile / sr.run_id
+        d.mkdir(parents=True)
+        (d / "provenance.json").write_text(json.dumps({"status": "diverged",
+                                                       "steps_done": 10 + i}))
+    table = diagnosis.arm_table(diagnosis.frame(tmp_path))
+    # the page's choice order: loss scale, noise, prior (CHOICES), the control first
+    assert table["arm"].tolist() == [picks[2].arm, picks[1].arm, picks[0].arm, picks[3].arm]
+    assert table["choice"].tolist() == ["control", "Loss scale (what alpha means)",
+                                        "The synthetic neighbourhood's noise",
+                                        "Eq. 5's prior on the local parameters"]
+
+
 def test_findings_say_each_outcome_with_the_numbers_read_readings_first():
     arms = pd.DataFrame({"arm": ["control: vanilla VAE", "prior"], "step": [5000, 5000],
                          "KL": [23.27, 6.0], "local share": [4.074, 0.4],

@@ -189,15 +189,20 @@ def _num(x: Any) -> float | None:
 
 
 def arm_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
-    """One row per shipped diagnosis run in the plan's order: the choice, the arm, the
-    readout at the judged milestone (``step``; KL in nats, ``copy``: the copy distance),
-    and the rule's outcome."""
-    order = {(sr.profile, sr.run_id): i for i, sr in enumerate(study.DIAGNOSIS)}
+    """One row per shipped diagnosis run: the choice, the arm, the readout at the judged
+    milestone (``step``; KL in nats, ``copy``: the copy distance), and the rule's outcome.
+    The controls (the yardsticks) come first, then the arms by choice in the page's order
+    (:data:`CHOICES`), each choice's in the plan's order, so one choice's arms sit
+    together whenever the workers ran them."""
+    rank = {c.key: i + 1 for i, c in enumerate(CHOICES)}
+    order = {(sr.profile, sr.run_id): (0 if study.is_control(sr.arm)
+                                       else rank.get(sr.choice, len(rank) + 1), i)
+             for i, sr in enumerate(study.DIAGNOSIS)}
     rows = []
     for (profile, run_id), g in fr.groupby(["profile", "run_id"], sort=False):
         o = outcome(g, step)
         first = g.iloc[0]
-        rows.append({"order": order.get((profile, run_id), 99),
+        rows.append({"order": order.get((profile, run_id), (len(CHOICES) + 2, 0)),
                      "choice": CHOICE_NAMES.get(first["choice"], "control"),
                      "arm": first["arm"], "step": o["step"],
                      "KL": o["kl"], "local share": o["local_share"],
