@@ -535,3 +535,52 @@ def test_the_step_table_reads_the_controls_then_one_choices_arms(monkeypatch):
     assert table["decoder"].tolist()[1:] == sorted(table["decoder"].tolist()[1:],
                                                    reverse=True)  # longest step first
     assert table["outcome"].tolist()[0] == "memorises" and table["KL"].isna().sum() == 2
+
+
+def _long_rows(beta: float, steps_values: list[tuple[int, float]], state: str) -> pd.DataFrame:
+    sr = next(s for s in study.DIAGNOSIS if s.choice == "budget" and s.experiment.beta == beta)
+    return pd.DataFrame([{"profile": sr.profile, "run_id": sr.run_id, "step": st,
+                          "state": state, "dci_nocolor.disentanglement": v, "arm": sr.arm,
+                          "choice": "budget", "alpha": 0.0, "beta": beta, "label": "x"}
+                         for st, v in steps_values])
+
+
+def test_the_long_baselines_are_read_by_their_own_rule_not_the_screens():
+    """Issue 21, section 3: beta = 16 at the paper's budget approaches the paper when its
+    D w/o colour at 300k is at least half the paper's 0.690 (0.345); the long runs are
+    not screening arms (no inner step), so the rule's table and counts leave them out."""
+    assert diagnosis.budget_verdict(pd.DataFrame(columns=["profile", "run_id", "step",
+                                                          "dci_nocolor.disentanglement"])
+                                    ) == "pending: not started"
+    training = _long_rows(16.0, [(1000, 0.01), (20_000, 0.122), (100_000, 0.30)], "training")
+    assert diagnosis.budget_verdict(training) == (
+        "pending: D w/o colour 0.300 at step 100,000 (the line: 0.345, half the paper's "
+        "0.690)")
+    low = _long_rows(16.0, [(20_000, 0.122), (300_000, 0.344)], "finished")
+    assert diagnosis.budget_verdict(low).startswith("does not approach the paper: D w/o "
+                                                    "colour 0.344 at step 300,000")
+    assert "the twin or its resolution is the suspect" in diagnosis.budget_verdict(low)
+    high = _long_rows(16.0, [(300_000, 0.345)], "finished")
+    assert diagnosis.budget_verdict(high).startswith("approaches the paper")
+    # the choice table's budget row says where each shipped long run stands
+    fr = pd.concat([training, _long_rows(1.0, [(5000, 0.05)], "training")],
+                   ignore_index=True)
+    assert diagnosis.arm_table(fr).empty  # not screened
+    row = diagnosis.choice_table(fr).set_index("choice").loc["Budget (the baselines)"]
+    assert row["tried (outcome)"] == (
+        "beta-VAE (beta = 16), 300k steps, lr 1e-4: D w/o colour 0.300 at step 100,000 of "
+        "300,000 (training) (the paper: 0.690); vanilla VAE, 300k steps, lr 1e-4: D w/o "
+        "colour 0.050 at step 5,000 of 300,000 (training) (the paper: 0.150)")
+    assert row["planned"] == "—"
+
+
+def test_the_budget_figure_sets_the_long_runs_beside_the_studys_baselines():
+    long16 = _long_rows(16.0, [(300_000, 0.4)], "finished")
+    study_rows = pd.DataFrame([
+        {"profile": "study", "run_id": f"r{a}{b}", "step": 20_000, "alpha": a, "beta": b,
+         "dci_nocolor.disentanglement": 0.1} for a, b in ((0.0, 16.0), (0.0, 1.0),
+                                                          (1.0, 1.0), (0.0, 4.0))])
+    other = study_rows.assign(profile="diagnosis")  # the screen's controls: not drawn
+    got = diagnosis.budget_frame(pd.concat([long16, study_rows, other], ignore_index=True))
+    assert sorted(zip(got["profile"], got["beta"], got["alpha"], strict=True)) == [
+        ("long", 16.0, 0.0), ("study", 1.0, 0.0), ("study", 16.0, 0.0)]

@@ -65,10 +65,12 @@ BUDGET_SHARE_MIN = 0.5
 BUDGET_STEPS = 300_000
 BUDGET_BETA = 16.0
 
+_PAPER_BETA = study.paper_values(0.0, BUDGET_BETA, "synthetic")["dci_nocolor.disentanglement"]
 BUDGET_RULE = (
     f"The β-VAE (β = {BUDGET_BETA:g}) at the paper's budget ({BUDGET_STEPS:,} steps at lr "
     f"1e-4, one seed) **approaches the paper** when its DCI disentanglement without colour "
-    f"at step {BUDGET_STEPS:,} is at least {BUDGET_SHARE_MIN:g} of the paper's; below that "
+    f"at step {BUDGET_STEPS:,} is at least {BUDGET_SHARE_MIN:g} of the paper's "
+    f"{_PAPER_BETA:.3f} (>= {BUDGET_SHARE_MIN * _PAPER_BETA:.3f}); below that "
     "the budget does not explain the gap, and the twin or its resolution is the suspect. "
     "One seed draws a curve, not an interval: the line sits far beyond what seeds move "
     "(the study's three β = 16 seeds at 20k steps span 0.024-0.037).")
@@ -206,19 +208,22 @@ def _num(x: Any) -> float | None:
 
 
 def arm_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
-    """One row per shipped diagnosis run: the choice, the arm, the readout at the judged
+    """One row per shipped screening run: the choice, the arm, the readout at the judged
     milestone (``step``; KL in nats, ``copy``: the copy distance), and the rule's outcome.
     The controls (the yardsticks) come first, then the arms by choice in the page's order
     (:data:`CHOICES`), each choice's in the plan's order, so one choice's arms sit
-    together whenever the workers ran them."""
+    together whenever the workers ran them. The long baselines are not screened (no inner
+    step to memorise with; :func:`budget_outcome` reads them)."""
     rank = {c.key: i + 1 for i, c in enumerate(CHOICES)}
     order = {(sr.profile, sr.run_id): (0 if study.is_control(sr.arm)
                                        else rank.get(sr.choice, len(rank) + 1), i)
              for i, sr in enumerate(study.DIAGNOSIS)}
     rows = []
     for (profile, run_id), g in fr.groupby(["profile", "run_id"], sort=False):
-        o = outcome(g, step)
         first = g.iloc[0]
+        if first["choice"] == "budget":  # the long baselines: judged by BUDGET_RULE
+            continue
+        o = outcome(g, step)
         rows.append({"order": order.get((profile, run_id), (len(CHOICES) + 2, 0)),
                      "choice": CHOICE_NAMES.get(first["choice"], "control"),
                      "arm": first["arm"], "step": o["step"],
@@ -240,7 +245,7 @@ def readout_groups(fr: pd.DataFrame) -> list[tuple[str, list[str]]]:
     groups = [(c.label, [sr.arm for sr in study.DIAGNOSIS
                          if sr.choice == c.key and sr.arm in shipped
                          and not any(r.owns(sr) for r in study.READINGS)])
-              for c in CHOICES]
+              for c in CHOICES if c.key != "budget"]
     return [g for g in groups if g[1]] or [("controls", [study.BETA_CONTROL])]
 
 
@@ -277,6 +282,12 @@ def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
                    and sr.arm not in set(tried["arm"])]
         results = "; ".join(f"{a}: {o}" + _then_diverges(fr, a, step)
                             for a, o in zip(tried["arm"], tried["outcome"], strict=True))
+        if c.key == "budget":
+            runs = [sr for sr in study.DIAGNOSIS if sr.choice == "budget"]
+            shipped = set(fr["arm"]) if len(fr) else set()
+            results = "; ".join(f"{sr.arm}: {budget_outcome(fr, sr)}" for sr in runs
+                                if sr.arm in shipped)
+            planned = [sr.arm for sr in runs if sr.arm not in shipped]
         if c.key == "resolution" and not results:
             results = ("not yet: the 64x64 twin is planned (about 3 CPU-hours for 5k steps); "
                        "the real images need the dataset's download, which the machines "
@@ -284,6 +295,72 @@ def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
         rows.append({"choice": c.name, "the paper": c.paper, "the study": c.study,
                      "tried (outcome)": results or "—", "planned": _compact(planned)})
     return pd.DataFrame(rows)
+
+
+def _budget_runs() -> list[study.StudyRun]:
+    return [sr for sr in study.DIAGNOSIS if sr.choice == "budget"]
+
+
+def _last_milestone(fr: pd.DataFrame, sr: study.StudyRun) -> pd.Series | None:
+    rows = fr[(fr["profile"] == sr.profile) & (fr["run_id"] == sr.run_id)]
+    rows = rows[rows["dci_nocolor.disentanglement"].notna()] if len(rows) else rows
+    return None if rows.empty else rows.sort_values("step").iloc[-1]
+
+
+def budget_outcome(fr: pd.DataFrame, sr: study.StudyRun) -> str:
+    """A long baseline's cell: its D w/o colour at its last milestone, the step, and
+    whether it is still training, beside the paper's value for its configuration."""
+    last = _last_milestone(fr, sr)
+    if last is None:
+        return "no milestone yet"
+    paper_v = study.paper_values(0.0, sr.experiment.beta, "synthetic").get(
+        "dci_nocolor.disentanglement")
+    steps = _budget_of(sr)
+    where = (f"at step {int(last['step']):,}" + (f" of {steps:,} (training)"
+                                                 if last["state"] == "training" else ""))
+    paper_txt = f" (the paper: {paper_v:.3f})" if paper_v is not None else ""
+    return f"D w/o colour {last['dci_nocolor.disentanglement']:.3f} {where}{paper_txt}"
+
+
+def _budget_of(sr: study.StudyRun) -> int:
+    """The number of steps ``sr``'s profile trains."""
+    return int(study.setup("runs", sr).config.steps)
+
+
+def budget_verdict(fr: pd.DataFrame) -> str:
+    """:data:`BUDGET_RULE` applied to the shipped beta = 16 run at the paper's budget:
+    ``"pending ..."`` until its last milestone is evaluated, then whether it approaches
+    the paper, with the numbers it rests on."""
+    sr = next(s for s in _budget_runs() if s.experiment.beta == BUDGET_BETA)
+    paper_v = _PAPER_BETA
+    line = BUDGET_SHARE_MIN * paper_v
+    last = _last_milestone(fr, sr)
+    if last is None:
+        return "pending: not started"
+    v, step = float(last["dci_nocolor.disentanglement"]), int(last["step"])
+    nums = f"D w/o colour {v:.3f} at step {step:,} (the line: {line:.3f}, half the " \
+           f"paper's {paper_v:.3f})"
+    if step < BUDGET_STEPS:
+        return f"pending: {nums}"
+    if v >= line:
+        return f"approaches the paper: {nums}"
+    return (f"does not approach the paper: {nums}; the budget does not explain the gap, "
+            "and the twin or its resolution is the suspect")
+
+
+def budget_frame(ms: pd.DataFrame) -> pd.DataFrame:
+    """The baselines' milestones at both budgets, for one figure: the plan's long runs (the
+    paper's 300k steps at lr 1e-4) and the study's vanilla VAE and beta-VAE of the same
+    betas (20k steps at lr 1e-3); their labels carry the lr, which tells them apart."""
+    if ms.empty:
+        return ms
+    long = {(sr.profile, sr.run_id) for sr in _budget_runs()}
+    betas = {sr.experiment.beta for sr in _budget_runs()}
+    own = pd.Series([k in long for k in zip(ms["profile"], ms["run_id"], strict=True)],
+                    index=ms.index)
+    base = ((ms["profile"] == study.BASELINE_PROFILE) & (ms["alpha"] == 0)
+            & ms["beta"].isin(betas))
+    return ms[own | base].reset_index(drop=True)
 
 
 def _then_diverges(fr: pd.DataFrame, arm: str, step: int) -> str:
