@@ -301,6 +301,11 @@ def _budget_runs() -> list[study.StudyRun]:
     return [sr for sr in study.DIAGNOSIS if sr.choice == "budget"]
 
 
+def screen_runs() -> list[study.StudyRun]:
+    """The plan's runs :func:`arm_table` reads by the rule: all but the long baselines."""
+    return [sr for sr in study.DIAGNOSIS if sr.choice != "budget"]
+
+
 def _last_milestone(fr: pd.DataFrame, sr: study.StudyRun) -> pd.Series | None:
     rows = fr[(fr["profile"] == sr.profile) & (fr["run_id"] == sr.run_id)]
     rows = rows[rows["dci_nocolor.disentanglement"].notna()] if len(rows) else rows
