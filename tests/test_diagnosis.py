@@ -584,3 +584,13 @@ def test_the_budget_figure_sets_the_long_runs_beside_the_studys_baselines():
     got = diagnosis.budget_frame(pd.concat([long16, study_rows, other], ignore_index=True))
     assert sorted(zip(got["profile"], got["beta"], got["alpha"], strict=True)) == [
         ("long", 16.0, 0.0), ("study", 1.0, 0.0), ("study", 16.0, 0.0)]
+
+
+def test_a_configuration_run_at_three_seeds_is_one_reading_in_the_screen():
+    # Table 5's input-space neighbours run three seeds: the screen counts seed 0 once
+    names = [sr.arm for sr in study.DIAGNOSIS if sr.experiment.neighborhood == "input_l2"]
+    assert len(names) == 3
+    arms = pd.DataFrame({"arm": names, "outcome": ["memorises"] * 3})
+    got = diagnosis.screened(arms)
+    assert got["memorises"] == [names[0]] and names[0].endswith("seed 0 (Table 5)")
+    assert diagnosis.screen_points(arms)["arm"].tolist() == [names[0]]

@@ -386,7 +386,7 @@ def screened(arms: pd.DataFrame) -> dict[str, list[str]]:
     progress, or milestones without the readout)."""
     out: dict[str, list[str]] = {"escapes": [], "memorises": [], "diverges": [],
                                  "pending": []}
-    seeds = _reading_seeds()
+    seeds = _repeats()
     for arm, result in zip(arms["arm"], arms["outcome"], strict=True):
         if study.is_control(arm) or arm in seeds:  # a reading's seeds: not arms
             continue
@@ -396,9 +396,12 @@ def screened(arms: pd.DataFrame) -> dict[str, list[str]]:
     return out
 
 
-def _reading_seeds() -> set[str]:
-    """The arms of the plan that are a reading's seeds at the study's budget."""
-    return {sr.arm for sr in study.DIAGNOSIS if any(r.owns(sr) for r in study.READINGS)}
+def _repeats() -> set[str]:
+    """The arms of the plan that are not readings screened anew: a reading's seeds at the
+    study's budget, and any configuration's seeds past 0 (Table 5's input-space
+    neighbours run three; one reading, screened on its seed 0)."""
+    return {sr.arm for sr in study.DIAGNOSIS
+            if sr.experiment.seed > 0 or any(r.owns(sr) for r in study.READINGS)}
 
 
 def screen_points(arms: pd.DataFrame) -> pd.DataFrame:
@@ -406,7 +409,7 @@ def screen_points(arms: pd.DataFrame) -> pd.DataFrame:
     (:func:`lvae.report.figures.rule_map`): the screening arms and the controls, without
     the readings' seeds at the study's budget (each would repeat its screen's arm at the
     judged milestone)."""
-    return arms[~arms["arm"].isin(_reading_seeds())].reset_index(drop=True)
+    return arms[~arms["arm"].isin(_repeats())].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -648,7 +651,7 @@ def step_table(root: str | Path, choice: str = "prior",
     KL, local share and outcome. Eq. 5's prior penalises the decoder's."""
     folders = {(f.parent.name, f.name): f for f, state in study.shipped_runs(root)
                if state == "finished"}
-    seeds = _reading_seeds()
+    seeds = _repeats()
     rows = []
     for sr in study.DIAGNOSIS:
         if not (sr.arm in controls or (sr.choice == choice and sr.arm not in seeds)):
