@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lvae import runfolder
+from lvae.records import Eval
 from lvae.report import diagnosis, study
 
 
@@ -545,23 +547,35 @@ def _long_rows(beta: float, steps_values: list[tuple[int, float]], state: str) -
                          for st, v in steps_values])
 
 
-def test_the_long_baselines_are_read_by_their_own_rule_not_the_screens():
+def test_the_long_baselines_are_read_by_their_own_rule_not_the_screens(tmp_path: Path):
     """Issue 21, section 3: beta = 16 at the paper's budget approaches the paper when its
-    D w/o colour at 300k is at least half the paper's 0.690 (0.345); the long runs are
-    not screening arms (no inner step), so the rule's table and counts leave them out."""
-    assert diagnosis.budget_verdict(pd.DataFrame(columns=["profile", "run_id", "step",
-                                                          "dci_nocolor.disentanglement"])
-                                    ) == "pending: not started"
+    D w/o colour at 300k (its final evaluation) is at least half the paper's 0.690
+    (0.345); the long runs are not screening arms (no inner step), so the rule's table
+    and counts leave them out."""
+    def verdict(frame: pd.DataFrame) -> str:
+        return diagnosis.budget_verdict(frame, tmp_path)
+
+    def evaluated(value: float) -> None:
+        sr = next(s for s in study.DIAGNOSIS if s.choice == "budget"
+                  and s.experiment.beta == 16.0)
+        runfolder.write_eval(tmp_path / sr.profile / sr.run_id, Eval(
+            status="completed", metrics={"dci_nocolor": {"disentanglement": value}}))
+
+    assert verdict(pd.DataFrame(columns=["profile", "run_id", "step", "state",
+                                         "dci_nocolor.disentanglement"])
+                   ) == "pending: not started"
     training = _long_rows(16.0, [(1000, 0.01), (20_000, 0.122), (100_000, 0.30)], "training")
-    assert diagnosis.budget_verdict(training) == (
-        "pending: D w/o colour 0.300 at step 100,000 (the line: 0.345, half the paper's "
-        "0.690)")
-    low = _long_rows(16.0, [(20_000, 0.122), (300_000, 0.344)], "finished")
-    assert diagnosis.budget_verdict(low).startswith("does not approach the paper: D w/o "
-                                                    "colour 0.344 at step 300,000")
-    assert "the twin or its resolution is the suspect" in diagnosis.budget_verdict(low)
-    high = _long_rows(16.0, [(300_000, 0.345)], "finished")
-    assert diagnosis.budget_verdict(high).startswith("approaches the paper")
+    assert verdict(training) == ("pending: D w/o colour 0.300 at step 100,000 (a milestone; "
+                                 "the line: 0.345, half the paper's 0.690)")
+    ended = _long_rows(16.0, [(20_000, 0.122), (300_000, 0.40)], "finished")
+    assert verdict(ended).startswith("pending: D w/o colour 0.400 at step 300,000")
+    (tmp_path / "long").mkdir()
+    evaluated(0.344)  # the final evaluation decides, not the 300k milestone's 0.40
+    assert verdict(ended).startswith("does not approach the paper: D w/o colour 0.344 at "
+                                     "step 300,000 (its final evaluation")
+    assert "the twin or its resolution is the suspect" in verdict(ended)
+    evaluated(0.345)
+    assert verdict(ended).startswith("approaches the paper")
     # the choice table's budget row says where each shipped long run stands
     fr = pd.concat([training, _long_rows(1.0, [(5000, 0.05)], "training")],
                    ignore_index=True)
