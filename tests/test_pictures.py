@@ -107,3 +107,18 @@ def test_an_arm_at_another_resolution_is_not_scored():
     row = table.iloc[1]
     assert row["arm"] == "big (not scored: drawn at 16x16, the classifier reads 8x8)"
     assert np.isnan(row["colours_kept"]) and np.isnan(row["content_shared"])
+
+
+def test_the_long_baselines_pictures_are_not_an_arms(tmp_path: Path):
+    """The baselines at the paper's budget are not screened (no inner step): their
+    milestone pictures stay out of the arms' pictures and Figure 3's counts."""
+    long = [sr for sr in study.DIAGNOSIS if not sr.screened]
+    assert [sr.profile for sr in long] == ["long", "long"]
+    assert all(sr.experiment.alpha == 0 for sr in long)
+    pics = grid(REFS, CODES, paper=True)
+    for sr in (long[0], study.DIAGNOSIS[0]):
+        folder = tmp_path / sr.profile / sr.run_id
+        (folder / "milestones").mkdir(parents=True)
+        arrays = {f"5000/{k}": v for k, v in pics.items()}
+        (folder / "pictures.npz").write_bytes(study.npz_bytes(arrays))
+    assert [a.name for a in pictures.arm_pictures(tmp_path)] == [study.DIAGNOSIS[0].arm]

@@ -219,10 +219,11 @@ def arm_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
     order = {(sr.profile, sr.run_id): (0 if study.is_control(sr.arm)
                                        else rank.get(sr.choice, len(rank) + 1), i)
              for i, sr in enumerate(study.DIAGNOSIS)}
+    screened = {(sr.profile, sr.run_id) for sr in screen_runs()}
     rows = []
     for (profile, run_id), g in fr.groupby(["profile", "run_id"], sort=False):
         first = g.iloc[0]
-        if first["choice"] == "budget":  # the long baselines: judged by BUDGET_RULE
+        if (profile, run_id) not in screened:  # the long baselines: BUDGET_RULE reads them
             continue
         o = outcome(g, step)
         rows.append({"order": order.get((profile, run_id), (len(CHOICES) + 2, 0)),
@@ -246,7 +247,7 @@ def readout_groups(fr: pd.DataFrame) -> list[tuple[str, list[str]]]:
     groups = [(c.label, [sr.arm for sr in study.DIAGNOSIS
                          if sr.choice == c.key and sr.arm in shipped
                          and not any(r.owns(sr) for r in study.READINGS)])
-              for c in CHOICES if c.key != "budget"]
+              for c in CHOICES if any(sr.choice == c.key for sr in screen_runs())]
     return [g for g in groups if g[1]] or [("controls", [study.BETA_CONTROL])]
 
 
@@ -284,7 +285,7 @@ def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
         results = "; ".join(f"{a}: {o}" + _then_diverges(fr, a, step)
                             for a, o in zip(tried["arm"], tried["outcome"], strict=True))
         if c.key == "budget":
-            runs = [sr for sr in study.DIAGNOSIS if sr.choice == "budget"]
+            runs = _budget_runs()
             shipped = set(fr["arm"]) if len(fr) else set()
             results = "; ".join(f"{sr.arm}: {budget_outcome(fr, sr)}" for sr in runs
                                 if sr.arm in shipped)
@@ -299,12 +300,12 @@ def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
 
 
 def _budget_runs() -> list[study.StudyRun]:
-    return [sr for sr in study.DIAGNOSIS if sr.choice == "budget"]
+    return [sr for sr in study.DIAGNOSIS if not sr.screened]
 
 
 def screen_runs() -> list[study.StudyRun]:
     """The plan's runs :func:`arm_table` reads by the rule: all but the long baselines."""
-    return [sr for sr in study.DIAGNOSIS if sr.choice != "budget"]
+    return [sr for sr in study.DIAGNOSIS if sr.screened]
 
 
 def _last_milestone(fr: pd.DataFrame, sr: study.StudyRun) -> pd.Series | None:

@@ -54,8 +54,9 @@ def arm_pictures(root: str | Path | None = None, step: int = 5000,
                  yardsticks: bool = False) -> list[ArmPictures]:
     """Each shipped diagnosis arm's pictures at its last milestone up to ``step`` (a
     reading's seeds, trained to the study's budget and judged there: at their last), in
-    the plan's order (arms without pictures left out); with ``yardsticks``, the study's
-    runs of :data:`YARDSTICKS` first, at their last milestone."""
+    the plan's order (arms without pictures and the long baselines left out); with
+    ``yardsticks``, the study's runs of :data:`YARDSTICKS` first, at their last
+    milestone."""
     root = results_root(root)
     folders = {(f.parent.name, f.name): f for f, _ in study.shipped_runs(root)}
     out = []
@@ -66,7 +67,7 @@ def arm_pictures(root: str | Path | None = None, step: int = 5000,
             if pics:
                 out.append(ArmPictures(name, max(pics), pics[max(pics)]))
     for sr in study.DIAGNOSIS:
-        folder = folders.get((sr.profile, sr.run_id))
+        folder = folders.get((sr.profile, sr.run_id)) if sr.screened else None
         pics = study.shipped_pictures(folder) if folder is not None else {}
         seed_of_reading = any(r.owns(sr) for r in study.READINGS)
         steps = [s for s in pics if s <= step or seed_of_reading]

@@ -45,6 +45,13 @@ class StudyRun:
         return setup("runs", self).run_id
 
     @property
+    def screened(self) -> bool:
+        """Whether the Diagnosis's rule reads it at its screen step: every run of the plan
+        but the baselines at the paper's budget (choice ``budget``: no inner step to
+        memorise with; their own rule reads them at 300k)."""
+        return self.choice != "budget"
+
+    @property
     def experiment_variant(self) -> str | None:
         """The settings' hash its id carries (None where its profile's runs carry none)."""
         return experiment_of(setup("runs", self).config).variant
