@@ -608,3 +608,27 @@ def test_a_configuration_run_at_three_seeds_is_one_reading_in_the_screen():
     got = diagnosis.screened(arms)
     assert got["memorises"] == [names[0]] and names[0].endswith("seed 0 (Table 5)")
     assert diagnosis.screen_points(arms)["arm"].tolist() == [names[0]]
+
+
+def test_the_dci_claims_are_judged_on_both_encoders_codes():
+    """The paper does not say which codes it scored: the same claims, the same rule, on
+    the meta-encoder's codes and on the adapted encoder's; a baseline's adapted encoder is
+    its meta-encoder (alpha = 0: the inner step moves nothing)."""
+    vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    local = [(1.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.30, 0.32, 0.34))]
+    runs = _runs(vanilla + local)
+    runs["adapted.dci_nocolor.disentanglement"] = [np.nan] * 3 + [0.05, 0.06, 0.07]
+    view = diagnosis.adapted_codes(runs)
+    assert view["dci_nocolor.disentanglement"].tolist() == [0.10, 0.12, 0.14, 0.05, 0.06, 0.07]
+    assert runs["dci_nocolor.disentanglement"].tolist()[3:] == [0.30, 0.32, 0.34]  # a copy
+    table = diagnosis.codes_table(runs)
+    row = table[table["claim"].str.startswith("Without colour, alpha = 1 disentangles")]
+    assert row[["meta codes", "verdict (meta)", "adapted codes", "verdict (adapted)"]
+               ].values.tolist() == [["0.320 vs 0.120", "supports at 20,000 steps",
+                                      "0.060 vs 0.120", "contradicts at 20,000 steps"]]
+    assert not table["claim"].str.startswith("With colour").any()  # no runs: not tested
+    assert diagnosis.codes_summary(table) == (
+        "Of 1 judged claims, on the meta-encoder's codes 1 supported, 0 contradicted, 0 "
+        "undecided; on the adapted encoder's 0 supported, 1 contradicted, 0 undecided "
+        "(Without colour, alpha = 1 disentangles better than the vanilla VAE: supports at "
+        "20,000 steps -> contradicts at 20,000 steps).")
