@@ -576,11 +576,15 @@ def test_the_long_baselines_are_read_by_their_own_rule_not_the_screens(tmp_path:
     assert "the twin or its resolution is the suspect" in verdict(ended)
     evaluated(0.345)
     assert verdict(ended).startswith("approaches the paper")
+    sr16 = next(s for s in study.DIAGNOSIS if not s.screened and s.experiment.beta == 16.0)
+    assert diagnosis.budget_outcome(ended, sr16, tmp_path) == (
+        "D w/o colour 0.345 at step 300,000 (final evaluation) (the paper: 0.690)")
     # the choice table's budget row says where each shipped long run stands
     fr = pd.concat([training, _long_rows(1.0, [(5000, 0.05)], "training")],
                    ignore_index=True)
     assert diagnosis.arm_table(fr).empty  # not screened
-    row = diagnosis.choice_table(fr).set_index("choice").loc["Budget (the baselines)"]
+    row = diagnosis.choice_table(fr, root=tmp_path).set_index("choice").loc[
+        "Budget (the baselines)"]
     assert row["tried (outcome)"] == (
         "beta-VAE (beta = 16), 300k steps, lr 1e-4: D w/o colour 0.300 at step 100,000 of "
         "300,000 (training) (the paper: 0.690); vanilla VAE, 300k steps, lr 1e-4: D w/o "
@@ -598,6 +602,7 @@ def test_the_budget_figure_sets_the_long_runs_beside_the_studys_baselines():
     got = diagnosis.budget_frame(pd.concat([long16, study_rows, other], ignore_index=True))
     assert sorted(zip(got["profile"], got["beta"], got["alpha"], strict=True)) == [
         ("long", 16.0, 0.0), ("study", 1.0, 0.0), ("study", 16.0, 0.0)]
+    assert got["profile"].tolist()[-1] == "long"  # drawn last, over the paper's stars
 
 
 def test_a_configuration_run_at_three_seeds_is_one_reading_in_the_screen():

@@ -273,9 +273,12 @@ def _compact(names: list[str]) -> str:
                      for key, vals in groups)
 
 
-def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
+def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP,
+                 root: str | Path | None = None) -> pd.DataFrame:
     """One row per open choice: the paper's words, the study's reading, the alternatives
-    shipped so far with their outcome, and the plan's arms not run yet."""
+    shipped so far with their outcome, and the plan's arms not run yet (the long
+    baselines' final evaluations read under ``root``, the repository's ``results/`` by
+    default)."""
     arms = arm_table(fr, step)
     rows = []
     for c in CHOICES:
@@ -287,7 +290,7 @@ def choice_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
         if c.key == "budget":
             runs = _budget_runs()
             shipped = set(fr["arm"]) if len(fr) else set()
-            results = "; ".join(f"{sr.arm}: {budget_outcome(fr, sr)}" for sr in runs
+            results = "; ".join(f"{sr.arm}: {budget_outcome(fr, sr, root)}" for sr in runs
                                 if sr.arm in shipped)
             planned = [sr.arm for sr in runs if sr.arm not in shipped]
         if c.key == "resolution" and not results:
@@ -314,19 +317,33 @@ def _last_milestone(fr: pd.DataFrame, sr: study.StudyRun) -> pd.Series | None:
     return None if rows.empty else rows.sort_values("step").iloc[-1]
 
 
-def budget_outcome(fr: pd.DataFrame, sr: study.StudyRun) -> str:
-    """A long baseline's cell: its D w/o colour at its last milestone, the step, and
-    whether it is still training, beside the paper's value for its configuration."""
+def budget_outcome(fr: pd.DataFrame, sr: study.StudyRun,
+                   root: str | Path | None = None) -> str:
+    """A long baseline's cell: its D w/o colour from its final evaluation once it has one,
+    else at its last milestone (and whether it is still training), beside the paper's
+    value for its configuration."""
     last = _last_milestone(fr, sr)
     if last is None:
         return "no milestone yet"
     paper_v = study.paper_values(0.0, sr.experiment.beta, "synthetic").get(
         "dci_nocolor.disentanglement")
+    paper_txt = f" (the paper: {paper_v:.3f})" if paper_v is not None else ""
+    final = _final_nocolor(sr, root)
+    if final is not None and last["state"] != "training":
+        return f"D w/o colour {final:.3f} at step {_budget_of(sr):,} (final evaluation){paper_txt}"
     steps = _budget_of(sr)
     where = (f"at step {int(last['step']):,}" + (f" of {steps:,} (training)"
                                                  if last["state"] == "training" else ""))
-    paper_txt = f" (the paper: {paper_v:.3f})" if paper_v is not None else ""
     return f"D w/o colour {last['dci_nocolor.disentanglement']:.3f} {where}{paper_txt}"
+
+
+def _final_nocolor(sr: study.StudyRun, root: str | Path | None) -> float | None:
+    """D w/o colour of ``sr``'s shipped final evaluation, or None before it has one."""
+    ev = runfolder.read_eval(Path(results_root(root)) / sr.profile / sr.run_id)
+    if ev is None or ev.status != "completed":
+        return None
+    value = (ev.metrics.get("dci_nocolor") or {}).get("disentanglement")
+    return None if value is None else float(value)
 
 
 def _budget_of(sr: study.StudyRun) -> int:
@@ -346,9 +363,7 @@ def budget_verdict(fr: pd.DataFrame, root: str | Path | None = None) -> str:
     if last is None:
         return "pending: not started"
     v, step = float(last["dci_nocolor.disentanglement"]), int(last["step"])
-    ev = runfolder.read_eval(Path(results_root(root)) / sr.profile / sr.run_id)
-    final = ((ev.metrics.get("dci_nocolor") or {}).get("disentanglement")
-             if ev is not None and ev.status == "completed" else None)
+    final = _final_nocolor(sr, root)
     if final is None or last["state"] == "training":
         return (f"pending: D w/o colour {v:.3f} at step {step:,} (a milestone; the line: "
                 f"{line:.3f}, half the paper's {paper_v:.3f})")
@@ -435,7 +450,8 @@ def budget_frame(ms: pd.DataFrame) -> pd.DataFrame:
                     index=ms.index)
     base = ((ms["profile"] == study.BASELINE_PROFILE) & (ms["alpha"] == 0)
             & ms["beta"].isin(betas))
-    return ms[own | base].reset_index(drop=True)
+    # the study's first, so the long runs are drawn last, over the paper's stars they share
+    return pd.concat([ms[base], ms[own & ~base]], ignore_index=True)
 
 
 def _then_diverges(fr: pd.DataFrame, arm: str, step: int) -> str:
