@@ -96,7 +96,8 @@ def test_a_combination_changes_two_choices_and_every_other_screen_one():
                "order": {"first_order", "lr"}, "algorithm1": {"algorithm1_literal"},
                "noise": {"gaussian_sigma", "likelihood"}, "prior": {"adapted_prior_sigma"},
                "neighbourhood": {"neighborhood"}, "resolution": {"resolution"}}
-    combined = [sr for sr in study.DIAGNOSIS if sr.choice == "combined"]
+    combined = [sr for sr in study.DIAGNOSIS if sr.choice == "combined"
+                and sr.profile == "diagnosis"]  # the screens, not a reading's seeds
     assert len(combined) == 5
     for sr in combined:
         assert len(changed(sr) - {"alpha"}) == 2, sr.arm
