@@ -69,7 +69,8 @@ def test_reproduction_status_follows_verdict_and_screen():
     arms.loc[1, "outcome"] = "escapes"
     status = diagnosis.reproduction_status(row("contradicts"), arms)
     assert status == ("not reproduced under the study's reading; candidate: a (escaped the "
-                      "screen; its 20k-step seeds next); 1 still training")
+                      "screen; its 20k-step seeds next); 1 other screened reading memorises "
+                      "or diverges; 1 still training")
     assert diagnosis.screen_summary(diagnosis.screened(arms)) == (
         "3 other readings shipped so far: 1 escapes memorisation, 0 memorise, 1 diverges, "
         "1 still training")
@@ -216,22 +217,27 @@ def test_reproduction_status_with_a_reading_at_the_studys_budget():
     best_row = {"key": "best_alpha", "value": "contradicts", "tested": True}
     # no seed of the reading finished: it is still the screen's candidate
     rj = diagnosis.judge_reading(_runs(vanilla), reading)
-    assert "candidate" in diagnosis.reproduction_status(study_row, arms, [rj])
+    assert f"pending: {reading.label};" in diagnosis.reproduction_status(study_row, arms, [rj])
+    assert diagnosis.reproduction_status(study_row, arms, [rj], brief=True) == (
+        "not reproduced yet (1 of 1 reading unfinished)")
     # three seeds that support: reproduced only under the reading
     up = [(0.1, 1.0, "sum", s, d) for s, d in enumerate((0.50, 0.55, 0.60))]
     rj = diagnosis.judge_reading(_runs(vanilla + up), reading)
     status = diagnosis.reproduction_status(study_row, arms, [rj])
-    assert status.startswith(f"reproduced only under {reading.name} (3 seeds: supports")
+    assert status.startswith(f"reproduced only under {reading.label} (3 seeds: supports")
+    assert diagnosis.reproduction_status(study_row, arms, [rj], brief=True) == status
     # the claims the reading cannot test say so, not "candidate"
     status = diagnosis.reproduction_status(best_row, arms, [rj])
-    assert "cannot test it" in status and "candidate" not in status
+    assert "the readings cannot test it (one configuration each)" in status
+    assert "candidate" not in status and "any reading tried" not in status
     # three seeds at chance: not reproduced, with the reading's verdict and interval
     flat = [(0.1, 1.0, "sum", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
     rj = diagnosis.judge_reading(_runs(vanilla + flat), reading)
     status = diagnosis.reproduction_status(study_row, arms, [rj])
-    assert status.startswith("not reproduced under the study's reading; "
-                             f"{reading.name}: cannot decide")
-    assert "2 other screened readings memorise or diverge" in status
+    assert status == ("not reproduced under any reading tried: the study's; cannot decide "
+                      f"under {reading.label}; 2 other screened readings memorise or diverge")
+    assert diagnosis.reproduction_status(study_row, arms, [rj], brief=True) == (
+        "not reproduced under any reading tried")
 
 
 def test_a_readings_curves_are_its_runs_and_the_studys_yardsticks():
@@ -337,9 +343,8 @@ def test_a_reading_whose_seed_diverged_says_so_and_is_no_longer_a_plain_candidat
     status = diagnosis.reproduction_status({"key": "nocolor", "value": "cannot decide",
                                             "tested": True}, arms, [rj])
     assert status == ("not reproduced under the study's reading; "
-                      f"{reading.name} escaped the screen but at the study's budget 1 of 3 "
-                      "seeds diverged (at step 9,472); 1 other screened reading memorises or "
-                      "diverges")
+                      f"diverged under {reading.label} [step 9,472]; 1 other screened reading "
+                      "memorises or diverges")
 
 
 def test_later_says_an_arm_diverged_after_the_screen():
@@ -382,21 +387,32 @@ def test_a_reading_with_another_neighbourhood_is_judged_against_the_papers_row()
         f"shapes3d-a1e+00-b1-latent_knn-s{s}" for s in range(3)]
 
 
-def test_a_second_escaping_arm_stays_a_candidate_beside_a_judged_reading():
+def test_readings_are_grouped_by_state_and_an_arm_not_yet_a_reading_is_a_candidate():
     summed, knn = study.READINGS[:2]
     vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
     frame = _runs([*vanilla, (0.1, 1.0, "sum", 0, float("nan"))])
     frame.loc[frame.index[-1], ["status", "steps_done"]] = ["diverged", 9472]
     rjs = [diagnosis.judge_reading(frame, r) for r in (summed, knn)]
-    arms = pd.DataFrame({"arm": [summed.name, knn.name, "b"],
-                         "outcome": ["escapes", "escapes", "memorises"]})
+    arms = pd.DataFrame({"arm": [summed.name, knn.name, "new", "b"],
+                         "outcome": ["escapes", "escapes", "escapes", "memorises"]})
     status = diagnosis.reproduction_status({"key": "nocolor", "value": "cannot decide",
                                             "tested": True}, arms, rjs)
     assert status == (
-        f"not reproduced under the study's reading; {summed.name} escaped the screen but at "
-        "the study's budget 1 of 3 seeds diverged (at step 9,472); candidate: "
-        f"{knn.name} (escaped the screen; its 20k-step seeds next); 1 other screened "
-        "reading memorises or diverges")
+        f"not reproduced under the study's reading; diverged under {summed.label} [step "
+        f"9,472]; pending: {knn.label}; candidate: new (escaped the screen; its 20k-step "
+        "seeds next); 1 other screened reading memorises or diverges")
+    assert diagnosis.reproduction_status({"key": "nocolor", "value": "cannot decide",
+                                          "tested": True}, arms, rjs, brief=True) == (
+        "not reproduced yet (3 of 3 readings unfinished)")
+    # two seeds of one reading that cannot decide: grouped, each with its seeds
+    two = [(1.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.13, 0.12))]
+    frame = _runs([*vanilla, *two])
+    frame.loc[frame.index[3:], "neighborhood"] = "latent_knn"
+    rj = diagnosis.judge_reading(frame, knn)
+    status = diagnosis.reproduction_status({"key": "nocolor", "value": "cannot decide",
+                                            "tested": True}, arms.iloc[1:], [rj])
+    assert status.startswith(f"not reproduced under the study's reading; cannot decide under "
+                             f"{knn.label} [2 of 3 seeds]; candidate: new")
 
 
 def test_planned_arms_fold_values_that_differ_alone():
@@ -476,8 +492,8 @@ def test_the_claims_table_has_a_column_per_reading():
                            "verdict": ["cannot decide", "contradicts"],
                            "status": ["s1", "s2"]})
     table = diagnosis.claims_table(judged, rjs)
-    assert list(table.columns) == ["claim", "study", "α=0.1 (summed loss)",
-                                   "α=1 (latent_knn)", "reproduction status"]
+    assert list(table.columns) == ["claim", "study", "summed, α=0.1", "latent kNN",
+                                   "reproduction status"]
     assert table.iloc[0, 2] == "diverged (step 9,472)"
     # two seeds of three: Welch's interval of (0.3, 0.35) vs (0.10, 0.12, 0.14) is above 0
     assert table.iloc[0, 3] == "supports at 20,000 steps (2 of 3 seeds)"

@@ -317,24 +317,38 @@ def _last_milestone(fr: pd.DataFrame, sr: study.StudyRun) -> pd.Series | None:
     return None if rows.empty else rows.sort_values("step").iloc[-1]
 
 
+def _budget_dci(fr: pd.DataFrame, sr: study.StudyRun, root: str | Path | None
+                ) -> tuple[float, int, bool, bool] | None:
+    """What a long baseline reads now: ``(D w/o colour, step, final, training)``, from its
+    shipped final evaluation once it has one (``final``), else from its last milestone
+    (``training`` while it goes on); None before its first milestone. The one place that
+    decides which of the two a budget's cell and verdict read."""
+    last = _last_milestone(fr, sr)
+    if last is None:
+        return None
+    training = last["state"] == "training"
+    final = _final_nocolor(sr, root)
+    if final is not None and not training:
+        return final, _budget_of(sr), True, False
+    return float(last["dci_nocolor.disentanglement"]), int(last["step"]), False, training
+
+
 def budget_outcome(fr: pd.DataFrame, sr: study.StudyRun,
                    root: str | Path | None = None) -> str:
     """A long baseline's cell: its D w/o colour from its final evaluation once it has one,
     else at its last milestone (and whether it is still training), beside the paper's
     value for its configuration."""
-    last = _last_milestone(fr, sr)
-    if last is None:
+    got = _budget_dci(fr, sr, root)
+    if got is None:
         return "no milestone yet"
+    v, step, final, training = got
     paper_v = study.paper_values(0.0, sr.experiment.beta, "synthetic").get(
         "dci_nocolor.disentanglement")
     paper_txt = f" (the paper: {paper_v:.3f})" if paper_v is not None else ""
-    steps = _budget_of(sr)
-    final = _final_nocolor(sr, root)
-    if final is not None and last["state"] != "training":
-        return f"D w/o colour {final:.3f} at step {steps:,} (final evaluation){paper_txt}"
-    where = (f"at step {int(last['step']):,}" + (f" of {steps:,} (training)"
-                                                 if last["state"] == "training" else ""))
-    return f"D w/o colour {last['dci_nocolor.disentanglement']:.3f} {where}{paper_txt}"
+    if final:
+        return f"D w/o colour {v:.3f} at step {step:,} (final evaluation){paper_txt}"
+    where = f"at step {step:,}" + (f" of {_budget_of(sr):,} (training)" if training else "")
+    return f"D w/o colour {v:.3f} {where}{paper_txt}"
 
 
 def _final_nocolor(sr: study.StudyRun, root: str | Path | None) -> float | None:
@@ -358,15 +372,13 @@ def budget_verdict(fr: pd.DataFrame, root: str | Path | None = None) -> str:
     paper, with the numbers it rests on."""
     sr = next(s for s in _budget_runs() if s.experiment.beta == BUDGET_BETA)
     paper_v, line = _PAPER_BETA, BUDGET_SHARE_MIN * _PAPER_BETA
-    last = _last_milestone(fr, sr)
-    if last is None:
+    got = _budget_dci(fr, sr, root)
+    if got is None:
         return "pending: not started"
-    v, step = float(last["dci_nocolor.disentanglement"]), int(last["step"])
-    final = _final_nocolor(sr, root)
-    if final is None or last["state"] == "training":
+    v, step, final, _ = got
+    if not final:
         return (f"pending: D w/o colour {v:.3f} at step {step:,} (a milestone; the line: "
                 f"{line:.3f}, half the paper's {paper_v:.3f})")
-    v, step = float(final), BUDGET_STEPS
     nums = f"D w/o colour {v:.3f} at step {step:,} (its final evaluation; the line: " \
            f"{line:.3f}, half the paper's {paper_v:.3f})"
     if v >= line:
@@ -617,21 +629,22 @@ def _steps(steps: list[int]) -> str:
     return f"steps {steps[0]:,}-{steps[-1]:,}"
 
 
-def _reading_status(rj: ReadingJudged, key: str) -> tuple[str, bool] | None:
-    """What the reading adds to claim ``key``'s status: ``(text, reproduced)``; None when
-    the reading does not test the claim or has no finished or diverged seed yet."""
+def _reading_state(rj: ReadingJudged, key: str) -> tuple[str, str]:
+    """Where a reading stands on claim ``key``: ``(state, note)``, the state its verdict at
+    the study's budget (``"supports at 20,000 steps"``, ``"cannot decide"``, ...),
+    ``"diverged"`` while every ended seed diverged, ``"pending"`` before its first seed
+    ends, or ``"cannot test it"`` (one configuration cannot say where DCI peaks over
+    alpha, nor test Tables 2 and 5); the note how many seeds it rests on and where any
+    diverged (``"1 of 3 seeds"``, ``"step 9,472"``; ``""`` when all finished)."""
     r = rj.row(key)
-    if r is None or not (rj.seeds_done or rj.diverged):
-        return None
-    name, n, of = rj.reading.name, rj.seeds_done, rj.reading.seeds
+    if r is None:
+        return "cannot test it", ""
+    n, of = rj.seeds_done, rj.reading.seeds
     if not n or not r["tested"]:  # every seed so far diverged: nothing to compare
-        return (f"{name} escaped the screen but at the study's budget {rj.died}", False) \
-            if rj.diverged else None
-    seeds = f"{n} of {of} seeds" if n < of else f"{n} seeds"
-    seeds += f"; {rj.died}" if rj.diverged else ""
-    if r["value"] == SUPPORTS:
-        return f"reproduced only under {name} ({seeds}: {r['line']})", True
-    return f"{name}: {r['verdict']} ({seeds}: {r['detail']})", False
+        return ("diverged", rj.died_at) if rj.diverged else ("pending", "")
+    note = [f"{n} of {of} seeds"] if n < of else []
+    note += [f"{len(rj.diverged)} diverged"] if rj.diverged else []
+    return str(r["verdict"]), "; ".join(note)
 
 
 def screen_summary(s: dict[str, list[str]]) -> str:
@@ -647,7 +660,7 @@ def screen_summary(s: dict[str, list[str]]) -> str:
 
 
 def reproduction_status(judged: Any, arms: pd.DataFrame,
-                        readings: Sequence[ReadingJudged] = ()) -> str:
+                        readings: Sequence[ReadingJudged] = (), brief: bool = False) -> str:
     """A claim's status in the reproduction report, from its study verdict (a row of
     :func:`lvae.report.claims.judge_all`: its ``key``, ``value`` and whether any run was
     ``tested``), the diagnosis's screened arms and the readings judged at the study's
@@ -655,39 +668,66 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
 
     * **not tested**: no runs of the claim's configurations;
     * **reproduced** (under the study's reading) when the study supports it;
-    * **reproduced only under reading X** when a reading's runs support it;
-    * otherwise **not reproduced**, with what each reading tested found; an arm that
-      escapes memorisation and has no seed at the study's budget yet is a candidate (its
-      20k-step seeds come next), while readings that memorise or diverge are not, since
-      a Local VAE whose z carries nothing cannot show the disentangled, non-copying code
-      the claims are about.
-    """
+    * **reproduced only under reading X** when a reading's runs support it (with its line);
+    * otherwise **not reproduced**: each reading named under its state on the claim
+      (:func:`_reading_state`, its label and how many seeds), an arm that escaped the
+      screen and is no reading yet a candidate, and how many other screened readings
+      memorise or diverge (a Local VAE whose z carries nothing cannot show the
+      disentangled, non-copying code the claims are about). It is **not reproduced under
+      any reading tried** once every reading has all its seeds and no candidate waits.
 
+    ``brief`` keeps the verdict and leaves the readings out (the Diagnosis page's table,
+    whose columns give each reading's state): ``"not reproduced yet (2 of 6 readings
+    unfinished)"``.
+    """
     if not judged["tested"]:
         return "not tested"
     if judged["value"] == SUPPORTS:
         return "reproduced under the study's reading"
-    found = [x for rj in readings if (x := _reading_status(rj, judged["key"])) is not None]
-    if any(ok for _, ok in found):
-        return "; ".join(t for t, ok in found if ok)
+    states = [(rj, *_reading_state(rj, judged["key"])) for rj in readings]
+    ok = [f"reproduced only under {rj.reading.label} ({note or f'{rj.seeds_done} seeds'}: "
+          f"{rj.row(judged['key'])['line']})" for rj, state, note in states
+          if state.startswith(SUPPORTS)]
+    if ok:
+        return "; ".join(ok)
     s = screened(arms)
     done = len(s["memorises"]) + len(s["diverges"])
     pending = f"; {len(s['pending'])} still training" if s["pending"] else ""
+    names = {rj.reading.name for rj in readings}
+    candidates = [a for a in s["escapes"] if a not in names]
+    open_ = [rj for rj, state, note in states
+             if state in ("pending", "diverged") or note or rj.diverged]
+    if brief:
+        waiting = len(open_) + len(candidates)
+        if not any(state != "cannot test it" for _, state, _ in states) and not candidates:
+            return "not reproduced under the study's reading (the readings cannot test it)" \
+                if states else "not reproduced under the study's reading"
+        return ("not reproduced under any reading tried" if not waiting else
+                f"not reproduced yet ({waiting} of {len(readings) + len(candidates)} "
+                f"reading{'s' if len(readings) + len(candidates) != 1 else ''} unfinished)")
+    groups: dict[str, list[str]] = {}
+    for rj, state, note in states:
+        groups.setdefault(state, []).append(
+            rj.reading.label + (f" [{note}]" if note and state != "cannot test it" else ""))
+    said = []
+    for state, labels in groups.items():
+        if state == "cannot test it":
+            who = "the readings" if len(labels) == len(states) else ", ".join(labels)
+            said.append(f"{who} cannot test it (one configuration each)")
+        elif state == "pending":
+            said.append(f"pending: {', '.join(labels)}")
+        else:
+            said.append(f"{state} under {', '.join(labels)}")
+    if candidates:
+        said.append(f"candidate: {', '.join(candidates)} (escaped the screen; its 20k-step "
+                    "seeds next)")
     others = (f"{done} other screened reading"
               + (" memorises or diverges" if done == 1 else "s memorise or diverge"))
-    # an arm that escaped is a candidate until its reading has a seed at the study's budget
-    judged_names = {rj.reading.name for rj in readings if rj.seeds_done or rj.diverged}
-    candidates = [a for a in s["escapes"] if a not in judged_names]
-    cand = (f"candidate: {', '.join(candidates)} (escaped the screen; its 20k-step seeds "
-            "next)") if candidates else ""
-    silent = [rj.reading.name for rj in readings
-              if (rj.seeds_done or rj.diverged) and rj.row(judged["key"]) is None]
-    parts = ([t for t, _ in found] + ([f"{', '.join(silent)} cannot test it (one "
-                                       "configuration)"] if silent and not found else [])
-             + ([cand] if cand else []))
-    if parts:
-        tail = f"; {others}" if found or silent else ""
-        return "not reproduced under the study's reading; " + "; ".join(parts) + tail + pending
+    if said:
+        tested = any(state != "cannot test it" for _, state, _ in states)
+        head = ("not reproduced under any reading tried: the study's" if tested
+                and not open_ and not candidates else "not reproduced under the study's reading")
+        return f"{head}; " + "; ".join(said) + f"; {others}{pending}"
     if not done:
         return f"not reproduced under the study's reading; no other screened yet{pending}"
     return (f"not reproduced under any reading tried: the study's and {done} other"
@@ -696,30 +736,24 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
 
 
 def reading_verdict(rj: ReadingJudged, key: str) -> str:
-    """A reading's cell in the claims table: its verdict on claim ``key`` at the study's
-    budget (with how many seeds where not all have finished), ``"pending"`` before its
-    first seed ends, ``"diverged (step 9,472)"`` while every ended seed diverged, and
-    ``"—"`` for a claim one configuration cannot test (where DCI peaks over alpha, Tables
-    2 and 5)."""
-    r = rj.row(key)
-    if r is None:
+    """A reading's cell in the claims table (:func:`_reading_state`): its verdict on claim
+    ``key`` at the study's budget (with how many seeds where not all have finished),
+    ``"pending"`` before its first seed ends, ``"diverged (step 9,472)"`` while every
+    ended seed diverged, and ``"—"`` for a claim one configuration cannot test."""
+    state, note = _reading_state(rj, key)
+    if state == "cannot test it":
         return "—"
-    n, of = rj.seeds_done, rj.reading.seeds
-    if not n:
-        return f"diverged ({rj.died_at})" if rj.diverged else "pending"
-    note = [f"{n} of {of} seeds"] if n < of else []
-    note += [f"{len(rj.diverged)} diverged"] if rj.diverged else []
-    return str(r["verdict"]) + (f" ({'; '.join(note)})" if note else "")
+    return f"{state} ({note})" if note else state
 
 
 def claims_table(judged: pd.DataFrame, readings: Sequence[ReadingJudged]) -> pd.DataFrame:
     """The reproduction report's claims table: each claim, the study's verdict, one column
     per reading judged at the study's budget (:func:`reading_verdict`, headed by the
-    reading's label) and the claim's reproduction status (``judged["status"]``,
-    :func:`reproduction_status`)."""
+    reading's short name, :attr:`~lvae.report.study.plans.Reading.column`) and the claim's
+    reproduction status (``judged["status"]``, :func:`reproduction_status`)."""
     out = pd.DataFrame({"claim": judged["claim"], "study": judged["verdict"]})
     for rj in readings:
-        out[rj.reading.label] = [reading_verdict(rj, k) for k in judged["key"]]
+        out[rj.reading.column] = [reading_verdict(rj, k) for k in judged["key"]]
     out["reproduction status"] = judged["status"]
     return out.reset_index(drop=True)
 
