@@ -478,9 +478,9 @@ def test_a_reading_with_settings_is_judged_on_its_variant_alone():
     assert (got["profile"] == "study").sum() == 6 and (got["alpha"] == 1.0).sum() == 6
 
 
-def test_the_claims_table_has_a_column_per_reading():
-    """Issue 21: the claims table gains one column per reading; each cell is that
-    reading's verdict at the study's budget, or says why there is none."""
+def test_the_claims_table_has_a_row_per_reading_and_a_column_per_claim_it_can_test():
+    """Issue 21: the claims table gains each reading's verdict at the study's budget, or why
+    there is none; readings are rows, so six (or more) keep the table in the text column."""
     summed, knn = study.READINGS[:2]
     vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
     frame = _runs([*vanilla, (0.1, 1.0, "sum", 0, float("nan"))]
@@ -492,12 +492,18 @@ def test_the_claims_table_has_a_column_per_reading():
                            "verdict": ["cannot decide", "contradicts"],
                            "status": ["s1", "s2"]})
     table = diagnosis.claims_table(judged, rjs)
-    assert list(table.columns) == ["claim", "study", "summed, α=0.1", "latent kNN",
-                                   "reproduction status"]
-    assert table.iloc[0, 2] == "diverged (step 9,472)"
-    # two seeds of three: Welch's interval of (0.3, 0.35) vs (0.10, 0.12, 0.14) is above 0
-    assert table.iloc[0, 3] == "supports at 20,000 steps (2 of 3 seeds)"
-    assert table.iloc[1, 2:4].tolist() == ["—", "—"]  # one alpha cannot say where DCI peaks
+    assert list(table.columns) == ["", diagnosis.CLAIM_HEADS["nocolor"]]  # B: no reading
+    assert table[""].tolist() == ["the study's reading (α=1)", summed.label, knn.label,
+                                  "reproduction status"]
+    # the study's verdict; diverged; two seeds of three: Welch's interval of (0.3, 0.35)
+    # vs (0.10, 0.12, 0.14) is above 0; the claim's status
+    assert table.iloc[:, 1].tolist() == ["cannot decide", "diverged (step 9,472)",
+                                         "supports at 20,000 steps (2 of 3 seeds)", "s1"]
+    # one alpha cannot say where DCI peaks: that claim goes to the table beside
+    beyond = diagnosis.claims_beyond_readings(judged, rjs)
+    assert beyond.to_dict("records") == [{"claim": "B", "study": "contradicts",
+                                          "reproduction status": "s2"}]
+    assert diagnosis.claims_beyond_readings(judged, []).shape == (2, 3)
     # two seeds diverged, none finished: both steps, in order, and the reading's sentence
     frame.loc[frame.index[2], ["alpha", "reduction", "seed", "status", "steps_done"]] = [
         0.1, "sum", 1, "diverged", 8100]

@@ -746,16 +746,42 @@ def reading_verdict(rj: ReadingJudged, key: str) -> str:
     return f"{state} ({note})" if note else state
 
 
+#: The heads of the claims a reading can test in :func:`claims_table` (each reading's Local
+#: VAE against the study's baselines), short enough for a column each.
+CLAIM_HEADS = {"nocolor": "without colour, DCI beats the vanilla VAE's",
+               "color": "with colour, DCI beats the vanilla VAE's",
+               "beta": "without colour, DCI beats every β-VAE's",
+               "fid": "FID beats α = 0's"}
+_STUDY_ROW = "the study's reading (α=1)"
+_STATUS_ROW = "reproduction status"
+
+
 def claims_table(judged: pd.DataFrame, readings: Sequence[ReadingJudged]) -> pd.DataFrame:
-    """The reproduction report's claims table: each claim, the study's verdict, one column
-    per reading judged at the study's budget (:func:`reading_verdict`, headed by the
-    reading's short name, :attr:`~lvae.report.study.plans.Reading.column`) and the claim's
-    reproduction status (``judged["status"]``, :func:`reproduction_status`)."""
-    out = pd.DataFrame({"claim": judged["claim"], "study": judged["verdict"]})
-    for rj in readings:
-        out[rj.reading.column] = [reading_verdict(rj, k) for k in judged["key"]]
-    out["reproduction status"] = judged["status"]
-    return out.reset_index(drop=True)
+    """The claims against the readings: one row per reading (the study's first, then each
+    reading judged at the study's budget, by its label), one column per claim some reading
+    can test (:data:`CLAIM_HEADS`), each cell that reading's verdict
+    (:func:`reading_verdict`), and a last row with each claim's reproduction status
+    (``judged["status"]``, :func:`reproduction_status`). Readings are rows, not columns,
+    so the table keeps its width however many readings escape the screen; the claims no
+    reading can test are :func:`claims_beyond_readings`'s."""
+    keys = [k for k in judged["key"] if any(rj.row(k) is not None for rj in readings)]
+    by_key = judged.set_index("key")
+    rows = [{"": _STUDY_ROW, **{k: by_key.at[k, "verdict"] for k in keys}}]
+    rows += [{"": rj.reading.label, **{k: reading_verdict(rj, k) for k in keys}}
+             for rj in readings]
+    rows.append({"": _STATUS_ROW, **{k: by_key.at[k, "status"] for k in keys}})
+    return pd.DataFrame(rows).rename(columns=lambda k: CLAIM_HEADS.get(k, k))
+
+
+def claims_beyond_readings(judged: pd.DataFrame,
+                           readings: Sequence[ReadingJudged]) -> pd.DataFrame:
+    """The claims no reading can test (one configuration cannot say where DCI peaks over
+    alpha, nor test Tables 2 and 5): each with the study's verdict and its reproduction
+    status."""
+    mine = [not any(rj.row(k) is not None for rj in readings) for k in judged["key"]]
+    out = judged.loc[mine, ["claim", "verdict", "status"]]
+    return out.rename(columns={"verdict": "study", "status": _STATUS_ROW}).reset_index(
+        drop=True)
 
 
 def step_table(root: str | Path, choice: str = "prior",

@@ -118,7 +118,6 @@ class Reading:
     seeds: int = 3
     settings: tuple[tuple[str, Any], ...] = ()
     note: str = ""
-    short: str = ""  # a table column's head, where six labels side by side do not fit
 
     def __post_init__(self) -> None:
         if bool(self.settings) != bool(self.note):
@@ -167,11 +166,6 @@ class Reading:
         # one parenthesis: "α=1 (latent_knn, lr 1e-4)", not "α=1 (latent_knn) (lr 1e-4)"
         return f"{base[:-1]}, {self.note})" if base.endswith(")") else f"{base} ({self.note})"
 
-    @property
-    def column(self) -> str:
-        """Its head in a table with a column per reading: ``short``, else its label."""
-        return self.short or self.label
-
     def experiment(self, seed: int) -> Experiment:
         return Experiment("shapes3d", self.alpha, 1.0, self.neighborhood, seed,
                           reduction=self.reduction)
@@ -208,26 +202,22 @@ def is_control(arm: object) -> bool:
 
 #: The readings that escaped the screen by the Diagnosis page's rule, in the order they did.
 READINGS: tuple[Reading, ...] = (
-    Reading("sum", "loss summed over pixels, alpha = 0.1", "scale", 0.1, "sum",
-            short="summed, α=0.1"),
+    Reading("sum", "loss summed over pixels, alpha = 0.1", "scale", 0.1, "sum"),
     Reading("knn", "latent-space kNN neighbours", "neighbourhood", 1.0,
-            neighborhood="latent_knn", short="latent kNN"),
+            neighborhood="latent_knn"),
     Reading("prior", "eq. 5's prior kept, sigma = 0.01", "prior", 1.0,
-            settings=(("adapted_prior_sigma", 0.01),), note="eq. 5's prior, σ = 0.01",
-            short="prior σ=0.01"),
+            settings=(("adapted_prior_sigma", 0.01),), note="eq. 5's prior, σ = 0.01"),
     # escaped the screen in session 12 (KL 15.9 nats, local share 0.50 at 5k)
     Reading("prior_lr", "eq. 5's prior kept, sigma = 0.01, lr 1e-4", "combined", 1.0,
             settings=(("adapted_prior_sigma", 0.01), ("lr", 1e-4)),
-            note="eq. 5's prior, σ = 0.01, lr 1e-4", short="prior + lr 1e-4"),
+            note="eq. 5's prior, σ = 0.01, lr 1e-4"),
     # both escaped the screen in session 12/13 (KL 16.3 nats, local share 0.251; KL 23.7,
     # local share 4.27, its rows the meta-decoder's whatever the reference: a vanilla VAE)
     Reading("knn_lr", "latent-space kNN neighbours, lr 1e-4", "combined", 1.0,
-            neighborhood="latent_knn", settings=(("lr", 1e-4),), note="lr 1e-4",
-            short="kNN + lr 1e-4"),
+            neighborhood="latent_knn", settings=(("lr", 1e-4),), note="lr 1e-4"),
     Reading("knn_prior", "latent-space kNN neighbours with eq. 5's prior, sigma = 0.01",
             "combined", 1.0, neighborhood="latent_knn",
-            settings=(("adapted_prior_sigma", 0.01),), note="eq. 5's prior, σ = 0.01",
-            short="kNN + prior"),
+            settings=(("adapted_prior_sigma", 0.01),), note="eq. 5's prior, σ = 0.01"),
 )
 
 
