@@ -217,7 +217,7 @@ def test_reproduction_status_with_a_reading_at_the_studys_budget():
     best_row = {"key": "best_alpha", "value": "contradicts", "tested": True}
     # no seed of the reading finished: it is still the screen's candidate
     rj = diagnosis.judge_reading(_runs(vanilla), reading)
-    assert f"pending: {reading.label};" in diagnosis.reproduction_status(study_row, arms, [rj])
+    assert "; 1 reading pending;" in diagnosis.reproduction_status(study_row, arms, [rj])
     assert diagnosis.reproduction_status(study_row, arms, [rj], brief=True) == (
         "not reproduced yet (1 of 1 reading unfinished)")
     # three seeds that support: reproduced only under the reading
@@ -387,6 +387,19 @@ def test_a_reading_with_another_neighbourhood_is_judged_against_the_papers_row()
         f"shapes3d-a1e+00-b1-latent_knn-s{s}" for s in range(3)]
 
 
+def test_readings_waiting_are_named_together_in_the_brief():
+    summed, knn, kept = study.READINGS[:3]
+    vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    frame = _runs([*vanilla, (0.1, 1.0, "sum", 0, float("nan"))])
+    frame.loc[frame.index[-1], ["status", "steps_done"]] = ["diverged", 9472]
+    rjs = [diagnosis.judge_reading(frame, r) for r in (summed, knn, kept)]
+    assert diagnosis.readings_summary(rjs) == (
+        f"{diagnosis.reading_summary(rjs[0])}; no seed finished at the study's budget yet: "
+        f"{knn.name}; {kept.name}")
+    assert diagnosis.readings_summary(rjs[1:2]) == diagnosis.reading_summary(rjs[1])
+    assert diagnosis.readings_summary([]) == "none yet"
+
+
 def test_readings_are_grouped_by_state_and_an_arm_not_yet_a_reading_is_a_candidate():
     summed, knn = study.READINGS[:2]
     vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
@@ -399,7 +412,7 @@ def test_readings_are_grouped_by_state_and_an_arm_not_yet_a_reading_is_a_candida
                                             "tested": True}, arms, rjs)
     assert status == (
         f"not reproduced under the study's reading; diverged under {summed.label} [step "
-        f"9,472]; pending: {knn.label}; candidate: new (escaped the screen; its 20k-step "
+        f"9,472]; 1 reading pending; candidate: new (escaped the screen; its 20k-step "
         "seeds next); 1 other screened reading memorises or diverges")
     assert diagnosis.reproduction_status({"key": "nocolor", "value": "cannot decide",
                                           "tested": True}, arms, rjs, brief=True) == (

@@ -589,6 +589,20 @@ def reading_summary(rj: ReadingJudged) -> str:
         f"without colour ({head['ours']}; {head['detail']})"
 
 
+def readings_summary(readings: Sequence[ReadingJudged]) -> str:
+    """The readings for the landing page's brief: one :func:`reading_summary` each for
+    those with a seed finished or diverged, and the rest named together (``"not started
+    at the study's budget yet: A; B"``), so that three readings waiting do not take three
+    sentences."""
+    waiting = [rj.reading.name for rj in readings if not (rj.seeds_done or rj.diverged)]
+    said = [reading_summary(rj) for rj in readings if rj.seeds_done or rj.diverged]
+    if waiting:
+        said.append(f"no seed finished at the study's budget yet: {'; '.join(waiting)}"
+                    if len(waiting) > 1 else reading_summary(
+                        next(rj for rj in readings if rj.reading.name == waiting[0])))
+    return "; ".join(said) or "none yet"
+
+
 def retrace(fr: pd.DataFrame, reading: study.Reading) -> str:
     """Whether the reading's seed 0 retraced its screening arm (same settings, same seed,
     another profile's milestones and length): a sentence saying up to which milestone both
@@ -670,7 +684,8 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
     * **reproduced** (under the study's reading) when the study supports it;
     * **reproduced only under reading X** when a reading's runs support it (with its line);
     * otherwise **not reproduced**: each reading named under its state on the claim
-      (:func:`_reading_state`, its label and how many seeds), an arm that escaped the
+      (:func:`_reading_state`, its label and how many seeds; those with no seed finished
+      only counted, :func:`readings_summary` names them), an arm that escaped the
       screen and is no reading yet a candidate, and how many other screened readings
       memorise or diverge (a Local VAE whose z carries nothing cannot show the
       disentangled, non-copying code the claims are about). It is **not reproduced under
@@ -714,8 +729,8 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
         if state == "cannot test it":
             who = "the readings" if len(labels) == len(states) else ", ".join(labels)
             said.append(f"{who} cannot test it (one configuration each)")
-        elif state == "pending":
-            said.append(f"pending: {', '.join(labels)}")
+        elif state == "pending":  # the brief above the table names them
+            said.append(f"{len(labels)} reading{'s' if len(labels) != 1 else ''} pending")
         else:
             said.append(f"{state} under {', '.join(labels)}")
     if candidates:
