@@ -175,6 +175,21 @@ def test_findings_say_when_an_arm_neither_copies_nor_varies():
     assert "copy distance" not in lines[1] and "copy distance" not in lines[2]
 
 
+def test_findings_say_when_an_escaping_arms_rows_ignore_their_reference():
+    """Latent kNN with eq. 5's prior escapes by the rule (KL 23.7, local share 4.27) with a
+    z-share of 0.997: every row the meta-decoder's, as the vanilla VAE draws them. The line
+    says so; the vanilla control itself (z-share 1) and an arm at 0.5 are not flagged."""
+    arms = pd.DataFrame({"arm": ["knn + prior", "half", study.VANILLA_CONTROL],
+                         "step": [5000] * 3, "KL": [23.67, 15.9, 23.27],
+                         "local share": [4.269, 0.5, 4.074], "z-share": [0.997, 0.5, 1.0],
+                         "copy": [0.148, 0.08, 0.160], "outcome": ["escapes"] * 3})
+    lines = diagnosis.findings(arms)
+    assert lines[0] == ("**knn + prior**: escapes (KL 23.67 nats, local share 4.269, at step "
+                        "5,000; z-share 0.997: its rows are the same whatever the reference, "
+                        "as the vanilla VAE's are)")
+    assert "z-share" not in lines[1] and "z-share" not in lines[2]
+
+
 def _runs(rows: list[tuple]) -> pd.DataFrame:
     """A results frame: (alpha, beta, reduction, seed, D w/o colour) per completed run."""
     return pd.DataFrame([{"dataset": "shapes3d", "alpha": a, "beta": b,
