@@ -402,6 +402,25 @@ def test_a_reading_with_another_neighbourhood_is_judged_against_the_papers_row()
         f"shapes3d-a1e+00-b1-latent_knn-s{s}" for s in range(3)]
 
 
+def test_a_reading_whose_seeds_all_ended_is_finished_though_one_diverged():
+    """Two seeds finished and one diverged: nothing more will come, so a claim it does not
+    support is not reproduced under any reading tried, not 'yet'."""
+    reading = study.READINGS[0]
+    vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    frame = _runs([*vanilla, (0.1, 1.0, "sum", 0, float("nan")),
+                   *[(0.1, 1.0, "sum", s, d) for s, d in ((1, 0.11), (2, 0.13))]])
+    frame.loc[frame.index[3], ["status", "steps_done"]] = ["diverged", 9472]
+    rj = diagnosis.judge_reading(frame, reading)
+    assert (rj.seeds_done, rj.diverged, rj.finished) == (2, (9472,), True)
+    assert not diagnosis.judge_reading(frame.iloc[:-1], reading).finished
+    row = {"key": "nocolor", "value": "cannot decide", "tested": True}
+    arms = pd.DataFrame({"arm": [reading.name, "b"], "outcome": ["escapes", "memorises"]})
+    assert diagnosis.reproduction_status(row, arms, [rj], brief=True) == (
+        "not reproduced under any reading tried")
+    assert diagnosis.reproduction_status(row, arms, [rj]).startswith(
+        "not reproduced under any reading tried: the study's; ")
+
+
 def test_readings_waiting_are_named_together_in_the_brief():
     summed, knn, kept = study.READINGS[:3]
     vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]

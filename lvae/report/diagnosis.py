@@ -532,6 +532,11 @@ class ReadingJudged:
         return f"step{'s' if len(self.diverged) > 1 else ''} {steps}"
 
     @property
+    def finished(self) -> bool:
+        """Whether every one of its seeds has ended, finished or diverged."""
+        return self.seeds_done + len(self.diverged) >= self.reading.seeds
+
+    @property
     def died(self) -> str:
         """``"1 of 3 seeds diverged (at step 9,472)"``, or ``""``."""
         if not self.diverged:
@@ -595,8 +600,8 @@ def reading_summary(rj: ReadingJudged) -> str:
 
 def readings_summary(readings: Sequence[ReadingJudged]) -> str:
     """The readings for the landing page's brief: one :func:`reading_summary` each for
-    those with a seed finished or diverged, and the rest named together (``"not started
-    at the study's budget yet: A; B"``), so that three readings waiting do not take three
+    those with a seed finished or diverged, and the rest named together (``"no seed
+    finished at the study's budget yet: A; B"``), so that three readings waiting do not take three
     sentences."""
     waiting = [rj.reading.name for rj in readings if not (rj.seeds_done or rj.diverged)]
     said = [reading_summary(rj) for rj in readings if rj.seeds_done or rj.diverged]
@@ -714,8 +719,7 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
     pending = f"; {len(s['pending'])} still training" if s["pending"] else ""
     names = {rj.reading.name for rj in readings}
     candidates = [a for a in s["escapes"] if a not in names]
-    open_ = [rj for rj, state, note in states
-             if state in ("pending", "diverged") or note or rj.diverged]
+    open_ = [rj for rj, state, _ in states if state != "cannot test it" and not rj.finished]
     if brief:
         waiting = len(open_) + len(candidates)
         if not any(state != "cannot test it" for _, state, _ in states) and not candidates:
