@@ -7,6 +7,7 @@ that failed to re-run it, and makes every diff unreadable.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -25,6 +26,15 @@ PARAMETERIZED = {"experiment.ipynb", *(Path(n).name for n in RESULT_NOTEBOOKS)}
 
 def test_there_are_notebooks() -> None:
     assert NOTEBOOKS, "no notebooks found under notebooks/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_has_an_id(path: Path) -> None:
+    """nbformat 4.5 requires cell ids (a missing one is a warning today, an error in later
+    nbformat versions): a cell added by hand or by a script must carry one."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    missing = [i for i, cell in enumerate(cells) if not cell.get("id")]
+    assert not missing, f"{path.name}: cells {missing} have no id; run nbformat's normalize()"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
