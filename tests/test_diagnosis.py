@@ -12,7 +12,7 @@ import pytest
 
 from lvae import runfolder
 from lvae.records import Eval
-from lvae.report import diagnosis, study
+from lvae.report import diagnosis, figures, study
 
 
 def milestones(steps, kl, share, state="finished", diverged_at=None, run="r"):
@@ -673,6 +673,27 @@ def test_the_budget_figure_sets_the_long_runs_beside_the_studys_baselines():
     assert sorted(zip(got["profile"], got["beta"], got["alpha"], strict=True)) == [
         ("long", 16.0, 0.0), ("study", 1.0, 0.0), ("study", 16.0, 0.0)]
     assert got["profile"].tolist()[-1] == "long"  # drawn last, over the paper's stars
+
+
+def test_the_budget_figure_marks_each_long_runs_final_evaluation(tmp_path: Path):
+    """The vanilla VAE's 300k milestone read 0.089 where its final evaluation read 0.154:
+    the figure draws the final evaluation the rule reads, once it is shipped, and only for a
+    run that has finished."""
+    sr = next(s for s in study.DIAGNOSIS if s.choice == "budget" and s.experiment.beta == 1.0)
+    cols = ["dci_nocolor.disentanglement", "dci_color.disentanglement"]
+    ended = _long_rows(1.0, [(200_000, 0.056), (300_000, 0.089)], "finished")
+    assert diagnosis.budget_finals(ended, cols, tmp_path) == {c: {} for c in cols}
+    runfolder.write_eval(tmp_path / sr.profile / sr.run_id, Eval(
+        status="completed", metrics={"dci_nocolor": {"disentanglement": 0.154}}))
+    assert diagnosis.budget_finals(ended, cols, tmp_path) == {
+        cols[0]: {"x": (300_000, 0.154)}, cols[1]: {}}
+    going = _long_rows(1.0, [(200_000, 0.056)], "training")
+    assert diagnosis.budget_finals(going, cols, tmp_path) == {c: {} for c in cols}
+    fig = figures.milestone_curves(ended.assign(seed=0), {cols[0]: "D"},
+                                   final=diagnosis.budget_finals(ended, cols, tmp_path))
+    marks = [ln for ln in fig.axes[0].lines if ln.get_marker() == "D"]
+    assert [tuple(m.get_xydata()[0]) for m in marks] == [(300_000.0, 0.154)]
+    assert "final evaluation" in [t.get_text() for t in fig.legends[0].get_texts()]
 
 
 def test_a_configuration_run_at_three_seeds_is_one_reading_in_the_screen():

@@ -469,6 +469,27 @@ def budget_frame(ms: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([ms[base], ms[own & ~base]], ignore_index=True)
 
 
+def budget_finals(budget: pd.DataFrame, columns: Sequence[str],
+                  root: str | Path | None = None) -> dict[str, dict[str, tuple[int, float]]]:
+    """The long runs' final evaluations for :func:`budget_frame`'s figure:
+    ``{column: {label: (steps, value)}}`` for each long run whose final evaluation is
+    shipped (``column`` a milestone column such as ``"dci_nocolor.disentanglement"``)."""
+    out: dict[str, dict[str, tuple[int, float]]] = {c: {} for c in columns}
+    for sr in _budget_runs():
+        rows = budget[(budget["profile"] == sr.profile) & (budget["run_id"] == sr.run_id)]
+        if rows.empty or (rows["state"] == "training").any():
+            continue
+        ev = runfolder.read_eval(Path(results_root(root)) / sr.profile / sr.run_id)
+        if ev is None or ev.status != "completed":
+            continue
+        for col in columns:
+            metric, _, key = col.partition(".")
+            value = (ev.metrics.get(metric) or {}).get(key)
+            if value is not None:
+                out[col][str(rows["label"].iloc[0])] = (_budget_of(sr), float(value))
+    return out
+
+
 def _then_diverges(fr: pd.DataFrame, arm: str, step: int) -> str:
     """``" at 5k, then diverges at step 9,472"`` for an arm judged at ``step`` that
     diverged after it, else ``""``."""

@@ -628,7 +628,9 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
                      paper_steps: int = 300_000,
                      ylim: tuple[float, float] | None = (0, 1.04),
                      title: str | None = None, ncols: int | None = None,
-                     panel: tuple[float, float] = (3.7, 3.0)) -> Figure:
+                     panel: tuple[float, float] = (3.7, 3.0),
+                     final: Mapping[str, Mapping[str, tuple[int, float]]] | None = None
+                     ) -> Figure:
     """Metrics against training steps, one line per group (``frame[by]``): the mean over
     seeds, a band from the lowest to the highest seed, and each seed as a small point
     (:func:`_seed_points`), so a band is never read as a spread it does not have (three
@@ -643,6 +645,8 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
     paper's budget) so a reader sees how far our curves are from where it measured. A
     run still training is drawn dashed; a group whose every run diverged ends in a cross
     at the step it diverged (``frame["diverged_at"]``), named in its legend entry.
+    ``final[column][group]`` is ``(step, value)`` of the group's final evaluation, drawn as
+    a hollow diamond: it scores more codes than a milestone, which reads low beside it.
     """
     import pandas as pd
     from matplotlib.lines import Line2D
@@ -680,6 +684,9 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
                                 color=colors[g], alpha=0.18, lw=0)
                 _seed_points(ax, sub["step"], sub[col], colors[g], i, len(groups))
                 seeds_drawn = True
+            if final and g in final.get(col, {}):
+                ax.plot([final[col][g][0]], [final[col][g][1]], marker="D", ms=7, mfc="none",
+                        mec=colors[g], mew=1.5, ls="none")
             if paper and g in paper.get(col, {}):
                 ax.plot([paper_steps], [paper[col][g]], marker="*", ms=11, color=colors[g],
                         mec="black", mew=0.6, ls="none")
@@ -699,6 +706,10 @@ def milestone_curves(frame: Any, metrics: Mapping[str, str], by: str = "label",
     if seeds_drawn:
         handles.append(Line2D([], [], marker="o", ms=3, color="gray", alpha=0.7, ls="none"))
         labels.append("each seed")
+    if final:
+        handles.append(Line2D([], [], marker="D", ms=7, mfc="none", mec="gray", mew=1.5,
+                              ls="none"))
+        labels.append("final evaluation")
     if paper:
         handles.append(Line2D([], [], marker="*", ms=11, color="gray", mec="black", ls="none"))
         labels.append(f"paper, at {paper_steps:,} steps")
