@@ -331,7 +331,7 @@ def _budget_dci(fr: pd.DataFrame, sr: study.StudyRun, root: str | Path | None
     if last is None:
         return None
     training = last["state"] == "training"
-    final = _final_nocolor(sr, root)
+    final = _metric(_final_metrics(sr, root), "dci_nocolor.disentanglement")
     if final is not None and not training:
         return final, _budget_of(sr), True, False
     return float(last["dci_nocolor.disentanglement"]), int(last["step"]), False, training
@@ -355,12 +355,16 @@ def budget_outcome(fr: pd.DataFrame, sr: study.StudyRun,
     return f"D w/o colour {v:.3f} {where}{paper_txt}"
 
 
-def _final_nocolor(sr: study.StudyRun, root: str | Path | None) -> float | None:
-    """D w/o colour of ``sr``'s shipped final evaluation, or None before it has one."""
+def _final_metrics(sr: study.StudyRun, root: str | Path | None) -> dict[str, Any] | None:
+    """The metrics of ``sr``'s shipped final evaluation, or None before it has one."""
     ev = runfolder.read_eval(Path(results_root(root)) / sr.profile / sr.run_id)
-    if ev is None or ev.status != "completed":
-        return None
-    value = (ev.metrics.get("dci_nocolor") or {}).get("disentanglement")
+    return ev.metrics if ev is not None and ev.status == "completed" else None
+
+
+def _metric(metrics: dict[str, Any] | None, column: str) -> float | None:
+    """A milestone column (``"dci_nocolor.disentanglement"``) read from evaluation metrics."""
+    metric, _, key = column.partition(".")
+    value = ((metrics or {}).get(metric) or {}).get(key)
     return None if value is None else float(value)
 
 
@@ -479,14 +483,10 @@ def budget_finals(budget: pd.DataFrame, columns: Sequence[str],
         rows = budget[(budget["profile"] == sr.profile) & (budget["run_id"] == sr.run_id)]
         if rows.empty or (rows["state"] == "training").any():
             continue
-        ev = runfolder.read_eval(Path(results_root(root)) / sr.profile / sr.run_id)
-        if ev is None or ev.status != "completed":
-            continue
+        metrics = _final_metrics(sr, root)
         for col in columns:
-            metric, _, key = col.partition(".")
-            value = (ev.metrics.get(metric) or {}).get(key)
-            if value is not None:
-                out[col][str(rows["label"].iloc[0])] = (_budget_of(sr), float(value))
+            if (value := _metric(metrics, col)) is not None:
+                out[col][str(rows["label"].iloc[0])] = (_budget_of(sr), value)
     return out
 
 
@@ -622,14 +622,15 @@ def reading_summary(rj: ReadingJudged) -> str:
 def readings_summary(readings: Sequence[ReadingJudged]) -> str:
     """The readings for the landing page's brief: one :func:`reading_summary` each for
     those with a seed finished or diverged, and the rest named together (``"no seed
-    finished at the study's budget yet: A; B"``), so that three readings waiting do not take three
-    sentences."""
-    waiting = [rj.reading.name for rj in readings if not (rj.seeds_done or rj.diverged)]
-    said = [reading_summary(rj) for rj in readings if rj.seeds_done or rj.diverged]
-    if waiting:
-        said.append(f"no seed finished at the study's budget yet: {'; '.join(waiting)}"
-                    if len(waiting) > 1 else reading_summary(
-                        next(rj for rj in readings if rj.reading.name == waiting[0])))
+    finished at the study's budget yet: A; B"``), so that three readings waiting do not
+    take three sentences."""
+    waiting = [rj for rj in readings if not (rj.seeds_done or rj.diverged)]
+    said = [reading_summary(rj) for rj in readings if rj not in waiting]
+    if len(waiting) > 1:
+        names = "; ".join(rj.reading.name for rj in waiting)
+        said.append(f"no seed finished at the study's budget yet: {names}")
+    elif waiting:
+        said.append(reading_summary(waiting[0]))
     return "; ".join(said) or "none yet"
 
 
@@ -673,6 +674,10 @@ def _steps(steps: list[int]) -> str:
     return f"steps {steps[0]:,}-{steps[-1]:,}"
 
 
+#: A reading's state on a claim one configuration cannot test (:func:`_reading_state`).
+_UNTESTABLE = "cannot test it"
+
+
 def _reading_state(rj: ReadingJudged, key: str) -> tuple[str, str]:
     """Where a reading stands on claim ``key``: ``(state, note)``, the state its verdict at
     the study's budget (``"supports at 20,000 steps"``, ``"cannot decide"``, ...),
@@ -682,7 +687,7 @@ def _reading_state(rj: ReadingJudged, key: str) -> tuple[str, str]:
     diverged (``"1 of 3 seeds"``, ``"step 9,472"``; ``""`` when all finished)."""
     r = rj.row(key)
     if r is None:
-        return "cannot test it", ""
+        return _UNTESTABLE, ""
     n, of = rj.seeds_done, rj.reading.seeds
     if not n or not r["tested"]:  # every seed so far diverged: nothing to compare
         return ("diverged", rj.died_at) if rj.diverged else ("pending", "")
@@ -740,10 +745,11 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
     pending = f"; {len(s['pending'])} still training" if s["pending"] else ""
     names = {rj.reading.name for rj in readings}
     candidates = [a for a in s["escapes"] if a not in names]
-    open_ = [rj for rj, state, _ in states if state != "cannot test it" and not rj.finished]
+    open_ = [rj for rj, state, _ in states if state != _UNTESTABLE and not rj.finished]
+    tested = any(state != _UNTESTABLE for _, state, _ in states)
     if brief:
         waiting = len(open_) + len(candidates)
-        if not any(state != "cannot test it" for _, state, _ in states) and not candidates:
+        if not tested and not candidates:
             return "not reproduced under the study's reading (the readings cannot test it)" \
                 if states else "not reproduced under the study's reading"
         return ("not reproduced under any reading tried" if not waiting else
@@ -752,12 +758,12 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
     groups: dict[str, list[str]] = {}
     for rj, state, note in states:
         groups.setdefault(state, []).append(
-            rj.reading.label + (f" [{note}]" if note and state != "cannot test it" else ""))
+            rj.reading.label + (f" [{note}]" if note and state != _UNTESTABLE else ""))
     said = []
     for state, labels in groups.items():
-        if state == "cannot test it":
+        if state == _UNTESTABLE:
             who = "the readings" if len(labels) == len(states) else ", ".join(labels)
-            said.append(f"{who} cannot test it (one configuration each)")
+            said.append(f"{who} {_UNTESTABLE} (one configuration each)")
         elif state == "pending":  # the brief above the table names them
             said.append(f"{len(labels)} reading{'s' if len(labels) != 1 else ''} pending")
         else:
@@ -768,7 +774,6 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
     others = (f"{done} other screened reading"
               + (" memorises or diverges" if done == 1 else "s memorise or diverge"))
     if said:
-        tested = any(state != "cannot test it" for _, state, _ in states)
         head = ("not reproduced under any reading tried: the study's" if tested
                 and not open_ and not candidates else "not reproduced under the study's reading")
         return f"{head}; " + "; ".join(said) + f"; {others}{pending}"
@@ -785,7 +790,7 @@ def reading_verdict(rj: ReadingJudged, key: str) -> str:
     ``"pending"`` before its first seed ends, ``"diverged (step 9,472)"`` while every
     ended seed diverged, and ``"—"`` for a claim one configuration cannot test."""
     state, note = _reading_state(rj, key)
-    if state == "cannot test it":
+    if state == _UNTESTABLE:
         return "—"
     return f"{state} ({note})" if note else state
 
@@ -800,6 +805,11 @@ _STUDY_ROW = "the study's reading (α=1)"
 _STATUS_ROW = "reproduction status"
 
 
+def _testable(key: str, readings: Sequence[ReadingJudged]) -> bool:
+    """Whether some reading can test claim ``key`` (its Local VAE against the baselines)."""
+    return any(rj.row(key) is not None for rj in readings)
+
+
 def claims_table(judged: pd.DataFrame, readings: Sequence[ReadingJudged]) -> pd.DataFrame:
     """The claims against the readings: one row per reading (the study's first, then each
     reading judged at the study's budget, by its label), one column per claim some reading
@@ -808,7 +818,7 @@ def claims_table(judged: pd.DataFrame, readings: Sequence[ReadingJudged]) -> pd.
     (``judged["status"]``, :func:`reproduction_status`). Readings are rows, not columns,
     so the table keeps its width however many readings escape the screen; the claims no
     reading can test are :func:`claims_beyond_readings`'s."""
-    keys = [k for k in judged["key"] if any(rj.row(k) is not None for rj in readings)]
+    keys = [k for k in judged["key"] if _testable(k, readings)]
     by_key = judged.set_index("key")
     rows = [{"": _STUDY_ROW, **{k: by_key.at[k, "verdict"] for k in keys}}]
     rows += [{"": rj.reading.label, **{k: reading_verdict(rj, k) for k in keys}}
@@ -822,7 +832,7 @@ def claims_beyond_readings(judged: pd.DataFrame,
     """The claims no reading can test (one configuration cannot say where DCI peaks over
     alpha, nor test Tables 2 and 5): each with the study's verdict and its reproduction
     status."""
-    mine = [not any(rj.row(k) is not None for rj in readings) for k in judged["key"]]
+    mine = [not _testable(k, readings) for k in judged["key"]]
     out = judged.loc[mine, ["claim", "verdict", "status"]]
     return out.rename(columns={"verdict": "study", "status": _STATUS_ROW}).reset_index(
         drop=True)
