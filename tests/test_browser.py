@@ -560,3 +560,27 @@ def test_model_cards_page_shows_every_field_of_each_card(browser: Any, built: di
         assert card["heads"][1:] == card_fields, card["heads"]
         assert card["tables"] >= 3  # the layers, the budget, the metrics
         assert card["images"] and all(w > 0 for w in card["images"])
+
+
+@pytest.mark.book
+@pytest.mark.timeout(1500)
+def test_landing_brief_reads_as_plain_text_with_the_readings_listed(browser: Any,
+                                                                      built: dict) -> None:
+    """MyST-NB prints glued values in bold; the book's CSS (``_static/lvae.css``) gives them
+    their surroundings' weight, so the brief is not a wall of bold text, and the readings
+    the Diagnosis judged arrive as a list (one item per reading, glued as HTML)."""
+    html = built["summary"].book_html
+    with site(browser, html) as (context, base):
+        page = context.new_page()
+        page.goto(base + "book/intro.html", wait_until="load")
+        found = page.evaluate("""() => {
+          const brief = document.querySelector('section#the-reproduction-in-brief');
+          const pasted = Array.from(brief.querySelectorAll('li > p > span.pasted-text'));
+          return {weights: pasted.map(s => [getComputedStyle(s).fontWeight,
+                                            getComputedStyle(s.parentElement).fontWeight]),
+                  readings: brief.querySelectorAll('li ul li').length};
+        }""")
+        page.close()
+    assert found["weights"], "no glued text in the brief's list"
+    assert all(own == around for own, around in found["weights"]), found["weights"]
+    assert found["readings"] >= 1

@@ -432,6 +432,10 @@ def test_readings_waiting_are_named_together_in_the_brief():
         f"{knn.name}; {kept.name}")
     assert diagnosis.readings_summary(rjs[1:2]) == diagnosis.reading_summary(rjs[1])
     assert diagnosis.readings_summary([]) == "none yet"
+    assert diagnosis.readings_said(rjs) == [
+        diagnosis.reading_summary(rjs[0]),
+        f"no seed finished at the study's budget yet: {knn.name}; {kept.name}"]
+    assert diagnosis.readings_said([]) == []
 
 
 def test_readings_are_grouped_by_state_and_an_arm_not_yet_a_reading_is_a_candidate():

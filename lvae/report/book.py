@@ -41,6 +41,9 @@ TEACHING_NOTEBOOKS = (
     "notebooks/teach_lle.ipynb",
 )
 BOOK_FILES = ("_config.yml", "_toc.yml")  # copied next to book/ into the staged source
+#: Folders copied into the staged source: the markdown pages, and the CSS Jupyter Book
+#: adds to every page (``_static/*.css``).
+BOOK_DIRS = ("book", "_static")
 #: Where the result pages write their tables as CSV (``<root>/tables``, ``Page.csv`` of
 #: :mod:`lvae.report.results`) and where the staged source gets a copy (``<root>/book/tables``):
 #: a page offers them as downloads with MyST's ``{download}`` role
@@ -67,7 +70,7 @@ def executed_path(out_dir: str | Path, notebook: str | Path) -> Path:
 
 
 def stage_book(out_dir: str | Path) -> Path:
-    """Copy the book's configuration and markdown pages into ``<out_dir>/book``.
+    """Copy the book's configuration, markdown pages and CSS into ``<out_dir>/book``.
 
     Executed notebooks already there are kept; the markdown pages are refreshed from the
     working tree every time, so prose edits show up without re-running anything. The
@@ -80,7 +83,8 @@ def stage_book(out_dir: str | Path) -> Path:
     src.mkdir(parents=True, exist_ok=True)
     for name in BOOK_FILES:
         shutil.copy2(REPO_ROOT / name, src / name)
-    shutil.copytree(REPO_ROOT / "book", src / "book", dirs_exist_ok=True)
+    for name in BOOK_DIRS:
+        shutil.copytree(REPO_ROOT / name, src / name, dirs_exist_ok=True)
     tables, staged = Path(out_dir).resolve() / TABLES_DIRNAME, src / TABLES_DIRNAME
     shutil.rmtree(staged, ignore_errors=True)  # a table no page writes any more is gone
     if tables.is_dir():

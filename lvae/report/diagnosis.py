@@ -619,11 +619,12 @@ def reading_summary(rj: ReadingJudged) -> str:
         f"without colour ({head['ours']}; {head['detail']})"
 
 
-def readings_summary(readings: Sequence[ReadingJudged]) -> str:
-    """The readings for the landing page's brief: one :func:`reading_summary` each for
-    those with a seed finished or diverged, and the rest named together (``"no seed
-    finished at the study's budget yet: A; B"``), so that three readings waiting do not
-    take three sentences."""
+def readings_said(readings: Sequence[ReadingJudged]) -> list[str]:
+    """What the brief says of the readings, a line each: one :func:`reading_summary` for
+    each reading with a seed finished or diverged, and the rest named together in one line
+    (``"no seed finished at the study's budget yet: A; B"``), so that three readings
+    waiting do not take three lines. A page lists them; :func:`readings_summary` makes
+    them one sentence."""
     waiting = [rj for rj in readings if not (rj.seeds_done or rj.diverged)]
     said = [reading_summary(rj) for rj in readings if rj not in waiting]
     if len(waiting) > 1:
@@ -631,7 +632,12 @@ def readings_summary(readings: Sequence[ReadingJudged]) -> str:
         said.append(f"no seed finished at the study's budget yet: {names}")
     elif waiting:
         said.append(reading_summary(waiting[0]))
-    return "; ".join(said) or "none yet"
+    return said
+
+
+def readings_summary(readings: Sequence[ReadingJudged]) -> str:
+    """:func:`readings_said` as one sentence, its lines joined by semicolons."""
+    return "; ".join(readings_said(readings)) or "none yet"
 
 
 def retrace(fr: pd.DataFrame, reading: study.Reading) -> str:
