@@ -686,18 +686,38 @@ def test_the_budget_figure_marks_each_long_runs_final_evaluation(tmp_path: Path)
     sr = next(s for s in study.DIAGNOSIS if s.choice == "budget" and s.experiment.beta == 1.0)
     cols = ["dci_nocolor.disentanglement", "dci_color.disentanglement"]
     ended = _long_rows(1.0, [(200_000, 0.056), (300_000, 0.089)], "finished")
-    assert diagnosis.budget_finals(ended, cols, tmp_path) == {c: {} for c in cols}
+    assert study.final_points(ended, cols, tmp_path) == {c: {} for c in cols}
     runfolder.write_eval(tmp_path / sr.profile / sr.run_id, Eval(
         status="completed", metrics={"dci_nocolor": {"disentanglement": 0.154}}))
-    assert diagnosis.budget_finals(ended, cols, tmp_path) == {
+    assert study.final_points(ended, cols, tmp_path) == {
         cols[0]: {"x": (300_000, 0.154)}, cols[1]: {}}
     going = _long_rows(1.0, [(200_000, 0.056)], "training")
-    assert diagnosis.budget_finals(going, cols, tmp_path) == {c: {} for c in cols}
+    assert study.final_points(going, cols, tmp_path) == {c: {} for c in cols}
     fig = figures.milestone_curves(ended.assign(seed=0), {cols[0]: "D"},
-                                   final=diagnosis.budget_finals(ended, cols, tmp_path))
+                                   final=study.final_points(ended, cols, tmp_path))
     marks = [ln for ln in fig.axes[0].lines if ln.get_marker() == "D"]
     assert [tuple(m.get_xydata()[0]) for m in marks] == [(300_000.0, 0.154)]
     assert "final evaluation" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_a_groups_final_evaluation_is_the_mean_over_its_finished_runs(tmp_path: Path):
+    """A reading's diamond at 20k: the mean of the final evaluations of its seeds that
+    finished; a seed still training, and one finished without a shipped evaluation, add
+    nothing (hand-computed: (0.10 + 0.20) / 2)."""
+    col = "dci_nocolor.disentanglement"
+    rows = pd.DataFrame([
+        {"profile": "reading", "run_id": f"r-s{seed}", "label": "R", "state": state,
+         "step": step, col: 0.01} for seed, state, steps in (
+            (0, "finished", (10_000, 20_000)), (1, "finished", (10_000, 20_000)),
+            (2, "training", (10_000,)), (3, "finished", (10_000, 20_000)))
+        for step in steps])
+    for seed, v in ((0, 0.10), (1, 0.20), (2, 0.90)):  # seed 2 trains: its file is not read
+        runfolder.write_eval(tmp_path / "reading" / f"r-s{seed}", Eval(
+            status="completed", metrics={"dci_nocolor": {"disentanglement": v}}))
+    got = study.final_points(rows, [col], tmp_path)
+    assert got[col].keys() == {"R"}
+    assert got[col]["R"][0] == 20_000 and abs(got[col]["R"][1] - 0.15) < 1e-12
+    assert study.final_points(rows.iloc[0:0], [col], tmp_path) == {col: {}}
 
 
 def test_a_configuration_run_at_three_seeds_is_one_reading_in_the_screen():
@@ -732,3 +752,12 @@ def test_the_dci_claims_are_judged_on_both_encoders_codes():
         "undecided; on the adapted encoder's 0 supported, 1 contradicted, 0 undecided "
         "(Without colour, alpha = 1 disentangles better than the vanilla VAE: supports at "
         "20,000 steps -> contradicts at 20,000 steps).")
+
+
+def test_a_final_evaluations_metric_is_read_by_its_milestone_column():
+    metrics = {"mig": 0.21, "dci_nocolor": {"disentanglement": 0.154}}
+    assert study.metric_of(metrics, "dci_nocolor.disentanglement") == 0.154
+    assert study.metric_of(metrics, "mig") == 0.21  # a number at the top level
+    assert study.metric_of(metrics, "mig.x") is None
+    assert study.metric_of(metrics, "dci_nocolor") is None  # a dictionary is no value
+    assert study.metric_of(metrics, "kl") is None and study.metric_of(None, "mig") is None

@@ -331,7 +331,7 @@ def _budget_dci(fr: pd.DataFrame, sr: study.StudyRun, root: str | Path | None
     if last is None:
         return None
     training = last["state"] == "training"
-    final = _metric(_final_metrics(sr, root), "dci_nocolor.disentanglement")
+    final = study.metric_of(_final_metrics(sr, root), "dci_nocolor.disentanglement")
     if final is not None and not training:
         return final, _budget_of(sr), True, False
     return float(last["dci_nocolor.disentanglement"]), int(last["step"]), False, training
@@ -357,15 +357,7 @@ def budget_outcome(fr: pd.DataFrame, sr: study.StudyRun,
 
 def _final_metrics(sr: study.StudyRun, root: str | Path | None) -> dict[str, Any] | None:
     """The metrics of ``sr``'s shipped final evaluation, or None before it has one."""
-    ev = runfolder.read_eval(Path(results_root(root)) / sr.profile / sr.run_id)
-    return ev.metrics if ev is not None and ev.status == "completed" else None
-
-
-def _metric(metrics: dict[str, Any] | None, column: str) -> float | None:
-    """A milestone column (``"dci_nocolor.disentanglement"``) read from evaluation metrics."""
-    metric, _, key = column.partition(".")
-    value = ((metrics or {}).get(metric) or {}).get(key)
-    return None if value is None else float(value)
+    return study.shipped_final(sr.profile, sr.run_id, root)
 
 
 def _budget_of(sr: study.StudyRun) -> int:
@@ -471,23 +463,6 @@ def budget_frame(ms: pd.DataFrame) -> pd.DataFrame:
             & ms["beta"].isin(betas))
     # the study's first, so the long runs are drawn last, over the paper's stars they share
     return pd.concat([ms[base], ms[own & ~base]], ignore_index=True)
-
-
-def budget_finals(budget: pd.DataFrame, columns: Sequence[str],
-                  root: str | Path | None = None) -> dict[str, dict[str, tuple[int, float]]]:
-    """The long runs' final evaluations for :func:`budget_frame`'s figure:
-    ``{column: {label: (steps, value)}}`` for each long run whose final evaluation is
-    shipped (``column`` a milestone column such as ``"dci_nocolor.disentanglement"``)."""
-    out: dict[str, dict[str, tuple[int, float]]] = {c: {} for c in columns}
-    for sr in _budget_runs():
-        rows = budget[(budget["profile"] == sr.profile) & (budget["run_id"] == sr.run_id)]
-        if rows.empty or (rows["state"] == "training").any():
-            continue
-        metrics = _final_metrics(sr, root)
-        for col in columns:
-            if (value := _metric(metrics, col)) is not None:
-                out[col][str(rows["label"].iloc[0])] = (_budget_of(sr), value)
-    return out
 
 
 def _then_diverges(fr: pd.DataFrame, arm: str, step: int) -> str:
