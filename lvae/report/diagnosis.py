@@ -598,8 +598,7 @@ def readings_said(readings: Sequence[ReadingJudged]) -> list[str]:
     """What the brief says of the readings, a line each: one :func:`reading_summary` for
     each reading with a seed finished or diverged, and the rest named together in one line
     (``"no seed finished at the study's budget yet: A; B"``), so that three readings
-    waiting do not take three lines. A page lists them; :func:`readings_summary` makes
-    them one sentence."""
+    waiting do not take three lines; a page lists them."""
     waiting = [rj for rj in readings if not (rj.seeds_done or rj.diverged)]
     said = [reading_summary(rj) for rj in readings if rj not in waiting]
     if len(waiting) > 1:
@@ -608,11 +607,6 @@ def readings_said(readings: Sequence[ReadingJudged]) -> list[str]:
     elif waiting:
         said.append(reading_summary(waiting[0]))
     return said
-
-
-def readings_summary(readings: Sequence[ReadingJudged]) -> str:
-    """:func:`readings_said` as one sentence, its lines joined by semicolons."""
-    return "; ".join(readings_said(readings)) or "none yet"
 
 
 def retrace(fr: pd.DataFrame, reading: study.Reading) -> str:
@@ -701,7 +695,7 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
     * **reproduced only under reading X** when a reading's runs support it (with its line);
     * otherwise **not reproduced**: each reading named under its state on the claim
       (:func:`_reading_state`, its label and how many seeds; those with no seed finished
-      only counted, :func:`readings_summary` names them), an arm that escaped the
+      only counted, :func:`readings_said` names them), an arm that escaped the
       screen and is no reading yet a candidate, and how many other screened readings
       memorise or diverge (a Local VAE whose z carries nothing cannot show the
       disentangled, non-copying code the claims are about). It is **not reproduced under
