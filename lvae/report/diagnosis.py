@@ -331,7 +331,8 @@ def _budget_dci(fr: pd.DataFrame, sr: study.StudyRun, root: str | Path | None
     if last is None:
         return None
     training = last["state"] == "training"
-    final = study.metric_of(_final_metrics(sr, root), "dci_nocolor.disentanglement")
+    final = study.metric_of(study.shipped_final(sr.profile, sr.run_id, root),
+                            "dci_nocolor.disentanglement")
     if final is not None and not training:
         return final, _budget_of(sr), True, False
     return float(last["dci_nocolor.disentanglement"]), int(last["step"]), False, training
@@ -353,11 +354,6 @@ def budget_outcome(fr: pd.DataFrame, sr: study.StudyRun,
         return f"D w/o colour {v:.3f} at step {step:,} (final evaluation){paper_txt}"
     where = f"at step {step:,}" + (f" of {_budget_of(sr):,} (training)" if training else "")
     return f"D w/o colour {v:.3f} {where}{paper_txt}"
-
-
-def _final_metrics(sr: study.StudyRun, root: str | Path | None) -> dict[str, Any] | None:
-    """The metrics of ``sr``'s shipped final evaluation, or None before it has one."""
-    return study.shipped_final(sr.profile, sr.run_id, root)
 
 
 def _budget_of(sr: study.StudyRun) -> int:
