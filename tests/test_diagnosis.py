@@ -757,3 +757,26 @@ def test_a_final_evaluations_metric_is_read_by_its_milestone_column():
     assert study.metric_of(metrics, "mig.x") is None
     assert study.metric_of(metrics, "dci_nocolor") is None  # a dictionary is no value
     assert study.metric_of(metrics, "kl") is None and study.metric_of(None, "mig") is None
+
+
+def test_many_readings_in_one_state_are_counted_not_named():
+    """Six readings that cannot decide on one seed each make one short clause, not six
+    labels; two are still named, and readings with different seed counts are counted
+    without a shared note."""
+    one = [("a", "1 of 3 seeds")] * 2
+    assert diagnosis._members(one) == "a [1 of 3 seeds], a [1 of 3 seeds]"
+    assert diagnosis._members([("a", "1 of 3 seeds")] * 6) == "6 readings [1 of 3 seeds each]"
+    assert diagnosis._members([("a", "1 of 3 seeds"), ("b", "2 of 3 seeds"),
+                               ("c", "")]) == "3 readings"
+    assert diagnosis._members([("a", "")] * 3) == "3 readings"
+    readings = study.READINGS[:3]
+    vanilla = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    frame = _runs([*vanilla, (1.0, 1.0, "pixel_mean", 0, 0.13)])
+    frame.loc[frame.index[3:], "neighborhood"] = "latent_knn"
+    rj = diagnosis.judge_reading(frame, readings[1])
+    arms = pd.DataFrame({"arm": ["b"], "outcome": ["memorises"]})
+    status = diagnosis.reproduction_status({"key": "nocolor", "value": "cannot decide",
+                                            "tested": True}, arms, [rj] * 3)
+    assert status == ("not reproduced under the study's reading; cannot decide under 3 "
+                      "readings [1 of 3 seeds each]; 1 other screened reading memorises or "
+                      "diverges")

@@ -690,8 +690,9 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
     * **reproduced** (under the study's reading) when the study supports it;
     * **reproduced only under reading X** when a reading's runs support it (with its line);
     * otherwise **not reproduced**: each reading named under its state on the claim
-      (:func:`_reading_state`, its label and how many seeds; those with no seed finished
-      only counted, :func:`readings_said` names them), an arm that escaped the
+      (:func:`_reading_state`, its label and how many seeds; counted, not named, beyond
+      two in one state (:func:`_members`); those with no seed finished only counted,
+      :func:`readings_said` names them), an arm that escaped the
       screen and is no reading yet a candidate, and how many other screened readings
       memorise or diverge (a Local VAE whose z carries nothing cannot show the
       disentangled, non-copying code the claims are about). It is **not reproduced under
@@ -726,19 +727,19 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
         return ("not reproduced under any reading tried" if not waiting else
                 f"not reproduced yet ({waiting} of {len(readings) + len(candidates)} "
                 f"reading{'s' if len(readings) + len(candidates) != 1 else ''} unfinished)")
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, list[tuple[str, str]]] = {}
     for rj, state, note in states:
-        groups.setdefault(state, []).append(
-            rj.reading.label + (f" [{note}]" if note and state != _UNTESTABLE else ""))
+        groups.setdefault(state, []).append((rj.reading.label, note))
     said = []
-    for state, labels in groups.items():
+    for state, members in groups.items():
         if state == _UNTESTABLE:
-            who = "the readings" if len(labels) == len(states) else ", ".join(labels)
+            who = ("the readings" if len(members) == len(states)
+                   else ", ".join(label for label, _ in members))
             said.append(f"{who} {_UNTESTABLE} (one configuration each)")
         elif state == "pending":  # the brief above the table names them
-            said.append(f"{len(labels)} reading{'s' if len(labels) != 1 else ''} pending")
+            said.append(f"{len(members)} reading{'s' if len(members) != 1 else ''} pending")
         else:
-            said.append(f"{state} under {', '.join(labels)}")
+            said.append(f"{state} under {_members(members)}")
     if candidates:
         said.append(f"candidate: {', '.join(candidates)} (escaped the screen; its 20k-step "
                     "seeds next)")
@@ -753,6 +754,23 @@ def reproduction_status(judged: Any, arms: pd.DataFrame,
     return (f"not reproduced under any reading tried: the study's and {done} other"
             f"{'s' if done != 1 else ''} ({len(s['memorises'])} memorise, "
             f"{len(s['diverges'])} diverge){pending}")
+
+
+#: More readings than this in one state are counted, not named, in a claim's status (the
+#: brief above the claims table and the Diagnosis page's table name each one).
+_NAMED_MAX = 2
+
+
+def _members(members: Sequence[tuple[str, str]]) -> str:
+    """The readings in one state on a claim, each ``(label, note)``: named with their notes
+    (``"α=1 (latent_knn) [1 of 3 seeds]"``) up to :data:`_NAMED_MAX`, counted beyond it
+    (``"5 readings [1 of 3 seeds each]"``, the note said once where all share it), so a
+    claim's status stays a line however many readings escape the screen."""
+    if len(members) <= _NAMED_MAX:
+        return ", ".join(label + (f" [{note}]" if note else "") for label, note in members)
+    notes = {note for _, note in members}
+    note = notes.pop() if len(notes) == 1 else ""
+    return f"{len(members)} readings" + (f" [{note} each]" if note else "")
 
 
 def reading_verdict(rj: ReadingJudged, key: str) -> str:
