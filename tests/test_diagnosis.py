@@ -780,3 +780,18 @@ def test_many_readings_in_one_state_are_counted_not_named():
     assert status == ("not reproduced under the study's reading; cannot decide under 3 "
                       "readings [1 of 3 seeds each]; 1 other screened reading memorises or "
                       "diverges")
+
+
+def test_the_arms_table_carries_the_heldout_elbo_at_the_judged_milestone():
+    """The held-out negative ELBO of the meta-model and of the adapted model come from the
+    judged milestone (5k, not 10k); a milestone without them (a vanilla VAE has no adapted
+    model) reads as missing, not zero."""
+    fr = milestones([5000, 10_000], [9.0, 9.0], [2.0, 2.0]).assign(
+        heldout_meta=[3241.0, 3000.0], heldout_adapted=[860.0, np.nan],
+        arm=study.STUDY_CONTROL, choice="control")
+    o = diagnosis.outcome(fr)
+    assert (o["heldout_meta"], o["heldout_adapted"]) == (3241.0, 860.0)
+    assert diagnosis.outcome(fr, step=10_000)["heldout_adapted"] is None
+    sr = next(s for s in study.DIAGNOSIS if s.arm == study.STUDY_CONTROL)
+    row = diagnosis.arm_table(fr.assign(run_id=sr.run_id, profile=sr.profile)).iloc[0]
+    assert (row["−ELBO meta"], row["−ELBO adapted"]) == (3241.0, 860.0)

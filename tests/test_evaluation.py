@@ -214,3 +214,26 @@ def test_the_copy_baseline_scores_the_training_images_themselves(tmp_path, blobs
     assert copies["name"] == generated["name"] == "FD-factors"
     assert copies["generated"].startswith("training images")
     assert 0 <= copies["FD-factors"] < generated["FD-factors"] / 2
+
+
+@pytest.mark.parametrize("kind", ["input_l2", "latent_knn"])
+def test_heldout_elbo_of_the_adapted_model_under_knn_neighbourhoods(tmp_path, blobs, kind):
+    """Held-out images are no pool images: under kNN kinds they adapt on their K nearest
+    pool images. As alpha goes to 0 the adapted model is the meta-model, so its held-out
+    ELBO (same posterior draws) meets the meta-model's; at the run's alpha = 1 the step
+    moves it."""
+    import dataclasses
+
+    from lvae.evaluation import heldout_neg_elbo
+    from lvae.training import load_run
+
+    run_dir = tmp_path / kind
+    train(tiny(neighborhood=kind, steps=4), run_dir, dataset=blobs, progress=False)
+    run = load_run(run_dir, dataset=blobs)
+    out = heldout_neg_elbo(run, 12, seed=0, batch=5)
+    assert out["num_images"] == 12 and np.isfinite(out["adapted"])
+    assert abs(out["adapted"] - out["meta"]) > 1e-3 * out["meta"]
+    still = dataclasses.replace(run, config=run.config.replace(alpha=1e-9))
+    near = heldout_neg_elbo(still, 12, seed=0, batch=5)
+    assert near["meta"] == out["meta"]
+    assert near["adapted"] == pytest.approx(near["meta"], rel=1e-5)

@@ -177,16 +177,18 @@ def outcome(rows: pd.DataFrame, step: int = SCREEN_STEP) -> dict[str, Any]:
     """The rule applied to one run's milestones (``rows``: one run of :func:`frame`).
 
     Returns ``{"outcome", "step", "kl", "local_share", "z_share", "copy_distance",
-    "dci_nocolor"}`` at the judged milestone: the last one up to ``step``. ``outcome`` is
-    "escapes", "memorises", "diverges at step N", "in progress" (a run still training
-    that has not reached ``step``) or "no readout" (milestones made before it existed).
+    "heldout_meta", "heldout_adapted", "dci_nocolor"}`` at the judged milestone: the last
+    one up to ``step``. ``outcome`` is "escapes", "memorises", "diverges at step N", "in
+    progress" (a run still training that has not reached ``step``) or "no readout"
+    (milestones made before it existed).
     """
     rows = rows.sort_values("step")
     upto = rows[rows["step"] <= step]
     last = upto.iloc[-1] if len(upto) else None
     out: dict[str, Any] = {"step": None if last is None or not last["step"] else
                            int(last["step"])}  # step 0: diverged before its first milestone
-    for key in ("kl", "local_share", "z_share", "copy_distance"):
+    for key in ("kl", "local_share", "z_share", "copy_distance", "heldout_meta",
+                "heldout_adapted"):
         out[key] = None if last is None else _num(last.get(key))
     out["dci_nocolor"] = None if last is None else _num(
         last.get("dci_nocolor.disentanglement"))
@@ -214,7 +216,9 @@ def _num(x: Any) -> float | None:
 
 def arm_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
     """One row per shipped screening run: the choice, the arm, the readout at the judged
-    milestone (``step``; KL in nats, ``copy``: the copy distance), and the rule's outcome.
+    milestone (``step``; KL in nats, ``copy``: the copy distance; the held-out negative ELBO
+    of the meta-model alone and of the adapted model, nats per image), and the rule's
+    outcome.
     The controls (the yardsticks) come first, then the arms by choice in the page's order
     (:data:`CHOICES`), each choice's in the plan's order, so one choice's arms sit
     together whenever the workers ran them. The long baselines are not screened (no inner
@@ -235,9 +239,10 @@ def arm_table(fr: pd.DataFrame, step: int = SCREEN_STEP) -> pd.DataFrame:
                      "arm": first["arm"], "step": o["step"],
                      "KL": o["kl"], "local share": o["local_share"],
                      "z-share": o["z_share"], "copy": o["copy_distance"],
+                     "−ELBO meta": o["heldout_meta"], "−ELBO adapted": o["heldout_adapted"],
                      "D w/o colour": o["dci_nocolor"], "outcome": o["outcome"]})
-    cols = ["choice", "arm", "step", "KL", "local share", "z-share", "copy", "D w/o colour",
-            "outcome"]
+    cols = ["choice", "arm", "step", "KL", "local share", "z-share", "copy", "−ELBO meta",
+            "−ELBO adapted", "D w/o colour", "outcome"]
     if not rows:
         return pd.DataFrame(columns=cols)
     return pd.DataFrame(rows).sort_values("order")[cols].reset_index(drop=True)
