@@ -795,3 +795,20 @@ def test_the_arms_table_carries_the_heldout_elbo_at_the_judged_milestone():
     sr = next(s for s in study.DIAGNOSIS if s.arm == study.STUDY_CONTROL)
     row = diagnosis.arm_table(fr.assign(run_id=sr.run_id, profile=sr.profile)).iloc[0]
     assert (row["−ELBO meta"], row["−ELBO adapted"]) == (3241.0, 860.0)
+
+
+def test_the_plans_state_in_one_line():
+    status = pd.DataFrame({
+        "state": ["finished", "finished", "diverged", "in progress", "planned", "planned"],
+        "trained on": ["CPU", "CPU", "NVIDIA H200", "CPU", None, None],
+        "hours": [2.0, 1.25, 0.5, 0.3, None, None]})
+    assert diagnosis.plan_summary(status, 9.4) == (
+        "3 of 6 runs ended (1 diverged), 1 shipped part-way, 2 planned; 3.5 CPU-hours spent "
+        "and 0.5 hours on NVIDIA H200; about 9 CPU-hours left (some 5 hours on two "
+        "one-thread workers)")
+
+
+def test_the_plans_status_names_each_run_by_its_arm_in_the_plans_order(tmp_path: Path):
+    status = diagnosis.plan_status(tmp_path)  # nothing shipped: every run planned
+    assert status["arm"].tolist() == [sr.arm for sr in study.DIAGNOSIS]
+    assert set(status["state"]) == {"planned"}

@@ -958,3 +958,36 @@ def findings(arms: pd.DataFrame, fr: pd.DataFrame | None = None) -> list[str]:
     rows = [r for _, r in arms.iterrows()]
     return ([one(r) for r in rows if not study.is_control(r["arm"])]
             + [one(r) for r in rows if study.is_control(r["arm"])])
+
+
+def plan_status(root: str | Path | None = None) -> pd.DataFrame:
+    """The diagnosis's plan beside what is shipped, in the order the workers take its runs:
+    :func:`lvae.report.study.status_frame` over :data:`lvae.report.study.DIAGNOSIS`, each
+    run named by its ``arm`` as the rest of the page names it."""
+    status = study.status_frame(root, study.DIAGNOSIS)
+    return status.assign(arm=[sr.arm for sr in study.DIAGNOSIS])
+
+
+def plan_hours_left(root: str | Path | None = None) -> float:
+    """CPU hours the plan's unshipped runs still need, priced by
+    :func:`lvae.report.study.hours_left` at the cost per step of the shipped finished runs
+    of each kind. Read from the repository alone, a run shipped part-way counts from step
+    0 (its worker resumes it from its checkpoint, so the estimate errs high)."""
+    hours, _ = study.hours_left(study.progress(results_root(root), study.DIAGNOSIS))
+    return hours
+
+
+def plan_summary(status: pd.DataFrame, hours_left: float) -> str:
+    """Where the plan stands in one line (``status``: :func:`plan_status`): runs ended
+    (diverged among them), in progress and planned; the CPU hours its shipped runs took;
+    and the hours left (:func:`plan_hours_left`), also as wall-clock hours on two one-thread
+    workers, the way the study runs."""
+    counts = status["state"].value_counts()
+    ended = int(counts.get("finished", 0) + counts.get("diverged", 0))
+    spent = study.hours_by_device(status)
+    devices = ", ".join(f"{h:.1f} hours on {d}" for d, h in spent.items() if d != "CPU")
+    return (f"{ended} of {len(status)} runs ended ({int(counts.get('diverged', 0))} "
+            f"diverged), {int(counts.get('in progress', 0))} shipped part-way, "
+            f"{int(counts.get('planned', 0))} planned; {spent.get('CPU', 0.0):.1f} CPU-hours "
+            f"spent{f' and {devices}' if devices else ''}; about {hours_left:.0f} CPU-hours "
+            f"left (some {hours_left / 2:.0f} hours on two one-thread workers)")
