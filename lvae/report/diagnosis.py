@@ -971,8 +971,9 @@ def plan_status(root: str | Path | None = None) -> pd.DataFrame:
 def plan_hours_left(root: str | Path | None = None) -> float:
     """CPU hours the plan's unshipped runs still need, priced by
     :func:`lvae.report.study.hours_left` at the cost per step of the shipped finished runs
-    of each kind. Read from the repository alone, a run shipped part-way counts from step
-    0 (its worker resumes it from its checkpoint, so the estimate errs high)."""
+    of each kind (a run no finished run can price is left out of the sum). Read from the
+    repository alone, a run shipped part-way counts from step 0 (its worker resumes it
+    from its checkpoint, so the estimate errs high)."""
     hours, _ = study.hours_left(study.progress(results_root(root), study.DIAGNOSIS))
     return hours
 
