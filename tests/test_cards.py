@@ -152,3 +152,29 @@ def test_a_nested_card_is_the_card_one_level_below_a_page_section():
     assert len(changed) == 1 + len(card_fields)
     with pytest.raises(ValueError, match="1 to 5"):
         nested_card(LOCAL, top=6)
+
+
+def test_a_card_offers_its_short_name_only_where_it_loads_that_run(tmp_path: Path):
+    """Two readings at the reading profile share the short name alpha=1 (latent_knn) (one
+    keeps eq. 5's prior, one trains at lr 1e-4): load_shipped refuses that name, so their
+    cards must not offer it; alone in a root, the same run's card does, and the name loads
+    it."""
+    from lvae.report.shipped import load_shipped
+
+    pair = [IMPORTED_DIR / "reading" / f"shapes3d-a1e+00-b1-latent_knn-s0-{h}"
+            for h in ("c8c864811", "cfb653d15")]
+    if not all((f / "model.pt").is_file() for f in pair):
+        pytest.skip("the two latent-kNN readings' seed 0 are not shipped")
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    for f in pair:
+        shutil.copytree(f, both / "reading" / f.name)
+    shutil.copytree(pair[0], alone / "reading" / pair[0].name)
+    for f in pair:
+        card = model_card(both / "reading" / f.name)
+        assert "matches more than one shipped run of the `reading` profile" in card
+        assert "loads the same run" not in card
+    card = model_card(alone / "reading" / pair[0].name)
+    assert ('`load_shipped("alpha=1 (latent_knn)", seed=0, profile="reading")` loads the same '
+            "run") in card
+    run = load_shipped("alpha=1 (latent_knn)", alone, seed=0, profile="reading")
+    assert run.run_dir == alone / "reading" / pair[0].name

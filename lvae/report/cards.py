@@ -31,6 +31,7 @@ from lvae.model import KERNEL, Architecture, layer_specs
 from lvae.records import Eval, Milestone, Provenance, Result
 from lvae.report.shipped import (
     PREFERRED_PROFILE,
+    find_shipped,
     qualified_name,
     results_root,
     sha256_file,
@@ -352,9 +353,8 @@ def model_card(folder: str | Path) -> str:
             "images = localized_samples(run, refs, torch.randn(8, run.arch.latent_dim))",
             "```",
             "",
-            f"`images` is (4 references, 8 codes, C, H, W) pixel means. The short name "
-            f"`load_shipped(\"{short_name(cfg)}\", seed={cfg.get('seed')}{profile_arg})` "
-            "loads the same run.",
+            "`images` is (4 references, 8 codes, C, H, W) pixel means. "
+            + _short_name_line(folder, cfg, profile_arg),
         ],
     }
     lines = [f"# Model card: `{qname}` ({short_name(cfg)}, seed {cfg.get('seed')})", "",
@@ -364,6 +364,24 @@ def model_card(folder: str | Path) -> str:
     for head in card_fields:
         lines += [f"## {head}", "", *sections[head], ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _short_name_line(folder: Path, cfg: Mapping[str, Any], profile_arg: str) -> str:
+    """The sentence that offers the run's short name (``alpha=1``, seed and profile) to
+    :func:`~lvae.report.shipped.load_shipped`, only where that name finds this very run:
+    runs that differ in a setting the short name does not carry (eq. 5's prior, the lr)
+    share it, and :func:`~lvae.report.shipped.find_shipped` refuses the ambiguity."""
+    name, seed = short_name(dict(cfg)), cfg.get("seed")
+    try:
+        found = find_shipped(name, folder.parent.parent, seed=seed, profile=folder.parent.name)
+    except ValueError:
+        found = None
+    if found is not None and found.resolve() == folder.resolve():
+        return (f'The short name `load_shipped("{name}", seed={seed}{profile_arg})` loads the '
+                "same run.")
+    return (f"Its short name (`{name}`, seed {seed}) matches more than one shipped run of the "
+            f"`{folder.parent.name}` profile (they differ in settings the short name does not "
+            "carry), so only the full name above loads this one.")
 
 
 def nested_card(folder: str | Path, top: int = 3) -> str:
