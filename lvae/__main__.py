@@ -87,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--plan", default="study", choices=("study", "diagnosis"),
                    help="which runs: the reference study (default) or the diagnosis of the "
                    "choices the paper leaves open (lvae.report.study.plans.DIAGNOSIS)")
+    s.add_argument("--results", default=None,
+                   help="the repository's results/: the runs it holds finished are not "
+                   "trained again, those it holds in progress resume from their copy, and "
+                   "ship writes there (default: the results/ beside this lvae; workers "
+                   "running a pinned checkout of the code name the repository's)")
     return p
 
 
@@ -111,13 +116,15 @@ def _study(args: argparse.Namespace) -> int:
     if args.action == "work":
         log = lambda m: print(m, flush=True)  # noqa: E731
         if args.jobs is None and args.scheduler is None:
-            study.work(args.out, limit=args.limit, log=log, runs=runs)
+            study.work(args.out, limit=args.limit, log=log, runs=runs,
+                       shipped_root=args.results)
             return 0
         from lvae.report.reproduce import RunnerError, parse_resources
 
         try:
             study.work_on(args.out, runs, jobs=args.jobs or 1, scheduler=args.scheduler,
-                          resources=parse_resources(args.resources), log=log)
+                          resources=parse_resources(args.resources), log=log,
+                          shipped_root=args.results)
         except (ValueError, RunnerError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -130,12 +137,12 @@ def _study(args: argparse.Namespace) -> int:
             if not (runfolder.read_milestones(rdir) or (rdir / runfolder.RESULT).is_file()):
                 print(f"not shipped: {sr.name} (no milestone evaluated yet)")
                 continue
-            if study.shipped_current(rdir):
+            if study.shipped_current(rdir, args.results):
                 print(f"up to date: {sr.name}")
                 continue
-            print(f"shipped {study.ship(rdir)}")
+            print(f"shipped {study.ship(rdir, args.results)}")
         return 0
-    rows = study.progress(args.out, runs)
+    rows = study.progress(args.out, runs, args.results)
     hours: dict[str, float] = {}
     for r in rows:
         hours[r["device"]] = hours.get(r["device"], 0.0) + r["cpu_hours"]

@@ -64,8 +64,10 @@ fi
 cd "$OUT"
 PYTHONPATH="$OUT/code" "$PY" -c "import lvae, sys; sys.exit(not lvae.__file__.startswith('$OUT/code/'))" \
     || { echo "error: workers would not import the pinned code in $OUT/code" >&2; exit 2; }
+# The evidence is the repository's results/, not the pinned checkout's: that one stops at
+# the pin, so runs shipped since (and progress copies) would be trained again from step 0.
 PYTHONPATH="$OUT/code" setsid nohup nice -n 5 "$PY" -m lvae study work --plan "$PLAN" \
-    --out "$OUT" --jobs "$N" >> "$OUT/work.log" 2>&1 < /dev/null &
+    --out "$OUT" --jobs "$N" --results "$REPO/results" >> "$OUT/work.log" 2>&1 < /dev/null &
 sleep 2
 echo "started $N worker(s) of plan $PLAN (log: $OUT/work.log) at ${COMMIT:0:12} on $OUT; progress:" \
-    "PYTHONPATH=$OUT/code $PY -m lvae study status --plan $PLAN --out $OUT"
+    "PYTHONPATH=$OUT/code $PY -m lvae study status --plan $PLAN --out $OUT --results $REPO/results"

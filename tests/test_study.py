@@ -476,6 +476,49 @@ def test_a_run_in_progress_resumes_on_another_machine_from_what_is_shipped(
         study.resume_from_shipped(tmp_path / "third" / sr.run_id, sr, results)
 
 
+def test_workers_read_the_results_they_are_given_not_their_pinned_checkouts(
+        tmp_path: Path, monkeypatch, capsys, one_torch_thread):
+    """The workers run a checkout pinned to an older commit, whose ``results/`` stops at the
+    pin: on a fresh machine they trained again from step 0 runs shipped since and a run
+    the repository held in progress. Given the repository's results (``--results``), a
+    progress copy there resumes (its log goes on from the cut), and status counts a run
+    finished there as shipped, which the default results/ does not hold."""
+    import dataclasses
+
+    from lvae import config
+    from lvae.__main__ import main
+
+    tiny = dataclasses.replace(config.PROFILES["smoke"], name="study", steps=4, lr=1e-3,
+                               milestones=(2, 4), judges=True)
+    monkeypatch.setitem(config.PROFILES, "study", tiny)
+    monkeypatch.setattr(measures, "MILESTONE_DCI", SIZES)
+    sr = study.StudyRun(plans._shapes(0.0, 9), "study", "t")  # a seed results/ lacks
+    monkeypatch.setattr(plans, "PLANS", {**study.PLANS, "study": (sr,)})
+
+    def die(step: int, _path: Path) -> None:
+        raise KeyboardInterrupt
+
+    st = study.setup(tmp_path / "here", sr)
+    with pytest.raises(KeyboardInterrupt):
+        train(st.config, st.run_dir, progress=False, snapshot_steps=(2,), on_snapshot=die,
+              checkpoint_seconds=0.0)
+    results = tmp_path / "repo" / "results"
+    study.ship(st.run_dir, results)
+    there = tmp_path / "there"
+    assert study.work_on(there, (sr,), jobs=1, inline=True, log=lambda m: None,
+                         shipped_root=results) == 1
+    assert "resumed from the shipped checkpoint at step 1" in capsys.readouterr().out
+    assert study.is_done(study.run_dir(there, sr))
+
+    study.ship(study.run_dir(there, sr), results)
+    fresh = str(tmp_path / "fresh")
+    assert main(["study", "status", "--out", fresh, "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "4/4" in out and "1 of 1 runs done" in out
+    assert main(["study", "status", "--out", fresh]) == 0
+    assert "0 of 1 runs done" in capsys.readouterr().out
+
+
 def test_train_only_checks_its_options_before_starting_anything(tmp_path: Path):
     run = "study/shapes3d-a1e+01-b1-synthetic-s0"
     with pytest.raises(ValueError, match="named more than once"):

@@ -65,12 +65,15 @@ def is_done(rdir: Path) -> bool:
     return runfolder.finished(rdir) is not None
 
 
-def complete(out: str | Path, sr: StudyRun, log=print) -> dict[str, Any]:
-    """Train, evaluate the milestones and the final model of one run (all resumable)."""
+def complete(out: str | Path, sr: StudyRun, log=print,
+             shipped_root: str | Path | None = None) -> dict[str, Any]:
+    """Train, evaluate the milestones and the final model of one run (all resumable); a
+    run the repository holds in progress (under ``shipped_root``, its ``results/``) goes on
+    from that copy's checkpoint."""
 
     st = setup(out, sr)
     prof = PROFILES[sr.profile]
-    resume_from_shipped(st.run_dir, sr, log=log)
+    resume_from_shipped(st.run_dir, sr, shipped_root, log=log)
 
     def on_snapshot(step: int, _path: Path) -> None:
         rec = milestone_eval(st.run_dir, step)
@@ -117,7 +120,7 @@ def work(out: str | Path, limit: int | None = None, log=print,
                 if is_done(rdir):  # finished by another worker between the checks
                     continue
                 log(f"{now()} worker {os.getpid()} takes {sr.name} ({sr.arm or sr.purpose})")
-                complete(out, sr, log=log)
+                complete(out, sr, log=log, shipped_root=shipped_root)
                 done += 1
                 break
         else:
@@ -128,7 +131,8 @@ def work(out: str | Path, limit: int | None = None, log=print,
 
 def run_task(task: Any) -> Any:
     """Complete one study run on a Dask worker (:func:`work_on`): the task's ``parameters``
-    hold the output folder (``out``) and the :class:`StudyRun` (``run``). A run held by
+    hold the output folder (``out``), the :class:`StudyRun` (``run``) and where the
+    repository's shipped runs are (``shipped``, None for ``results/``). A run held by
     another process (a worker of another invocation, a ``study train``) is left to it; an
     error in the run is its outcome ("failed", with the error), not a dead worker."""
 
@@ -141,7 +145,8 @@ def run_task(task: Any) -> Any:
             if not mine:
                 return Outcome(task.name, "skipped", str(rdir), "held by another process")
             if not is_done(rdir):
-                complete(out, sr, log=lambda m: print(m, flush=True))
+                complete(out, sr, log=lambda m: print(m, flush=True),
+                         shipped_root=task.parameters.get("shipped"))
     except Exception as e:  # the run's own failure, reported as such
         return Outcome(task.name, "failed", str(rdir), f"{type(e).__name__}: {e}", 1,
                        time.perf_counter() - t0)
@@ -167,7 +172,9 @@ def work_on(out: str | Path, runs: tuple[StudyRun, ...] | None = None, jobs: int
         log(f"{now()}: no run left to take")
         return 0
     tasks = [Task(f"study:{sr.name}", "", str(run_dir(out, sr)),
-                  {"out": str(out), "run": sr}, priority=len(todo) - i,
+                  {"out": str(out), "run": sr,
+                   "shipped": None if shipped_root is None else str(shipped_root)},
+                  priority=len(todo) - i,
                   accelerated=True) for i, sr in enumerate(todo)]
     log(f"{now()}: {len(todo)} runs for {jobs if scheduler is None else 'the cluster'}'s "
         f"workers, first {todo[0].name}")
@@ -258,18 +265,18 @@ def train_only(out: str | Path, names: list[str], seconds: float | None = None,
     return {n: (c if c >= 0 else None) for n, c in codes.items()}  # killed: None
 
 
-def progress(out: str | Path, runs: tuple[StudyRun, ...] | None = None
-             ) -> list[dict[str, Any]]:
+def progress(out: str | Path, runs: tuple[StudyRun, ...] | None = None,
+             shipped_root: str | Path | None = None) -> list[dict[str, Any]]:
     """Where each run of a plan (the study's by default) stands: steps, seconds per step,
     CPU hours (training CPU from the result or the last checkpoint, plus the evaluations'
     wall time), milestones. A run the repository holds finished reads "shipped" when this
-    machine has no copy of it."""
+    machine has no copy of it (``shipped_root``: the repository's ``results/``)."""
     rows = []
     for sr in STUDY if runs is None else runs:
         rdir = run_dir(out, sr)
-        shipped = not (rdir / runfolder.CONFIG).is_file() and shipped_done(sr)
+        shipped = not (rdir / runfolder.CONFIG).is_file() and shipped_done(sr, shipped_root)
         if shipped:
-            rdir = results_root() / sr.profile / sr.run_id
+            rdir = results_root(shipped_root) / sr.profile / sr.run_id
         cfg = runfolder.read_config(rdir) or {}
         result = runfolder.read_result(rdir)
         last = runfolder.last_log(rdir)
