@@ -612,6 +612,43 @@ def test_a_shipped_run_gains_the_readout_from_its_model(tmp_path: Path):
     assert study.readout_shipped(dest) is None  # already there: nothing to do
 
 
+def test_a_shipped_runs_missing_adapted_elbo_comes_from_its_model(tmp_path: Path,
+                                                                  one_torch_thread):
+    """kNN runs evaluated before the held-out ELBO adapted under kNN neighbourhoods lack
+    its adapted value. From model.pt (float16) it is added to the last milestone: on a
+    run whose milestone recorded both live (from the float32 snapshot) it gives back the
+    recorded numbers, and the rewritten file still matches its provenance."""
+    import shutil
+
+    from lvae.report.results import IMPORTED_DIR
+    from lvae.report.shipped import sha256_file
+
+    src = IMPORTED_DIR / "study" / "shapes3d-a1e+00-b1-latent_knn-s1"
+    dest = tmp_path / "study" / src.name
+    shutil.copytree(src, dest)
+    path = runfolder.milestone_path(dest, runfolder.read_milestones(dest)[-1].step)
+    last = json.loads(path.read_text())
+    live = dict(last["readout"]["heldout"])
+    assert live["adapted"] is not None
+    last["readout"]["heldout"]["adapted"] = None
+    path.write_text(json.dumps(last))
+    with pytest.raises(ValueError, match=r"step_020000.json does not match the sha256"):
+        study.heldout_shipped(dest)  # a changed file is never re-sealed
+    prov = json.loads((dest / "provenance.json").read_text())
+    prov["sha256"][path.relative_to(dest).as_posix()] = sha256_file(path)
+    (dest / "provenance.json").write_text(json.dumps(prov))
+
+    rec = study.heldout_shipped(dest)
+    assert rec is not None and rec.step == 20_000
+    held = rec.readout["heldout"]
+    assert held["adapted"] == pytest.approx(live["adapted"], rel=2e-3)
+    assert held["meta_from_model"] == pytest.approx(live["meta"], rel=2e-3)
+    assert held["meta"] == live["meta"] and "model.pt (float16)" in held["adapted_from"]
+    assert all(sha256_file(dest / k) == v for k, v in runfolder.recorded_sha256(dest).items())
+    assert path.read_bytes() == runfolder.shipped_json(json.loads(path.read_text()))
+    assert study.heldout_shipped(dest) is None  # already there: nothing to do
+
+
 def test_the_plans_pins_live_in_the_repository(tmp_path: Path):
     """A fresh machine used to re-pin the study to HEAD silently (the pin lived in
     ~/lvae-study/COMMIT): the pins are committed, and a plan without one is refused."""

@@ -223,6 +223,47 @@ def readout_shipped(folder: str | Path, seed: int = 0) -> Milestone | None:
     return record
 
 
+def heldout_shipped(folder: str | Path, seed: int = 0) -> Milestone | None:
+    """Add the adapted model's held-out negative ELBO to the last milestone of a shipped,
+    finished run whose readout lacks it, from its ``model.pt`` (that milestone's snapshot,
+    in float16). Milestones of kNN runs evaluated before :func:`heldout_neg_elbo` adapted
+    under kNN neighbourhoods (7 December 2026) hold only the meta-model's value; their
+    weights give the other. The meta-model's value is computed again beside it
+    (``meta_from_model``): against the recorded one it shows what the float16 weights
+    change. The run's provenance gets the rewritten file's sha256 (shipped files are
+    verified). Returns the new record, or None when there is nothing to do."""
+
+    from lvae.report.shipped import sha256_file
+
+    folder = Path(folder)
+    recs = runfolder.read_milestones(folder)
+    held = ((recs[-1].readout or {}).get("heldout") or {}) if recs else {}
+    if (not held or held.get("adapted") is not None or not held.get("num_images")
+            or not (folder / SHIPPED_MODEL).is_file()):
+        return None
+    path = runfolder.milestone_path(folder, recs[-1].step)
+    key = path.relative_to(folder).as_posix()
+    prov = runfolder.read_provenance(folder)
+    sums = dict((prov.sha256 or {}) if prov is not None else {})
+    if key in sums and sums[key] != sha256_file(path):  # never re-seal a changed file
+        raise ValueError(f"{path} does not match the sha256 its provenance.json records: "
+                         f"restore it with `git checkout -- {path}` and run again")
+    run = load_run(folder)
+    if run.step != recs[-1].step or run.config.alpha <= 0:
+        return None
+    t0 = time.perf_counter()
+    got = heldout_neg_elbo(run, int(held["num_images"]), seed)
+    new_held = {**held, "adapted": got["adapted"], "meta_from_model": got["meta"],
+                "adapted_from": f"{SHIPPED_MODEL} (float16), {now()}",
+                "adapted_wall_time_s": round(time.perf_counter() - t0, 2)}
+    record = replace(recs[-1], readout=jsonable({**recs[-1].readout, "heldout": new_held}))
+    atomic_write_bytes(path, runfolder.shipped_json(record.to_dict()))  # as shipped
+    if key in sums:
+        runfolder.write_provenance(folder, replace(prov, sha256={**sums,
+                                                                 key: sha256_file(path)}))
+    return record
+
+
 def _keep_pictures(rdir: str | Path, step: int, run: Any, seed: int) -> str:
     """Render what the snapshot draws now, while it is loaded, beside the milestone's
     record (shipping then copies them instead of reloading every snapshot)."""
