@@ -636,7 +636,7 @@ def test_the_long_baselines_are_read_by_their_own_rule_not_the_screens(tmp_path:
                    ) == "pending: not started"
     training = _long_rows(16.0, [(1000, 0.01), (20_000, 0.122), (100_000, 0.30)], "training")
     assert verdict(training) == ("pending: D w/o colour 0.300 at step 100,000 (a milestone; "
-                                 "the line: 0.345, half the paper's 0.690)")
+                                 "the rule's bar: 0.345, half the paper's 0.690)")
     ended = _long_rows(16.0, [(20_000, 0.122), (300_000, 0.40)], "finished")
     assert verdict(ended).startswith("pending: D w/o colour 0.400 at step 300,000")
     (tmp_path / "long").mkdir()

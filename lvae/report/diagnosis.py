@@ -378,9 +378,9 @@ def budget_verdict(fr: pd.DataFrame, root: str | Path | None = None) -> str:
         return "pending: not started"
     v, step, final, _ = got
     if not final:
-        return (f"pending: D w/o colour {v:.3f} at step {step:,} (a milestone; the line: "
+        return (f"pending: D w/o colour {v:.3f} at step {step:,} (a milestone; the rule's bar: "
                 f"{line:.3f}, half the paper's {paper_v:.3f})")
-    nums = f"D w/o colour {v:.3f} at step {step:,} (its final evaluation; the line: " \
+    nums = f"D w/o colour {v:.3f} at step {step:,} (its final evaluation; the rule's bar: " \
            f"{line:.3f}, half the paper's {paper_v:.3f})"
     if v >= line:
         return f"approaches the paper: {nums}"
