@@ -612,6 +612,7 @@ def test_a_shipped_run_gains_the_readout_from_its_model(tmp_path: Path):
     assert study.readout_shipped(dest) is None  # already there: nothing to do
 
 
+@pytest.mark.slow  # ~30 s: 500 held-out images adapted; a one-off backfill's check
 def test_a_shipped_runs_missing_adapted_elbo_comes_from_its_model(tmp_path: Path,
                                                                   one_torch_thread):
     """kNN runs evaluated before the held-out ELBO adapted under kNN neighbourhoods lack
