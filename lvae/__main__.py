@@ -112,6 +112,11 @@ def _study(args: argparse.Namespace) -> int:
             return 2
         print(json.dumps(codes))
         return 0 if all(c in (0, None) for c in codes.values()) else 1
+    if args.results is not None and not Path(args.results).is_dir():
+        # a mistyped folder would hold nothing shipped: every run would be trained again
+        print(f"error: --results {args.results} is not a folder: name the repository's "
+              "results/ (e.g. --results /path/to/lvae/results)", file=sys.stderr)
+        return 2
     runs = study.plan(args.plan)
     if args.action == "work":
         log = lambda m: print(m, flush=True)  # noqa: E731

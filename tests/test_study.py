@@ -517,6 +517,9 @@ def test_workers_read_the_results_they_are_given_not_their_pinned_checkouts(
     assert "4/4" in out and "1 of 1 runs done" in out
     assert main(["study", "status", "--out", fresh]) == 0
     assert "0 of 1 runs done" in capsys.readouterr().out
+    # a mistyped folder would make every shipped run look unshipped: refused
+    assert main(["study", "work", "--out", fresh, "--results", str(tmp_path / "nope")]) == 2
+    assert "--results " + str(tmp_path / "nope") + " is not a folder" in capsys.readouterr().err
 
 
 def test_train_only_checks_its_options_before_starting_anything(tmp_path: Path):
