@@ -761,3 +761,11 @@ def test_hours_left_prices_each_unfinished_run_by_the_finished_runs_of_its_kind(
     assert study.run_kind(study.DIAGNOSIS[0]) == ("cpu", "local", 32)
     assert study.run_kind(next(sr for sr in study.DIAGNOSIS if sr.choice == "resolution")) \
         == ("diagnosis", "local", 64)
+
+
+def test_learning_rates_read_as_the_book_writes_them():
+    """The Evidence page's status table printed lr 1e-4 as ``0.0001``, which in its narrow
+    column ran into the next cell ("0.0001CPU"); labels and tables share one spelling."""
+    assert [study.lr_text(v) for v in (1e-3, 1e-4, 3e-4, 0.01)] == ["1e-3", "1e-4", "3e-4",
+                                                                    "1e-2"]
+    assert study.label(plans._shapes(1.0, 0), lr=1e-4) == "α=1, lr 1e-4"

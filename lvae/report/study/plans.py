@@ -411,4 +411,10 @@ def label(e: Experiment, lr: float | None = None) -> str:
 
     name = config_label({"alpha": e.alpha, "beta": e.beta, "neighborhood": e.neighborhood,
                          "reduction": e.reduction})
-    return name + (f", lr {lr:.0e}".replace("e-0", "e-") if lr else "")
+    return name + (f", lr {lr_text(lr)}" if lr else "")
+
+
+def lr_text(lr: float) -> str:
+    """A learning rate as the book writes it: ``1e-3``, ``1e-4`` (``{:g}`` gives
+    ``0.0001``, which in a narrow column runs into the next)."""
+    return f"{lr:.0e}".replace("e-0", "e-")
