@@ -233,7 +233,7 @@ def heldout_shipped(folder: str | Path, seed: int = 0) -> Milestone | None:
     change. The run's provenance gets the rewritten file's sha256 (shipped files are
     verified). Returns the new record, or None when there is nothing to do."""
 
-    from lvae.report.shipped import sha256_file
+    from lvae.report.shipped import sha256_file, verify_shipped
 
     folder = Path(folder)
     recs = runfolder.read_milestones(folder)
@@ -243,11 +243,9 @@ def heldout_shipped(folder: str | Path, seed: int = 0) -> Milestone | None:
         return None
     path = runfolder.milestone_path(folder, recs[-1].step)
     key = path.relative_to(folder).as_posix()
+    verify_shipped(folder, (key,))  # never re-seal a changed file
     prov = runfolder.read_provenance(folder)
     sums = dict((prov.sha256 or {}) if prov is not None else {})
-    if key in sums and sums[key] != sha256_file(path):  # never re-seal a changed file
-        raise ValueError(f"{path} does not match the sha256 its provenance.json records: "
-                         f"restore it with `git checkout -- {path}` and run again")
     run = load_run(folder)
     if run.step != recs[-1].step or run.config.alpha <= 0:
         return None
