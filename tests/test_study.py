@@ -601,6 +601,7 @@ def test_a_shipped_run_gains_the_readout_from_its_model(tmp_path: Path):
     import shutil
 
     from lvae.report.results import IMPORTED_DIR
+    from lvae.report.shipped import sha256_file
 
     src = IMPORTED_DIR / "study" / "shapes3d-a1e+00-b1-synthetic-s0"
     dest = tmp_path / "study" / src.name
@@ -609,9 +610,18 @@ def test_a_shipped_run_gains_the_readout_from_its_model(tmp_path: Path):
     last = json.loads(path.read_text())
     last.pop("readout", None)
     path.write_text(json.dumps(last))
+    with pytest.raises(ValueError, match=r"step_020000.json does not match the sha256"):
+        study.readout_shipped(dest)  # a changed file is never re-sealed
+    prov = json.loads((dest / "provenance.json").read_text())
+    prov["sha256"][path.relative_to(dest).as_posix()] = sha256_file(path)
+    (dest / "provenance.json").write_text(json.dumps(prov))
+
     rec = study.readout_shipped(dest)
     assert rec is not None and rec.step == 20_000
     assert rec.readout["local_share"] < 0.01 and rec.readout["kl"] < 0.1
+    # re-sealed as shipped: the shipped format, and every recorded hash still verifies
+    assert path.read_bytes() == runfolder.shipped_json(json.loads(path.read_text()))
+    assert all(sha256_file(dest / k) == v for k, v in runfolder.recorded_sha256(dest).items())
     assert study.readout_shipped(dest) is None  # already there: nothing to do
 
 

@@ -212,6 +212,7 @@ def readout_shipped(folder: str | Path, seed: int = 0) -> Milestone | None:
     recs = runfolder.read_milestones(folder)
     if not recs or recs[-1].readout is not None or not (folder / SHIPPED_MODEL).is_file():
         return None
+    _check_shipped_milestone(folder, recs[-1].step)
     run = load_run(folder)
     if run.step != recs[-1].step:
         return None
@@ -219,7 +220,7 @@ def readout_shipped(folder: str | Path, seed: int = 0) -> Milestone | None:
     record = replace(recs[-1], readout=jsonable(_grid_readout(run, seed)[1]),
                      readout_wall_time_s=round(time.perf_counter() - t0, 2),
                      readout_from=f"{SHIPPED_MODEL} (float16)")
-    runfolder.write_milestone(folder, record)
+    _reseal_shipped_milestone(folder, record)
     return record
 
 
@@ -233,19 +234,13 @@ def heldout_shipped(folder: str | Path, seed: int = 0) -> Milestone | None:
     change. The run's provenance gets the rewritten file's sha256 (shipped files are
     verified). Returns the new record, or None when there is nothing to do."""
 
-    from lvae.report.shipped import sha256_file, verify_shipped
-
     folder = Path(folder)
     recs = runfolder.read_milestones(folder)
     held = ((recs[-1].readout or {}).get("heldout") or {}) if recs else {}
     if (not held or held.get("adapted") is not None or not held.get("num_images")
             or not (folder / SHIPPED_MODEL).is_file()):
         return None
-    path = runfolder.milestone_path(folder, recs[-1].step)
-    key = path.relative_to(folder).as_posix()
-    verify_shipped(folder, (key,))  # never re-seal a changed file
-    prov = runfolder.read_provenance(folder)
-    sums = dict((prov.sha256 or {}) if prov is not None else {})
+    _check_shipped_milestone(folder, recs[-1].step)
     run = load_run(folder)
     if run.step != recs[-1].step or run.config.alpha <= 0:
         return None
@@ -255,11 +250,35 @@ def heldout_shipped(folder: str | Path, seed: int = 0) -> Milestone | None:
                 "adapted_from": f"{SHIPPED_MODEL} (float16), {now()}",
                 "adapted_wall_time_s": round(time.perf_counter() - t0, 2)}
     record = replace(recs[-1], readout=jsonable({**recs[-1].readout, "heldout": new_held}))
-    atomic_write_bytes(path, runfolder.shipped_json(record.to_dict()))  # as shipped
+    _reseal_shipped_milestone(folder, record)
+    return record
+
+
+def _check_shipped_milestone(folder: Path, step: int) -> str:
+    """Refuse to touch a shipped milestone that no longer matches the sha256 its provenance
+    records (a changed file is never re-sealed as if it were the shipped one); its key."""
+    from lvae.report.shipped import verify_shipped
+
+    key = runfolder.milestone_path(folder, step).relative_to(folder).as_posix()
+    verify_shipped(folder, (key,))
+    return key
+
+
+def _reseal_shipped_milestone(folder: Path, record: Milestone) -> None:
+    """Rewrite a shipped run's milestone with ``record``, in the shipped files' format
+    (:func:`lvae.runfolder.shipped_json`), and record its new sha256 in the provenance
+    where one was recorded, so that the verified files still verify. The one way the
+    backfills (:func:`readout_shipped`, :func:`heldout_shipped`) change a shipped run."""
+    from lvae.report.shipped import sha256_file
+
+    key = _check_shipped_milestone(folder, record.step)
+    path = folder / key
+    atomic_write_bytes(path, runfolder.shipped_json(record.to_dict()))
+    prov = runfolder.read_provenance(folder)
+    sums = dict((prov.sha256 or {}) if prov is not None else {})
     if key in sums:
         runfolder.write_provenance(folder, replace(prov, sha256={**sums,
                                                                  key: sha256_file(path)}))
-    return record
 
 
 def _keep_pictures(rdir: str | Path, step: int, run: Any, seed: int) -> str:
