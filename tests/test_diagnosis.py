@@ -804,11 +804,45 @@ def test_the_plans_state_in_one_line():
         "hours": [2.0, 1.25, 0.5, 0.3, None, None]})
     assert diagnosis.plan_summary(status, 9.4) == (
         "3 of 6 runs ended (1 diverged), 1 shipped part-way, 2 planned; 3.5 CPU-hours spent "
-        "and 0.5 hours on NVIDIA H200; about 9 CPU-hours left (some 5 hours on two "
-        "one-thread workers)")
+        "(one thread of a 2-core machine per run), and 0.5 hours of runs trained on one "
+        "NVIDIA H200 (their evaluations on the CPU); about 9 CPU-hours left (some 5 hours on "
+        "two one-thread workers)")
 
 
 def test_the_plans_status_names_each_run_by_its_arm_in_the_plans_order(tmp_path: Path):
     status = diagnosis.plan_status(tmp_path)  # nothing shipped: every run planned
     assert status["arm"].tolist() == [sr.arm for sr in study.DIAGNOSIS]
     assert set(status["state"]) == {"planned"}
+
+
+def test_plan_hours_left_counts_a_run_shipped_part_way_from_its_step(tmp_path: Path):
+    """A run shipped part-way resumes at its progress copy's step: the hours left shrink by
+    that share of what the whole run is priced at (the page used to count it from step 0,
+    2 CPU-hours above the workers' own estimate)."""
+    from lvae.report.results import IMPORTED_DIR, PROGRESS_DIR
+
+    rows = study.progress(IMPORTED_DIR, study.DIAGNOSIS)
+    sr, row = next((sr, r) for sr, r in zip(study.DIAGNOSIS, rows, strict=True)
+                   if r["state"] == "done" and r["kind"][1] == "local"
+                   and sum(o["kind"] == r["kind"] and o["state"] == "done" for o in rows) > 1)
+    # the repository's runs, without that one and without any progress copy
+    for d in IMPORTED_DIR.iterdir():
+        if d.is_dir() and d.name not in (PROGRESS_DIR, sr.profile):
+            (tmp_path / d.name).symlink_to(d)
+    (tmp_path / sr.profile).mkdir()
+    for d in (IMPORTED_DIR / sr.profile).iterdir():
+        if d.name != sr.run_id:
+            (tmp_path / sr.profile / d.name).symlink_to(d)
+    before = diagnosis.plan_hours_left(tmp_path)
+    done = [r for r in study.progress(tmp_path, study.DIAGNOSIS, shipped_root=tmp_path)
+            if r["state"] == "done"]
+    whole, _ = study.hours_left([*done, dict(row, state="planned", step=0)])
+    assert whole > 0
+
+    part = tmp_path / PROGRESS_DIR / sr.profile / sr.run_id
+    part.mkdir(parents=True)
+    prov = json.loads((IMPORTED_DIR / sr.profile / sr.run_id / "provenance.json").read_text())
+    prov.update(status="training", finished=None, steps_done=row["steps"] // 4)
+    (part / "provenance.json").write_text(json.dumps(prov))
+    after = diagnosis.plan_hours_left(tmp_path)
+    assert before - after == pytest.approx(whole / 4, rel=1e-6)

@@ -377,6 +377,11 @@ def test_hours_are_summed_per_device_by_hand():
     status = pd.DataFrame({"trained on": ["CPU", "CPU", "NVIDIA H200", None],
                            "hours": [3.0, 0.5, 0.25, None]})
     assert study.hours_by_device(status) == {"CPU": 3.5, "NVIDIA H200": 0.25}  # planned: none
+    assert study.spent_text(status) == (
+        "3.5 CPU-hours spent (one thread of a 2-core machine per run), and 0.2 hours of runs "
+        "trained on one NVIDIA H200 (their evaluations on the CPU)")
+    assert study.spent_text(status.iloc[:2]) == (
+        "3.5 CPU-hours spent (one thread of a 2-core machine per run)")
 
 
 def test_train_only_refuses_an_unknown_run_before_starting_anything(tmp_path: Path):

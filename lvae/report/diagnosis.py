@@ -40,7 +40,7 @@ import pandas as pd
 from lvae import runfolder
 from lvae.report import claims, study
 from lvae.report.claims import CONTRADICTS, PAPER_STEPS, SUPPORTS
-from lvae.report.results import select
+from lvae.report.results import PROGRESS_DIR, select
 from lvae.report.shipped import results_root
 
 #: The rule's thresholds (module docstring): the local share and the adapted KL (nats).
@@ -971,10 +971,17 @@ def plan_status(root: str | Path | None = None) -> pd.DataFrame:
 def plan_hours_left(root: str | Path | None = None) -> float:
     """CPU hours the plan's unshipped runs still need, priced by
     :func:`lvae.report.study.hours_left` at the cost per step of the shipped finished runs
-    of each kind (a run no finished run can price is left out of the sum). Read from the
-    repository alone, a run shipped part-way counts from step 0 (its worker resumes it
-    from its checkpoint, so the estimate errs high)."""
-    hours, _ = study.hours_left(study.progress(results_root(root), study.DIAGNOSIS))
+    of each kind (a run no finished run can price is left out of the sum). A run shipped
+    part-way counts from its progress copy's step, where its worker resumes it; the
+    workers' own estimate (``lvae study status``) counts from the step each run has
+    reached on their machine, so the two agree up to what has not been shipped yet."""
+    root = results_root(root)
+    rows = study.progress(root, study.DIAGNOSIS, shipped_root=root)
+    for row, sr in zip(rows, study.DIAGNOSIS, strict=True):
+        prov = runfolder.read_provenance(root / PROGRESS_DIR / sr.profile / sr.run_id)
+        if row["state"] == "planned" and prov is not None:
+            row["step"] = prov.steps_done or 0
+    hours, _ = study.hours_left(rows)
     return hours
 
 
@@ -985,10 +992,8 @@ def plan_summary(status: pd.DataFrame, hours_left: float) -> str:
     workers, the way the study runs."""
     counts = status["state"].value_counts()
     ended = int(counts.get("finished", 0) + counts.get("diverged", 0))
-    spent = study.hours_by_device(status)
-    devices = ", ".join(f"{h:.1f} hours on {d}" for d, h in spent.items() if d != "CPU")
     return (f"{ended} of {len(status)} runs ended ({int(counts.get('diverged', 0))} "
             f"diverged), {int(counts.get('in progress', 0))} shipped part-way, "
-            f"{int(counts.get('planned', 0))} planned; {spent.get('CPU', 0.0):.1f} CPU-hours "
-            f"spent{f' and {devices}' if devices else ''}; about {hours_left:.0f} CPU-hours "
-            f"left (some {hours_left / 2:.0f} hours on two one-thread workers)")
+            f"{int(counts.get('planned', 0))} planned; {study.spent_text(status)}; "
+            f"about {hours_left:.0f} CPU-hours left (some {hours_left / 2:.0f} hours on two "
+            "one-thread workers)")

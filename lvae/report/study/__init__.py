@@ -45,6 +45,7 @@ from lvae.report.study.frames import (
     shipped_configs,
     shipped_final,
     shipped_runs,
+    spent_text,
     status_frame,
 )
 from lvae.report.study.measures import (
@@ -186,6 +187,7 @@ __all__ = [
     "shipped_final",
     "shipped_pictures",
     "shipped_runs",
+    "spent_text",
     "status_frame",
     "study_run",
     "train_only",

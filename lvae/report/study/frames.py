@@ -216,6 +216,18 @@ def hours_by_device(status: pd.DataFrame) -> dict[str, float]:
     return {str(k): round(float(v), 2) for k, v in sums.items()}
 
 
+def spent_text(status: pd.DataFrame) -> str:
+    """What a plan's runs took so far (``status``: :func:`status_frame`), the one phrase
+    the Evidence and Diagnosis pages both print: ``"33.1 CPU-hours spent (one thread of a
+    2-core machine per run)"``, with ``", and 1.5 hours of runs trained on one NVIDIA H100
+    (their evaluations on the CPU)"`` per device that trained some."""
+    hours = hours_by_device(status)
+    cpu = hours.pop("CPU", 0.0)
+    return f"{cpu:.1f} CPU-hours spent (one thread of a 2-core machine per run)" + "".join(
+        f", and {h:.1f} hours of runs trained on one {d} (their evaluations on the CPU)"
+        for d, h in hours.items())
+
+
 #: The pilot's arms, as :func:`lvae.report.study.plans.label` names them (seed 0 of each).
 PILOT_ARMS = ("vanilla, lr 1e-3", "vanilla, lr 1e-4", "α=1, lr 1e-3")
 
