@@ -584,3 +584,23 @@ def test_landing_brief_reads_as_plain_text_with_the_readings_listed(browser: Any
     assert found["weights"], "no glued text in the brief's list"
     assert all(own == around for own, around in found["weights"]), found["weights"]
     assert found["readings"] >= 1
+
+
+@pytest.mark.book
+@pytest.mark.timeout(1500)
+def test_landing_claims_status_column_gets_its_share(browser: Any, built: dict) -> None:
+    """The claims table's last column (each claim's reproduction status) holds its longest
+    text; the book's CSS asks a third of the table for it (the browser shares the rest by
+    content), where the browser alone gave it less than the claim's column and a dozen
+    lines a row."""
+    html = built["summary"].book_html
+    with site(browser, html) as (context, base):
+        page = context.new_page()
+        page.set_viewport_size({"width": 1300, "height": 1200})
+        page.goto(base + "book/intro.html", wait_until="load")
+        widths = page.evaluate("""() => Array.from(
+          document.querySelectorAll('table#claims-table thead th'),
+          th => th.getBoundingClientRect().width)""")
+        page.close()
+    assert len(widths) == 5, widths
+    assert widths[-1] == max(widths) and widths[-1] > 0.25 * sum(widths), widths
