@@ -113,11 +113,16 @@ class SyntheticNeighborhood(Neighborhood):
         return (p + self.sigma * noise).clamp_(0.0, 1.0)
 
 
-def knn_graph(vectors: np.ndarray, k: int, chunk: int = 1024, desc: str = "kNN") -> np.ndarray:
-    """Indices ``(n, k)`` of each row's k nearest other rows (l2, exact, faiss)."""
+def knn_graph(vectors: np.ndarray, k: int, chunk: int = 1024, desc: str = "kNN",
+              index: faiss.Index | None = None) -> np.ndarray:
+    """Indices ``(n, k)`` of each row's k nearest other rows (l2, exact, faiss).
+
+    ``index``: an exact index already holding exactly ``vectors`` (it is searched instead
+    of building another)."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    index = faiss.IndexFlatL2(vectors.shape[1])
-    index.add(vectors)
+    if index is None:
+        index = faiss.IndexFlatL2(vectors.shape[1])
+        index.add(vectors)
     out = np.empty((len(vectors), k), dtype=np.int64)
     for start in tqdm(range(0, len(vectors), chunk), desc=desc, leave=False):
         q = vectors[start : start + chunk]
@@ -134,7 +139,14 @@ def _drop_self(idx: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
 
 
 class InputL2Neighborhood(Neighborhood):
-    """The K nearest pool images in pixel space, from a graph built once."""
+    """The K nearest pool images in pixel space, from a graph built once.
+
+    :meth:`setup` indexes the pool's pixels; the pool's own kNN graph is built on the first
+    :meth:`sample` (training, adapted codes of pool images), never for :meth:`neighbors_of`
+    (held-out references: a milestone's readout and pictures, Figure 3), which only needs
+    the index. Building it is most of the cost (about 28 s on one thread for a 20,000-image
+    32x32 pool), and a milestone evaluation sets up a fresh neighbourhood several times.
+    """
 
     kind = "input_l2"
 
@@ -157,14 +169,23 @@ class InputL2Neighborhood(Neighborhood):
             pca.train(flat[:: max(1, len(flat) // 50_000)])
             flat = pca.apply(flat)
             self.pca = pca
-        self.graph = knn_graph(flat, self.k, desc="input-l2 kNN graph")
+        self.graph = None
         self.index = faiss.IndexFlatL2(flat.shape[1])
         self.index.add(np.ascontiguousarray(flat, dtype=np.float32))
 
-    def sample(self, anchor_pos: np.ndarray, anchors: Tensor, generator: torch.Generator) -> Tensor:
-        if self.graph is None or self.pool is None:
+    def pool_graph(self) -> np.ndarray:
+        """The pool's kNN graph ``(len(pool), K)``: built from the index on first use."""
+        if self.index is None or self.pool is None:
             raise RuntimeError("InputL2Neighborhood.setup(pool) must run before sample()")
-        idx = self.graph[anchor_pos].T  # (K, B)
+        if self.graph is None:
+            flat = self.index.reconstruct_n(0, self.index.ntotal)  # the indexed pixels
+            self.graph = knn_graph(flat, self.k, desc="input-l2 kNN graph", index=self.index)
+        return self.graph
+
+    def sample(self, anchor_pos: np.ndarray, anchors: Tensor, generator: torch.Generator) -> Tensor:
+        graph = self.pool_graph()
+        assert self.pool is not None
+        idx = graph[anchor_pos].T  # (K, B)
         imgs = self.pool.tensor(idx.reshape(-1), device=anchors.device)
         return imgs.view(self.k, len(anchor_pos), *imgs.shape[1:])
 
