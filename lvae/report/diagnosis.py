@@ -40,7 +40,7 @@ import pandas as pd
 from lvae import runfolder
 from lvae.report import claims, study
 from lvae.report.claims import CONTRADICTS, PAPER_STEPS, SUPPORTS
-from lvae.report.results import PROGRESS_DIR, select
+from lvae.report.results import select, shipped_folder
 from lvae.report.shipped import results_root
 
 #: The rule's thresholds (module docstring): the local share and the adapted KL (nats).
@@ -978,8 +978,11 @@ def plan_hours_left(root: str | Path | None = None) -> float:
     root = results_root(root)
     rows = study.progress(root, study.DIAGNOSIS, shipped_root=root)
     for row, sr in zip(rows, study.DIAGNOSIS, strict=True):
-        prov = runfolder.read_provenance(root / PROGRESS_DIR / sr.profile / sr.run_id)
-        if row["state"] == "planned" and prov is not None:
+        if row["state"] != "planned":
+            continue
+        prov = runfolder.read_provenance(shipped_folder(root, sr.profile, sr.run_id,
+                                                        progress=True))
+        if prov is not None:
             row["step"] = prov.steps_done or 0
     hours, _ = study.hours_left(rows)
     return hours

@@ -62,6 +62,12 @@ IMPORTED_DIR = REPO / "results"
 #: they never enter a table or a claim.
 PROGRESS_DIR = "progress"
 
+
+def shipped_folder(root: Path, profile: str, run_id: str, progress: bool = False) -> Path:
+    """Where a run is shipped under a results root: ``<root>/<profile>/<run_id>`` once it
+    ended, ``<root>/progress/<profile>/<run_id>`` (:data:`PROGRESS_DIR`) while it trains."""
+    return (root / PROGRESS_DIR if progress else root) / profile / run_id
+
 #: Files of a run that are kept in the repository (no checkpoints: they are large and
 #: everything the tables need is in these).
 IMPORT_FILES = (runfolder.CONFIG, runfolder.RESULT, runfolder.EVAL, runfolder.LOG)

@@ -20,7 +20,7 @@ from lvae.evaluation import copy_baseline as baseline
 from lvae.report import paper
 from lvae.report.figures import config_label
 from lvae.report.params import experiment_of
-from lvae.report.results import PROGRESS_DIR, flatten, load_log, visible
+from lvae.report.results import PROGRESS_DIR, flatten, load_log, shipped_folder, visible
 from lvae.report.shipped import results_root
 from lvae.report.study.plans import STUDY, StudyRun, label
 from lvae.report.study.shipping import (
@@ -194,8 +194,8 @@ def status_frame(root: str | Path | None = None, runs: tuple[StudyRun, ...] | No
     root = results_root(root)
     rows = []
     for i, sr in enumerate(STUDY if runs is None else runs, 1):
-        done = root / sr.profile / sr.run_id
-        part = root / PROGRESS_DIR / sr.profile / sr.run_id
+        done = shipped_folder(root, sr.profile, sr.run_id)
+        part = shipped_folder(root, sr.profile, sr.run_id, progress=True)
         folder = done if (done / runfolder.RESULT).is_file() else part
         prov = runfolder.read_provenance(folder)
         state = ("planned" if prov is None else "in progress" if folder != done

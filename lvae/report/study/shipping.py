@@ -28,10 +28,10 @@ from lvae.records import Result
 from lvae.report.cards import CARD_NAME, write_card
 from lvae.report.results import (
     IMPORT_FILES,
-    PROGRESS_DIR,
     import_run,
     load_log,
     replace_folder,
+    shipped_folder,
 )
 from lvae.report.shipped import results_root, sha256_file
 from lvae.report.study.measures import milestone_pictures, npz_bytes, shipped_pictures
@@ -127,7 +127,7 @@ def resume_from_shipped(rdir: str | Path, sr: StudyRun, root: str | Path | None 
     checked against the sha256 its provenance records; a copy that does not match is
     refused, naming the file. Returns whether it seeded anything."""
     rdir = Path(rdir)
-    src = results_root(root) / PROGRESS_DIR / sr.profile / sr.run_id
+    src = shipped_folder(results_root(root), sr.profile, sr.run_id, progress=True)
     if (rdir / runfolder.CONFIG).is_file() or not (src / RESUME_FILE).is_file():
         return False
     sums = runfolder.recorded_sha256(src)
@@ -161,8 +161,7 @@ def _start_facts(result: Result) -> dict[str, Any]:
 def _shipped_dir(root: Path, rdir: Path, cfg: dict[str, Any], progress: bool = False) -> Path:
     """Where :func:`ship` puts a run: ``<root>[/progress]/<profile>/<run_id>`` (the layout
     :func:`lvae.report.results.import_run` writes and :func:`lvae.report.results.collect` reads)."""
-    return (root / PROGRESS_DIR if progress else root) / str(
-        cfg.get("profile", "custom")) / rdir.name
+    return shipped_folder(root, str(cfg.get("profile", "custom")), rdir.name, progress)
 
 
 def shipped_current(rdir: str | Path, dest_root: str | Path | None = None) -> bool:
