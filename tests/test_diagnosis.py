@@ -846,3 +846,30 @@ def test_plan_hours_left_counts_a_run_shipped_part_way_from_its_step(tmp_path: P
     (part / "provenance.json").write_text(json.dumps(prov))
     after = diagnosis.plan_hours_left(tmp_path)
     assert before - after == pytest.approx(whole / 4, rel=1e-6)
+
+
+def test_a_won_beats_every_beta_vae_names_the_budget_it_rests_on(tmp_path: Path):
+    """A Local VAE that "beats every beta-VAE" at 20k steps beats beta-VAEs that have
+    barely begun: the note gives the study's best beta-VAE and the vanilla VAE, and where
+    beta = 16 stands at the paper's budget; no note when no such claim is supported."""
+    base = [(0.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.10, 0.12, 0.14))]
+    betas = [(0.0, b, "pixel_mean", s, d) for b in (2.0, 4.0, 8.0, 16.0)
+             for s, d in enumerate((0.02, 0.03, 0.04) if b == 4.0 else (0.01, 0.01, 0.01))]
+    weak = [(1.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.05, 0.06, 0.07))]
+    long = _long_rows(16.0, [(300_000, 0.30)], "training")
+    table = diagnosis.codes_table(_runs(base + betas + weak))
+    assert table.loc[("study", "beta"), "verdict (meta)"].startswith("supports")
+    note = diagnosis.beta_budget_note(table, _runs(base + betas + weak), long, tmp_path)
+    assert "1 \"supports\" for beating every β-VAE" in note
+    assert "the best of which reaches 0.030 on average, below the vanilla VAE's 0.120" in note
+    assert ("β = 16 reaches 0.300 at step 300,000 (a milestone), above every Local VAE run "
+            "shipped (the best: 0.070, on either codes)") in note
+    assert "the paper's 0.977 against 0.690" in note
+    # a Local VAE above the long beta-VAE: the note does not say "above every"
+    strong = [(1.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.30, 0.32, 0.34))]
+    note = diagnosis.beta_budget_note(table, _runs(base + betas + strong), long, tmp_path)
+    assert "above every" not in note and "reaches 0.300 at step 300,000 (a milestone)." in note
+    # beaten by a beta-VAE: nothing to qualify
+    none = [(0.0, 2.0, "pixel_mean", s, 0.5) for s in range(3)]
+    lost = diagnosis.codes_table(_runs(base + none + weak))
+    assert diagnosis.beta_budget_note(lost, _runs(base + none + weak), long, tmp_path) == ""

@@ -44,6 +44,7 @@ from scipy import stats
 
 from lvae.config import PROFILES
 from lvae.report import paper
+from lvae.report.grid import TABLE1_BETAS
 from lvae.report.results import resolve_metric, select
 
 SUPPORTS, CONTRADICTS, UNDECIDED = "supports", "contradicts", "cannot decide"
@@ -331,7 +332,7 @@ Judge = Callable[[pd.DataFrame, dict[str, Any]], Found]
 _D_NOCOLOR = "dci_nocolor.disentanglement"
 _A1, _VANILLA = cfg(1.0), cfg(0.0)
 _T1_ALPHAS = tuple(cfg(a) for a in (0.0, 1e-3, 1e-2, 1e-1, 10.0))
-_BETAS = tuple(cfg(0.0, b) for b in (2.0, 4.0, 8.0, 16.0))
+_BETAS = tuple(cfg(0.0, b) for b in TABLE1_BETAS)
 _T2 = tuple(cfg(a, neighborhood="latent_knn") for a in (0.0, 1e-2, 1e-1, 1.0))
 _T2_BEST = cfg(1e-2, neighborhood="latent_knn")
 _INPUT_L2 = cfg(1.0, neighborhood="input_l2")
