@@ -96,7 +96,9 @@ def test_a_combination_changes_two_choices_and_every_other_screen_one():
     governs = {"lr": {"lr", "alpha"}, "scale": {"reduction", "alpha"},
                "order": {"first_order", "lr"}, "algorithm1": {"algorithm1_literal"},
                "noise": {"gaussian_sigma", "likelihood"}, "prior": {"adapted_prior_sigma"},
-               "neighbourhood": {"neighborhood"}, "resolution": {"resolution"}}
+               "neighbourhood": {"neighborhood"},
+               # the 64x64 vanilla control (alpha 0) and the 64x64 arm's second seed
+               "resolution": {"resolution", "alpha", "seed"}}
     combined = [sr for sr in study.DIAGNOSIS if sr.choice == "combined"
                 and sr.profile == "diagnosis"]  # the screens, not a reading's seeds
     assert len(combined) == 5
@@ -108,11 +110,12 @@ def test_a_combination_changes_two_choices_and_every_other_screen_one():
 
 
 def test_the_controls_are_the_screens_yardsticks_and_no_reading_is_one():
-    # The plan's controls: the three named yardsticks and the vanilla VAE at the paper's lr
-    # (whose choice is "lr", beside the reading it calibrates); nothing else is a control.
+    # The plan's controls: the three named yardsticks, the vanilla VAE at the paper's lr
+    # (whose choice is "lr", beside the reading it calibrates) and at the paper's
+    # resolution (choice "resolution"); nothing else is a control.
     controls = {sr.arm for sr in study.DIAGNOSIS if study.is_control(sr.arm)}
     assert controls == {study.VANILLA_CONTROL, study.BETA_CONTROL, study.STUDY_CONTROL,
-                        "control: vanilla VAE, lr 1e-4"}
+                        "control: vanilla VAE, lr 1e-4", study.VANILLA_64_CONTROL}
     assert {sr.arm for sr in study.DIAGNOSIS if sr.choice == "control"} < controls
     assert not any(study.is_control(r.name) or study.is_control(r.label)
                    for r in study.READINGS)
@@ -570,15 +573,17 @@ def test_the_rule_map_draws_screening_arms_not_a_readings_seeds():
 
 def test_the_resolution_choice_has_its_64x64_arm_and_says_what_it_found():
     """The last open choice gets a screening arm at the paper's 64x64 (on the twin); the
-    choice table says it is planned until it ships, then gives its outcome."""
-    [arm] = [sr for sr in study.DIAGNOSIS if sr.choice == "resolution"]
+    choice table says it is planned until it ships, then gives its outcome (its vanilla
+    control and second seed, added later, are planned beside it)."""
+    [arm] = [sr for sr in study.DIAGNOSIS if sr.choice == "resolution"
+             and not study.is_control(sr.arm) and sr.experiment.seed == 0]
     st = study.setup("out", arm)
     assert (st.config.resolution, st.config.steps, arm.profile) == (64, 5000, "diagnosis")
     row = lambda fr: diagnosis.choice_table(fr).set_index("choice").loc[  # noqa: E731
         diagnosis.CHOICE_NAMES["resolution"]]
     empty = milestones([5000], [1.0], [0.1]).iloc[0:0].assign(arm=[], choice=[])
     assert row(empty)["tried (outcome)"].startswith("not yet: the 64x64 twin is planned")
-    assert row(empty)["planned"] == arm.arm
+    assert row(empty)["planned"].startswith(arm.arm)
     shipped = milestones([5000], [20.0], [3.0], run=arm.run_id).assign(arm=arm.arm,
                                                                       choice="resolution")
     assert row(shipped)["tried (outcome)"] == f"{arm.arm}: escapes"
@@ -873,3 +878,37 @@ def test_a_won_beats_every_beta_vae_names_the_budget_it_rests_on(tmp_path: Path)
     none = [(0.0, 2.0, "pixel_mean", s, 0.5) for s in range(3)]
     lost = diagnosis.codes_table(_runs(base + none + weak))
     assert diagnosis.beta_budget_note(lost, _runs(base + none + weak), long, tmp_path) == ""
+
+
+def test_the_resolution_rule_needs_both_seeds_over_the_64x64_vanilla_by_its_margin():
+    """The 64x64 arm's adapted codes are a lead only when both seeds' adapted D w/o colour
+    clear the 64x64 vanilla VAE's by RESOLUTION_MARGIN; pending until all three finished;
+    a vanilla VAE's adapted codes are its meta-encoder's."""
+    res = [sr for sr in study.DIAGNOSIS if sr.choice == "resolution"]
+    vanilla = next(sr for sr in res if study.is_control(sr.arm))
+    locs = [sr for sr in res if not study.is_control(sr.arm)]
+    assert vanilla.arm == study.VANILLA_64_CONTROL and len(locs) == 2
+    assert [dict(sr.settings)["resolution"] for sr in res] == [64, 64, 64]
+
+    def frame(d_vanilla: float, adapted: list[float]) -> pd.DataFrame:
+        rows = [{"profile": vanilla.profile, "run_id": vanilla.run_id, "status": "completed",
+                 "steps_done": 5000, "dci_nocolor.disentanglement": d_vanilla,
+                 "dci_nocolor.informativeness": 0.4}]
+        rows += [{"profile": sr.profile, "run_id": sr.run_id, "status": "completed",
+                  "steps_done": 5000, "dci_nocolor.disentanglement": 0.01,
+                  "adapted.dci_nocolor.disentanglement": a,
+                  "adapted.dci_nocolor.informativeness": 0.6}
+                 for sr, a in zip(locs, adapted, strict=False)]
+        return pd.DataFrame(rows)
+
+    assert diagnosis.resolution_verdict(frame(0.12, [0.47])) == (
+        "pending: 1 of 2 Local VAE seeds and the vanilla control finished")
+    m = diagnosis.RESOLUTION_MARGIN
+    lead = diagnosis.resolution_verdict(frame(0.12, [0.47, 0.12 + m]))
+    assert lead.startswith("disentangle more than a vanilla VAE: adapted codes' D w/o colour "
+                           f"0.470, {0.12 + m:.3f} against the 64x64 vanilla VAE's 0.120")
+    assert diagnosis.resolution_verdict(frame(0.12, [0.47, 0.3])).startswith("no lead")
+    assert diagnosis.resolution_verdict(frame(0.4, [0.47, 0.55])).startswith("no lead")
+    table = diagnosis.resolution_table(frame(0.12, [0.47, 0.3]))
+    # in the plan's order; the vanilla's adapted codes are its meta-encoder's
+    assert table["D adapted"].tolist() == [0.47, 0.12, 0.3]

@@ -81,6 +81,73 @@ BUDGET_RULE = (
     "One seed draws a curve, not an interval: the line sits far beyond what seeds move "
     "(the study's three β = 16 seeds at 20k steps span 0.024-0.037).")
 
+#: The resolution rule's margin over the 64x64 vanilla VAE (D w/o colour): more than four
+#: times the seed-to-seed standard deviation of the study's vanilla VAE at 20k (0.044).
+RESOLUTION_MARGIN = 0.2
+RESOLUTION_RULE = (
+    "At the paper's resolution (the 64x64 twin, 5,000 steps, the screen's evaluation: 2,000 "
+    "training and 1,000 test codes, one GBT seed), the Local VAE's adapted codes "
+    "**disentangle more than a vanilla VAE's** when, on both of its seeds, DCI "
+    "disentanglement without colour on the adapted encoder's codes exceeds the 64x64 "
+    f"vanilla VAE's (seed 0, the same steps and evaluation) by at least {RESOLUTION_MARGIN:g}, "
+    "more than four times the seed-to-seed standard deviation of the study's vanilla VAE "
+    "at 20k (0.044). Then the 64x64 reading earns the study's budget (20k steps x 3 seeds: "
+    "about 19 CPU-hours on this machine, or a GPU) and a verdict of its own; if not, seed "
+    "0's number belongs to its seed or to the resolution, not to the method. Written on 7 "
+    "December 2026 (session 18) after seed 0's adapted codes were seen (0.472, against "
+    "0.012 on its meta-encoder's), before the vanilla control and seed 1 ran.")
+
+
+def _resolution_runs() -> list[study.StudyRun]:
+    return [sr for sr in study.DIAGNOSIS
+            if sr.choice == "resolution" and sr.profile == "diagnosis"]
+
+
+def resolution_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The 64x64 screen's runs as shipped (finished ones only), after the 32x32 screen's
+    vanilla VAE and alpha = 1 controls (the same steps and evaluation): D w/o colour on the
+    meta-encoder's and the adapted encoder's codes, and the adapted codes'
+    informativeness (a vanilla VAE's adapted codes are its meta-encoder's: the inner step
+    moves nothing)."""
+    rows = []
+    context = [sr for sr in study.DIAGNOSIS if sr.profile == "diagnosis"
+               and sr.arm in (study.VANILLA_CONTROL, study.STUDY_CONTROL)]
+    for sr in [*context, *_resolution_runs()]:
+        got = runs[(runs["profile"] == sr.profile) & (runs["run_id"] == sr.run_id)]
+        if got.empty or got.iloc[0]["status"] != "completed":
+            continue
+        r = got.iloc[0]
+        pre = _ADAPTED if sr.experiment.alpha > 0 else ""
+        rows.append({"arm": sr.arm, "resolution": dict(sr.settings).get("resolution", 32),
+                     "steps": int(r["steps_done"]),
+                     "D meta": float(r["dci_nocolor.disentanglement"]),
+                     "D adapted": float(r.get(pre + "dci_nocolor.disentanglement", np.nan)),
+                     "informativeness adapted": float(
+                         r.get(pre + "dci_nocolor.informativeness", np.nan))})
+    return pd.DataFrame(rows, columns=["arm", "resolution", "steps", "D meta", "D adapted",
+                                       "informativeness adapted"])
+
+
+def resolution_verdict(runs: pd.DataFrame) -> str:
+    """:data:`RESOLUTION_RULE` on the shipped 64x64 runs: ``"pending ..."`` until the
+    vanilla control and both Local VAE seeds have finished, then the outcome with the
+    numbers it rests on."""
+    table = resolution_table(runs)
+    table = table[table["resolution"] == 64]
+    control = table[table["arm"].map(study.is_control)]
+    local = table[~table["arm"].map(study.is_control)]
+    want = sum(not study.is_control(sr.arm) for sr in _resolution_runs())
+    if control.empty or len(local) < want:
+        return (f"pending: {len(local)} of {want} Local VAE seeds and "
+                f"{'the' if not control.empty else 'no'} vanilla control finished")
+    base = float(control["D adapted"].iloc[0])
+    vals = ", ".join(f"{v:.3f}" for v in local["D adapted"])
+    nums = (f"adapted codes' D w/o colour {vals} against the 64x64 vanilla VAE's {base:.3f} "
+            f"(the rule's margin: {RESOLUTION_MARGIN:g})")
+    if (local["D adapted"] >= base + RESOLUTION_MARGIN).all():
+        return f"disentangle more than a vanilla VAE: {nums}; a lead for the study's budget"
+    return f"no lead: {nums}"
+
 
 @dataclass(frozen=True)
 class Choice:
