@@ -868,7 +868,7 @@ def test_a_won_beats_every_beta_vae_names_the_budget_it_rests_on(tmp_path: Path)
     assert "1 \"supports\" for beating every β-VAE" in note
     assert "the best of which reaches 0.030 on average, below the vanilla VAE's 0.120" in note
     assert ("β = 16 reaches 0.300 at step 300,000 (a milestone), above every Local VAE run "
-            "shipped (the best: 0.070, on either codes)") in note
+            "shipped (the best: 0.070, α=1 seed 2 at 20,000 steps)") in note
     assert "the paper's 0.977 against 0.690" in note
     # a Local VAE above the long beta-VAE: the note does not say "above every"
     strong = [(1.0, 1.0, "pixel_mean", s, d) for s, d in enumerate((0.30, 0.32, 0.34))]
