@@ -902,7 +902,9 @@ def test_the_resolution_rule_needs_both_seeds_over_the_64x64_vanilla_by_its_marg
         return pd.DataFrame(rows)
 
     assert diagnosis.resolution_verdict(frame(0.12, [0.47])) == (
-        "pending: 1 of 2 Local VAE seeds and the vanilla control finished")
+        "pending: 1 of 2 Local VAE seeds and the vanilla control finished (adapted codes' D "
+        f"w/o colour 0.470 on {locs[0].arm}; the 64x64 vanilla VAE's 0.120; the rule's "
+        "margin: 0.2)")
     m = diagnosis.RESOLUTION_MARGIN
     lead = diagnosis.resolution_verdict(frame(0.12, [0.47, 0.12 + m]))
     assert lead.startswith("disentangle more than a vanilla VAE: adapted codes' D w/o colour "

@@ -138,8 +138,13 @@ def resolution_verdict(runs: pd.DataFrame) -> str:
     local = table[~table["arm"].map(study.is_control)]
     want = sum(not study.is_control(sr.arm) for sr in _resolution_runs())
     if control.empty or len(local) < want:
+        known = [f"adapted codes' D w/o colour {v:.3f} on {a}" for a, v in
+                 zip(local["arm"], local["D adapted"], strict=True)]
+        known += [f"the 64x64 vanilla VAE's {v:.3f}" for v in control["D adapted"]]
         return (f"pending: {len(local)} of {want} Local VAE seeds and "
-                f"{'the' if not control.empty else 'no'} vanilla control finished")
+                f"{'the' if not control.empty else 'no'} vanilla control finished"
+                + (f" ({'; '.join(known)}; the rule's margin: {RESOLUTION_MARGIN:g})"
+                   if known else ""))
     base = float(control["D adapted"].iloc[0])
     vals = ", ".join(f"{v:.3f}" for v in local["D adapted"])
     nums = (f"adapted codes' D w/o colour {vals} against the 64x64 vanilla VAE's {base:.3f} "
