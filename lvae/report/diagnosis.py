@@ -553,7 +553,10 @@ def beta_budget_note(table: pd.DataFrame, runs: pd.DataFrame, fr: pd.DataFrame,
                      f"{int(r['steps_done']):,} steps)")
     paper_local = study.paper_values(1.0, 1.0, "synthetic")["dci_nocolor.disentanglement"]
     n = len(won)
-    return (f"{'Both' if n == 2 else n} \"supports\" for beating every β-VAE rest on the "
+    count = {1: "One \"supports\" for beating every β-VAE rests",
+             2: "Both \"supports\" for beating every β-VAE rest"}.get(
+        n, f"{n} \"supports\" for beating every β-VAE rest")
+    return (f"{count} on the "
             f"study's β-VAEs at its budget (20,000 steps at lr 1e-3), the best of which "
             f"reaches {best} on average, below the vanilla VAE's {vanilla:.3f}: at that "
             f"budget they have barely begun to disentangle. At the paper's budget ({steps} "
