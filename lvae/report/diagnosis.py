@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from lvae import runfolder
+from lvae.config import PROFILES
 from lvae.report import claims, study
 from lvae.report.claims import CONTRADICTS, PAPER_STEPS, SUPPORTS
 from lvae.report.grid import TABLE1_BETAS, config_name
@@ -118,7 +119,8 @@ def resolution_table(runs: pd.DataFrame) -> pd.DataFrame:
             continue
         r = got.iloc[0]
         pre = _ADAPTED if sr.experiment.alpha > 0 else ""
-        rows.append({"arm": sr.arm, "resolution": dict(sr.settings).get("resolution", 32),
+        rows.append({"arm": sr.arm, "resolution": dict(sr.settings).get(
+                         "resolution", PROFILES[sr.profile].resolution),
                      "steps": int(r["steps_done"]),
                      "D meta": float(r["dci_nocolor.disentanglement"]),
                      "D adapted": float(r.get(pre + "dci_nocolor.disentanglement", np.nan)),
