@@ -112,10 +112,13 @@ def test_a_combination_changes_two_choices_and_every_other_screen_one():
 def test_the_controls_are_the_screens_yardsticks_and_no_reading_is_one():
     # The plan's controls: the three named yardsticks, the vanilla VAE at the paper's lr
     # (whose choice is "lr", beside the reading it calibrates) and at the paper's
-    # resolution (choice "resolution"); nothing else is a control.
+    # resolution (choice "resolution"), and the baselines a reading trains for itself at
+    # its own settings (the 64x64 reading's vanilla VAE and beta = 16); nothing else is.
     controls = {sr.arm for sr in study.DIAGNOSIS if study.is_control(sr.arm)}
+    own = {sr.arm for r in study.READINGS for sr in r.baseline_runs()}
+    assert len(own) == 6 and all("64x64, 20k steps, seed" in a for a in own)
     assert controls == {study.VANILLA_CONTROL, study.BETA_CONTROL, study.STUDY_CONTROL,
-                        "control: vanilla VAE, lr 1e-4", study.VANILLA_64_CONTROL}
+                        "control: vanilla VAE, lr 1e-4", study.VANILLA_64_CONTROL, *own}
     assert {sr.arm for sr in study.DIAGNOSIS if sr.choice == "control"} < controls
     assert not any(study.is_control(r.name) or study.is_control(r.label)
                    for r in study.READINGS)
@@ -576,7 +579,8 @@ def test_the_resolution_choice_has_its_64x64_arm_and_says_what_it_found():
     choice table says it is planned until it ships, then gives its outcome (its vanilla
     control and second seed, added later, are planned beside it)."""
     [arm] = [sr for sr in study.DIAGNOSIS if sr.choice == "resolution"
-             and not study.is_control(sr.arm) and sr.experiment.seed == 0]
+             and sr.profile == "diagnosis" and not study.is_control(sr.arm)
+             and sr.experiment.seed == 0]
     st = study.setup("out", arm)
     assert (st.config.resolution, st.config.steps, arm.profile) == (64, 5000, "diagnosis")
     row = lambda fr: diagnosis.choice_table(fr).set_index("choice").loc[  # noqa: E731
@@ -884,7 +888,8 @@ def test_the_resolution_rule_needs_both_seeds_over_the_64x64_vanilla_by_its_marg
     """The 64x64 arm's adapted codes are a lead only when both seeds' adapted D w/o colour
     clear the 64x64 vanilla VAE's by RESOLUTION_MARGIN; pending until all three finished;
     a vanilla VAE's adapted codes are its meta-encoder's."""
-    res = [sr for sr in study.DIAGNOSIS if sr.choice == "resolution"]
+    res = [sr for sr in study.DIAGNOSIS if sr.choice == "resolution"
+           and sr.profile == "diagnosis"]  # the screen's (the reading's seeds: the claims)
     vanilla = next(sr for sr in res if study.is_control(sr.arm))
     locs = [sr for sr in res if not study.is_control(sr.arm)]
     assert vanilla.arm == study.VANILLA_64_CONTROL and len(locs) == 2
@@ -914,3 +919,62 @@ def test_the_resolution_rule_needs_both_seeds_over_the_64x64_vanilla_by_its_marg
     table = diagnosis.resolution_table(frame(0.12, [0.47, 0.3]))
     # in the plan's order; the vanilla's adapted codes are its meta-encoder's
     assert table["D adapted"].tolist() == [0.47, 0.12, 0.3]
+
+
+def test_a_reading_with_baselines_of_its_own_is_judged_against_them_alone():
+    """The 64x64 reading's claims set it against the vanilla VAE and beta = 16 trained at
+    64x64 (its profile, its settings' hash), never the study's 32x32 ones, whatever they
+    read; its baselines are trained for it (``trains``) but are not its seeds (``owns``)."""
+    res64 = next(r for r in study.READINGS if r.key == "res64")
+    base = res64.baseline_runs()
+    assert [(sr.experiment.alpha, sr.experiment.beta, sr.experiment.seed) for sr in base] == [
+        (0.0, 1.0, 0), (0.0, 1.0, 1), (0.0, 1.0, 2), (0.0, 16.0, 0), (0.0, 16.0, 1),
+        (0.0, 16.0, 2)]
+    assert {sr.experiment_variant for sr in base} == {res64.variant}  # alpha: not hashed
+    assert all(sr.profile == res64.profile == "reading" for sr in base)
+    assert all(res64.trains(sr) and not res64.owns(sr) for sr in base)
+    assert res64.trains(res64.run(1)) and not res64.trains(study.READINGS[0].run(1))
+    assert study.setup("out", base[0]).config.resolution == 64
+    assert set(base) <= set(study.DIAGNOSIS) and res64.run(2) in study.DIAGNOSIS
+    assert all(not r.baseline_runs() for r in study.READINGS if r.key != "res64")
+
+    def rows(profile: str, variant: str | None, alpha: float, beta: float,
+             ds: tuple[float, ...]) -> list[dict]:
+        return [{"dataset": "shapes3d", "alpha": alpha, "beta": beta,
+                 "neighborhood": "synthetic", "reduction": "pixel_mean", "seed": s,
+                 "variant": variant, "profile": profile, "source": "imported",
+                 "status": "completed", "steps_done": 20_000, "config_id": "x",
+                 "dci_nocolor.disentanglement": d} for s, d in enumerate(ds)]
+
+    v = res64.variant
+    runs = pd.DataFrame(
+        rows("study", None, 0.0, 1.0, (0.50, 0.52, 0.54))  # the study's: must not count
+        + rows("study", None, 0.0, 16.0, (0.90, 0.92, 0.94))
+        + rows("reading", v, 0.0, 1.0, (0.04, 0.05, 0.06))
+        + rows("reading", v, 0.0, 16.0, (0.10, 0.11, 0.12))
+        + rows("reading", v, 1.0, 1.0, (0.30, 0.35, 0.40)))
+    rj = diagnosis.judge_reading(runs, res64)
+    head, beta = rj.row("nocolor"), rj.row("beta")
+    assert rj.seeds_done == 3 and "(64x64)" in head["claim"]
+    # by hand: 0.35 - 0.05 with both sides' sd 0.05 / 0.01: far above 0
+    assert (head["value"], head["ours"]) == ("supports", "0.350 vs 0.050")
+    assert (beta["value"], beta["ours"]) == ("supports", "0.350 vs ≤ 0.110")
+    # a reading with the study's baselines reads the study's vanilla VAE on the same frame
+    assert study.READINGS[2].vanilla == {"alpha": 0.0, "beta": 1.0, "neighborhood": "synthetic"}
+    with pytest.raises(ValueError, match="baselines of its own need settings"):
+        study.Reading("x", "x", "resolution", 1.0, own_baselines=True)
+
+
+def test_a_reading_with_baselines_of_its_own_draws_them_as_its_yardsticks():
+    res64 = next(r for r in study.READINGS if r.key == "res64")
+    v = res64.variant
+    rows = [("study", None, 0.0, 1.0), ("study", None, 0.0, 16.0), ("study", None, 1.0, 1.0),
+            ("reading", v, 1.0, 1.0), ("reading", v, 0.0, 1.0), ("reading", v, 0.0, 16.0),
+            ("reading", "other", 0.0, 1.0)]
+    ms = pd.DataFrame([{"profile": p, "variant": var, "dataset": "shapes3d", "alpha": a,
+                        "beta": b, "reduction": "pixel_mean", "neighborhood": "synthetic",
+                        "step": 500, "label": "?"} for p, var, a, b in rows])
+    got = diagnosis.reading_frame(ms, res64)
+    assert list(zip(got["alpha"], got["beta"], got["label"], strict=True)) == [
+        (1.0, 1.0, res64.label), (0.0, 1.0, "vanilla (64x64)"), (0.0, 16.0, "β=16 (64x64)")]
+    assert res64.label == "α=1 (64x64)"

@@ -347,9 +347,9 @@ def _paper_pair(table: str, a: Config, b: Config, metric: str, digits: int = 3
     return lambda: f"{_paper(table, a, metric):.{digits}f} vs {_paper(table, b, metric):.{digits}f}"
 
 
-def _paper_beta(local: Config) -> Callable[[], str]:
+def _paper_beta(local: Config, betas: Sequence[Config] = _BETAS) -> Callable[[], str]:
     def text() -> str:
-        worst = max(_paper("table1", b, _D_NOCOLOR) for b in _BETAS)
+        worst = max(_paper("table1", b, _D_NOCOLOR) for b in betas)
         return f"{_paper('table1', local, _D_NOCOLOR):.3f} vs ≤ {worst:.3f}"
     return text
 
@@ -392,10 +392,11 @@ def _judge_diverge(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
     return Found(v, text, text, text, text != "no runs")
 
 
-def _judge_beta(local: Config) -> Judge:
-    """A claim that the Local VAE at ``local`` beats every beta-VAE without colour."""
+def _judge_beta(local: Config, betas: Sequence[Config] = _BETAS) -> Judge:
+    """A claim that the Local VAE at ``local`` beats every beta-VAE (``betas``) without
+    colour."""
     def judge(df: pd.DataFrame, kw: dict[str, Any]) -> Found:
-        v, diffs = best_of(df, "table1", local, _BETAS, _D_NOCOLOR, **kw)
+        v, diffs = best_of(df, "table1", local, betas, _D_NOCOLOR, **kw)
         xs = [d.mean_b for d in diffs if d.n_b]
         a1 = diffs[0]
         ours = (f"{'—' if not a1.n_a else f'{a1.mean_a:.3f}'} vs "
@@ -441,25 +442,29 @@ class Claim:
         return self.paper_side()
 
 
-def local_claims(local: Config) -> tuple[Claim, ...]:
+def local_claims(local: Config, vanilla: Config = _VANILLA,
+                 betas: Sequence[Config] = _BETAS) -> tuple[Claim, ...]:
     """Table 1's claims that set one Local VAE configuration against the baselines (the
     vanilla VAE, every beta-VAE), for ``local``: alpha = 1 in :data:`CLAIMS`; a reading's
     configuration on the Diagnosis page (the paper's row of the same alpha gives the
-    paper's side; the baselines are the study's, whatever the reading's loss scale, since
-    a constant factor on a vanilla VAE's loss changes nothing Adam does)."""
+    paper's side). The baselines are the study's, whatever the reading's loss scale, since
+    a constant factor on a vanilla VAE's loss changes nothing Adam does; a reading whose
+    settings change what a baseline sees too (another resolution) names its own
+    (``vanilla``, ``betas``: configurations with their runs' ``profile`` and ``variant``,
+    :attr:`lvae.report.study.plans.Reading.vanilla`)."""
     name = _label("table1", local)
     return (
         Claim("nocolor", "table1", f"Without colour, {name} disentangles better than the "
-              "vanilla VAE", _paper_pair("table1", local, _VANILLA, _D_NOCOLOR),
-              _judge_difference("table1", local, _VANILLA, _D_NOCOLOR)),
+              "vanilla VAE", _paper_pair("table1", local, vanilla, _D_NOCOLOR),
+              _judge_difference("table1", local, vanilla, _D_NOCOLOR)),
         Claim("color", "table1", f"With colour, {name} disentangles better than the vanilla "
-              "VAE", _paper_pair("table1", local, _VANILLA, "dci_color.disentanglement"),
-              _judge_difference("table1", local, _VANILLA, "dci_color.disentanglement")),
+              "VAE", _paper_pair("table1", local, vanilla, "dci_color.disentanglement"),
+              _judge_difference("table1", local, vanilla, "dci_color.disentanglement")),
         Claim("beta", "table1", f"Without colour, {name} beats every beta-VAE",
-              _paper_beta(local), _judge_beta(local)),
+              _paper_beta(local, betas), _judge_beta(local, betas)),
         Claim("fid", "table1", f"Generations are better (lower FID) at {name} than at 0",
-              _paper_pair("table1", local, _VANILLA, "fid", 1),
-              _judge_difference("table1", local, _VANILLA, "fid", "lower", 1)),
+              _paper_pair("table1", local, vanilla, "fid", 1),
+              _judge_difference("table1", local, vanilla, "fid", "lower", 1)),
     )
 
 

@@ -98,6 +98,21 @@ RESOLUTION_RULE = (
     "December 2026 (session 18) after seed 0's adapted codes were seen (0.472, against "
     "0.012 on its meta-encoder's), before the vanilla control and seed 1 ran.")
 
+#: How the 64x64 reading is judged at the study's budget, written before any of its 20k
+#: runs (or its 64x64 baselines' at 20k) started.
+RESOLUTION_READING_RULE = (
+    "The 64x64 reading at the study's budget (α = 1 and its own baselines, the vanilla "
+    "VAE and β = 16, all at 64x64 on the twin, 20k steps, 3 seeds each, the study's "
+    "evaluation) is judged as every reading is, by Table 1's claims and the study's "
+    "intervals (Welch's 95% interval over seeds: supports when it lies above 0, "
+    "contradicts when below), against its 64x64 baselines only, never the study's 32x32 "
+    "ones. What it was promoted for, the adapted encoder's codes, decides whether the lead "
+    "holds: the first claim (without colour, it disentangles better than the vanilla "
+    "VAE) on the adapted codes; supports: the lead holds at 20k steps; contradicts or "
+    "cannot decide: it does not, at this budget. The meta-encoder's codes are judged "
+    "beside it in the claims table, as every reading's are. Written on 7 December 2026 "
+    "(session 19), before any 20k-step run at 64x64 started.")
+
 
 def _resolution_runs() -> list[study.StudyRun]:
     return [sr for sr in study.DIAGNOSIS
@@ -330,7 +345,7 @@ def readout_groups(fr: pd.DataFrame) -> list[tuple[str, list[str]]]:
     shipped = set(fr["arm"]) if len(fr) else set()
     groups = [(c.label, [sr.arm for sr in study.DIAGNOSIS
                          if sr.choice == c.key and sr.screened and sr.arm in shipped
-                         and not any(r.owns(sr) for r in study.READINGS)])
+                         and not any(r.trains(sr) for r in study.READINGS)])
               for c in CHOICES]
     return [g for g in groups if g[1]] or [("controls", [study.BETA_CONTROL])]
 
@@ -494,7 +509,7 @@ def codes_table(runs: pd.DataFrame, readings: Sequence[study.Reading] = (),
     key (``"study"`` for alpha = 1 as the study trains it) and the claim's key."""
     rows, index = [], []
     views = (runs, adapted_codes(runs))
-    sets = [("study", claims.CLAIMS), *[(r.key, claims.local_claims(r.local)) for r in readings]]
+    sets = [("study", claims.CLAIMS), *[(r.key, reading_claims(r)) for r in readings]]
     for reading, cl in sets:
         chosen = [c for c in cl if c.key in CODE_CLAIMS]
         both = [claims.judge_all(v, profile, source, claims=chosen) for v in views]
@@ -635,7 +650,7 @@ def _repeats() -> set[str]:
     study's budget, and any configuration's seeds past 0 (Table 5's input-space
     neighbours run three; one reading, screened on its seed 0)."""
     return {sr.arm for sr in study.DIAGNOSIS
-            if sr.experiment.seed > 0 or any(r.owns(sr) for r in study.READINGS)}
+            if sr.experiment.seed > 0 or any(r.trains(sr) for r in study.READINGS)}
 
 
 def screen_points(arms: pd.DataFrame) -> pd.DataFrame:
@@ -682,6 +697,12 @@ class ReadingJudged:
         return None if hit.empty else hit.iloc[0]
 
 
+def reading_claims(reading: study.Reading) -> tuple[claims.Claim, ...]:
+    """Table 1's claims on a reading's Local VAE, against the baselines it names (the
+    study's, or its own at its settings: :attr:`lvae.report.study.plans.Reading.vanilla`)."""
+    return claims.local_claims(reading.local, reading.vanilla, reading.betas)
+
+
 def judge_reading(runs: pd.DataFrame, reading: study.Reading,
                   profile: str = study.BASELINE_PROFILE, source: str = "imported"
                   ) -> ReadingJudged:
@@ -694,7 +715,7 @@ def judge_reading(runs: pd.DataFrame, reading: study.Reading,
     steps = tuple(sorted(int(s) for s in pd.to_numeric(died.get("steps_done", pd.Series(
         dtype=float)), errors="coerce").dropna()))
     table = claims.judge_all(runs, profile, source,
-                             claims=claims.local_claims(reading.local))
+                             claims=reading_claims(reading))
     return ReadingJudged(reading, table, done, steps)
 
 
@@ -703,14 +724,22 @@ def reading_frame(ms: pd.DataFrame, reading: study.Reading) -> pd.DataFrame:
     curves are read against: its own runs (labelled :attr:`~lvae.report.study.plans.Reading.label`,
     so a reading of alpha = 1 that keeps eq. 5's prior is not drawn as the study's alpha =
     1), the study's vanilla VAE, beta = 16 and alpha = 1, in that order (the figure's
-    colours follow it); empty until the reading has a milestone shipped."""
+    colours follow it); a reading with baselines of its own (another resolution) is read
+    against those alone, labelled with its note. Empty until the reading has a milestone
+    shipped."""
     if ms.empty:
         return ms
     own = select(ms, **reading.runs)
     if own.empty:  # nothing of its own to read against them yet
         return ms.iloc[0:0]
-    parts = [select(ms, **c, profile=study.BASELINE_PROFILE)
-             for c in (claims.cfg(0.0), claims.cfg(0.0, 16.0), claims.cfg(1.0))]
+    if reading.own_baselines:
+        keys = ("profile", "variant")
+        parts = [select(ms, alpha=0.0, beta=c["beta"], **{k: c[k] for k in keys}).assign(
+                     label=f"{config_name(0.0, c['beta'])} ({reading.note})")
+                 for c in (reading.vanilla, reading.betas[-1])]
+    else:
+        parts = [select(ms, **c, profile=study.BASELINE_PROFILE)
+                 for c in (claims.cfg(0.0), claims.cfg(0.0, 16.0), claims.cfg(1.0))]
     return pd.concat([own.assign(label=reading.label), *parts], ignore_index=True)
 
 

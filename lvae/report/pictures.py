@@ -69,7 +69,7 @@ def arm_pictures(root: str | Path | None = None, step: int = 5000,
     for sr in study.DIAGNOSIS:
         folder = folders.get((sr.profile, sr.run_id)) if sr.screened else None
         pics = study.shipped_pictures(folder) if folder is not None else {}
-        seed_of_reading = any(r.owns(sr) for r in study.READINGS)
+        seed_of_reading = any(r.trains(sr) for r in study.READINGS)
         steps = [s for s in pics if s <= step or seed_of_reading]
         if steps:
             out.append(ArmPictures(sr.arm, max(steps), pics[max(steps)]))
