@@ -119,16 +119,13 @@ def _resolution_runs() -> list[study.StudyRun]:
             if sr.choice == "resolution" and sr.profile == "diagnosis"]
 
 
-def resolution_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """The 64x64 screen's runs as shipped (finished ones only), after the 32x32 screen's
-    vanilla VAE and alpha = 1 controls (the same steps and evaluation): D w/o colour on the
-    meta-encoder's and the adapted encoder's codes, and the adapted codes'
-    informativeness (a vanilla VAE's adapted codes are its meta-encoder's: the inner step
-    moves nothing)."""
+def _codes_rows(runs: pd.DataFrame, srs: Sequence[study.StudyRun]) -> list[dict[str, Any]]:
+    """One row per finished run of ``srs`` as shipped (``runs``: a
+    :func:`lvae.report.results.collect` frame): its resolution, steps, and D w/o colour and
+    informativeness on the meta-encoder's and the adapted encoder's codes (a vanilla VAE's
+    adapted codes are its meta-encoder's: the inner step moves nothing)."""
     rows = []
-    context = [sr for sr in study.DIAGNOSIS if sr.profile == "diagnosis"
-               and sr.arm in (study.VANILLA_CONTROL, study.STUDY_CONTROL)]
-    for sr in [*context, *_resolution_runs()]:
+    for sr in srs:
         got = runs[(runs["profile"] == sr.profile) & (runs["run_id"] == sr.run_id)]
         if got.empty or got.iloc[0]["status"] != "completed":
             continue
@@ -139,10 +136,73 @@ def resolution_table(runs: pd.DataFrame) -> pd.DataFrame:
                      "steps": int(r["steps_done"]),
                      "D meta": float(r["dci_nocolor.disentanglement"]),
                      "D adapted": float(r.get(pre + "dci_nocolor.disentanglement", np.nan)),
+                     "informativeness meta": float(
+                         r.get("dci_nocolor.informativeness", np.nan)),
                      "informativeness adapted": float(
                          r.get(pre + "dci_nocolor.informativeness", np.nan))})
-    return pd.DataFrame(rows, columns=["arm", "resolution", "steps", "D meta", "D adapted",
-                                       "informativeness adapted"])
+    return rows
+
+
+_RESOLUTION_COLUMNS = ["arm", "resolution", "steps", "D meta", "D adapted",
+                       "informativeness adapted"]
+
+
+def resolution_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The 64x64 screen's runs as shipped (finished ones only), after the 32x32 screen's
+    vanilla VAE and alpha = 1 controls (the same steps and evaluation): D w/o colour on the
+    meta-encoder's and the adapted encoder's codes, and the adapted codes'
+    informativeness (:func:`_codes_rows`)."""
+    context = [sr for sr in study.DIAGNOSIS if sr.profile == "diagnosis"
+               and sr.arm in (study.VANILLA_CONTROL, study.STUDY_CONTROL)]
+    rows = _codes_rows(runs, [*context, *_resolution_runs()])
+    return pd.DataFrame(rows, columns=_RESOLUTION_COLUMNS)
+
+
+#: The screen's vanilla VAE at each resolution: what an arm's adapted codes are read against.
+_VANILLA_AT = {32: study.VANILLA_CONTROL, 64: study.VANILLA_64_CONTROL}
+
+
+def screen_codes_table(runs: pd.DataFrame, arms: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every finished screening run of the diagnosis profile at its screen step, on both
+    codes (:func:`_codes_rows`), with ``over vanilla``: its adapted codes' D w/o colour
+    minus the screen's vanilla VAE's at the same resolution (the resolution rule's
+    comparison, made for every arm), and its outcome by the screen's rule where ``arms``
+    (:func:`arm_table`) gives one. The controls first, in the plan's order, then the Local
+    VAE arms from the highest adapted D down."""
+    srs = [sr for sr in screen_runs() if sr.profile == "diagnosis"]
+    cols = ["arm", "resolution", "D meta", "D adapted", "over vanilla",
+            "informativeness meta", "informativeness adapted", "outcome"]
+    table = pd.DataFrame(_codes_rows(runs, srs))
+    if table.empty:
+        return pd.DataFrame(columns=cols)
+    base = {res: table.loc[table["arm"] == arm, "D meta"] for res, arm in _VANILLA_AT.items()}
+    table["over vanilla"] = [
+        d - float(base[res].iloc[0]) if res in base and len(base[res]) else np.nan
+        for d, res in zip(table["D adapted"], table["resolution"], strict=True)]
+    said = {} if arms is None else dict(zip(arms["arm"], arms["outcome"], strict=True))
+    table["outcome"] = [said.get(a, "") for a in table["arm"]]
+    control = table["arm"].map(study.is_control)
+    local = table[~control].sort_values("D adapted", ascending=False, kind="stable")
+    return pd.concat([table[control], local], ignore_index=True)[cols]
+
+
+def screen_codes_summary(table: pd.DataFrame) -> str:
+    """What :func:`screen_codes_table` shows, counted: how many Local VAE arms' adapted
+    codes read above the vanilla VAE at their resolution, and which clear it by the
+    resolution rule's margin."""
+    local = table[~table["arm"].map(study.is_control)].dropna(subset=["over vanilla"])
+    if local.empty:
+        return "No Local VAE screening arm has finished on both codes yet."
+    above = local[local["over vanilla"] > 0]
+    clear = local[local["over vanilla"] >= RESOLUTION_MARGIN]
+    names = "; ".join(f"{a} (+{v:.3f})" for a, v in zip(clear["arm"], clear["over vanilla"],
+                                                        strict=True))
+    return (f"At {SCREEN_STEP:,} steps, {len(above)} of the {len(local)} Local VAE screening "
+            "arms' adapted codes read a higher DCI disentanglement without colour than the "
+            "screen's vanilla VAE at their resolution; "
+            + (f"{len(clear)} clear{'s' if len(clear) == 1 else ''} it by the resolution "
+               f"rule's margin ({RESOLUTION_MARGIN:g}): {names}." if len(clear) else
+               f"none clears it by the resolution rule's margin ({RESOLUTION_MARGIN:g})."))
 
 
 def resolution_verdict(runs: pd.DataFrame) -> str:
