@@ -107,6 +107,26 @@ def test_an_arm_at_another_resolution_is_not_scored():
     row = table.iloc[1]
     assert row["arm"] == "big (not scored: drawn at 16x16, the classifier reads 8x8)"
     assert np.isnan(row["colours_kept"]) and np.isnan(row["content_shared"])
+    # with a classifier of the twin at 16x16, the big arm is scored by it (the 8x8 one
+    # still reads the small arm): a copy of each reference reads as one, at either size
+    copy = {k: np.repeat(np.repeat(v, 2, axis=-3), 2, axis=-2)
+            for k, v in grid(REFS, CODES, paper=False).items()}
+    arms.append(pictures.ArmPictures("big copy", 5000, copy))
+    seen = []
+
+    class Reader16(PixelReader):
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            seen.append(x.shape[-1])
+            return super().forward(x)
+
+    table = pictures.figure3_table(arms, PixelReader(), small, others={16: Reader16()})
+    assert table["arm"].tolist()[:3] == ["paper", "big", "big copy"]
+    assert table["content_shared"].tolist()[:3] == [1.0, 1.0, 0.0]
+    assert table["colours_kept"].tolist()[:3] == [1.0, 1.0, 1.0]
+    assert set(seen) == {16} and len(seen) == 4  # references and generations, two arms
+    table = pictures.figure3_table(arms[:2], PixelReader(), small, others={4: Reader16()})
+    assert table.iloc[1]["arm"] == ("big (not scored: drawn at 16x16, the classifiers read "
+                                    "4x4, 8x8)")
 
 
 def test_the_long_baselines_pictures_are_not_an_arms(tmp_path: Path):

@@ -10,6 +10,7 @@ them, they decide nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,26 +85,33 @@ def _object_factors(data: GroundTruthData) -> list[int]:
     return local
 
 
-def figure3_table(arms: list[ArmPictures], net: FactorNet, data: GroundTruthData
-                  ) -> pd.DataFrame:
+def figure3_table(arms: list[ArmPictures], net: FactorNet, data: GroundTruthData,
+                  others: Mapping[int, FactorNet] | None = None) -> pd.DataFrame:
     """One row per arm: its step and the two scores of :mod:`lvae.metrics.figure3` on
-    its localized generations (references and generations classified by ``net``), then a
-    last row with what independent uniform factors would read. An arm drawn at another
-    resolution than ``data``'s (the 64x64 arm, against a classifier of the 32x32 twin) is
-    not scored: its row says so, with no scores."""
+    its localized generations (references and generations classified by ``net``, a
+    classifier of ``data``), then a last row with what independent uniform factors would
+    read. An arm drawn at another resolution than ``data``'s (the 64x64 arms, against a
+    classifier of the 32x32 twin) is scored by the classifier of the same dataset at its
+    resolution in ``others`` (keyed by the image side), never by one fed images it was
+    not made for (a 64x64 picture shrunk to 32x32 loses the object's orientation to the
+    32x32 classifier); without one its row says so, with no scores."""
     local = _object_factors(data)
     side = getattr(data, "resolution", None)
+    nets = {side: net, **(others or {})}
     rows = []
     for a in arms:
         refs, gen = a.pictures["references"], a.pictures["localized"]
-        if side is not None and refs.shape[1] != side:
+        reader = net if side is None else nets.get(refs.shape[1])
+        if reader is None:
+            reads = ", ".join(f"{s}x{s}" for s in sorted(nets))
             rows.append({"arm": f"{a.name} (not scored: drawn at {refs.shape[1]}x"
-                                f"{refs.shape[2]}, the classifier reads {side}x{side})",
+                                f"{refs.shape[2]}, the classifier{'s' if len(nets) > 1 else ''}"
+                                f" read{'' if len(nets) > 1 else 's'} {reads})",
                          "step": a.step, **dict.fromkeys(SCORES, float("nan"))})
             continue
         r, z = gen.shape[:2]
-        ref_f = predict_factors(net, refs)
-        gen_f = predict_factors(net, gen.reshape(r * z, *gen.shape[2:])).reshape(r, z, -1)
+        ref_f = predict_factors(reader, refs)
+        gen_f = predict_factors(reader, gen.reshape(r * z, *gen.shape[2:])).reshape(r, z, -1)
         rows.append({"arm": a.name, "step": a.step, **figure3_scores(ref_f, gen_f, local)})
     rows.append({"arm": "chance (factors drawn at random)", "step": None,
                  **chance_scores(data.factor_sizes, local)})
