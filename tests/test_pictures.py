@@ -75,8 +75,10 @@ def test_figure3_summary_counts_the_arms_that_draw_the_papers_picture():
             pictures.ArmPictures("control: vanilla VAE", 5000, grid(REFS, CODES, paper=True))]
     table = pictures.figure3_table(arms, PixelReader(), DATA)
     assert pictures.figure3_summary(table, ["copy"]) == (
-        "of the 1 Local VAE arm shown, 1 keeps their reference's colours (colours kept >= "
-        "0.5) and content shared is at most 0.000: none draws the paper's picture.")
+        "of the 1 Local VAE run shown (screening arms and readings' seeds), 1 keeps their "
+        "reference's colours (colours kept >= 0.5) and content shared is at most 0.000: "
+        "none draws the paper's picture; the nearest on both scores is copy (colours kept "
+        "1.000, content shared 0.000).")
     assert pictures.figure3_summary(table, ["copy", "paper"]).endswith(
         "at most 1.000: paper draws it.")
     assert pictures.figure3_summary(table, []) == (
