@@ -796,7 +796,7 @@ def reading_frame(ms: pd.DataFrame, reading: study.Reading) -> pd.DataFrame:
         keys = ("profile", "variant")
         parts = [select(ms, alpha=0.0, beta=c["beta"], **{k: c[k] for k in keys}).assign(
                      label=f"{config_name(0.0, c['beta'])} ({reading.note})")
-                 for c in (reading.vanilla, reading.betas[-1])]
+                 for c in (reading.vanilla, reading.beta_vae)]
     else:
         parts = [select(ms, **c, profile=study.BASELINE_PROFILE)
                  for c in (claims.cfg(0.0), claims.cfg(0.0, 16.0), claims.cfg(1.0))]
