@@ -919,6 +919,16 @@ def test_the_resolution_rule_needs_both_seeds_over_the_64x64_vanilla_by_its_marg
     table = diagnosis.resolution_table(frame(0.12, [0.47, 0.3]))
     # in the plan's order; the vanilla's adapted codes are its meta-encoder's
     assert table["D adapted"].tolist() == [0.47, 0.12, 0.3]
+    # a run that diverged ends the rule instead of leaving it pending for ever
+    died = frame(0.12, [0.47, 0.5])
+    died.loc[died["run_id"] == locs[1].run_id, ["status", "steps_done"]] = ["diverged", 3210]
+    assert diagnosis.resolution_verdict(died) == (
+        f"no lead: {locs[1].arm} diverged at step 3,210, so it has no adapted codes to clear "
+        "the margin with")
+    died = frame(0.12, [0.47, 0.5])
+    died.loc[died["run_id"] == vanilla.run_id, ["status", "steps_done"]] = ["diverged", 40]
+    assert diagnosis.resolution_verdict(died).startswith(
+        f"no verdict: {vanilla.arm} diverged at step 40")
 
 
 def test_a_reading_with_baselines_of_its_own_is_judged_against_them_alone():

@@ -207,8 +207,21 @@ def screen_codes_summary(table: pd.DataFrame) -> str:
 
 def resolution_verdict(runs: pd.DataFrame) -> str:
     """:data:`RESOLUTION_RULE` on the shipped 64x64 runs: ``"pending ..."`` until the
-    vanilla control and both Local VAE seeds have finished, then the outcome with the
-    numbers it rests on."""
+    vanilla control and both Local VAE seeds have ended, then the outcome with the
+    numbers it rests on. A run that diverged ends the rule too: a Local VAE seed that
+    diverged has no adapted codes to clear the margin with (no lead), and a vanilla
+    control that diverged leaves nothing to read them against (no verdict)."""
+    died = [sr for sr in _resolution_runs()
+            if (runs[(runs["profile"] == sr.profile) & (runs["run_id"] == sr.run_id)]
+                ["status"] == "diverged").any()]
+    if died:
+        steps = {sr.arm: runs.loc[(runs["profile"] == sr.profile)
+                                  & (runs["run_id"] == sr.run_id), "steps_done"].iloc[0]
+                 for sr in died}
+        said = "; ".join(f"{a} diverged at step {int(n):,}" for a, n in steps.items())
+        if any(study.is_control(sr.arm) for sr in died):
+            return f"no verdict: {said}, so there is nothing to read the adapted codes against"
+        return f"no lead: {said}, so it has no adapted codes to clear the margin with"
     table = resolution_table(runs)
     table = table[table["resolution"] == 64]
     control = table[table["arm"].map(study.is_control)]
