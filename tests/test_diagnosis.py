@@ -477,6 +477,9 @@ def test_planned_arms_fold_values_that_differ_alone():
     assert fold(["beta-VAE (beta = 16), 300k", "vanilla VAE, 300k"]) == (
         "beta-VAE (beta = 16), 300k; vanilla VAE, 300k")  # nothing shared: kept whole
     assert fold([]) == "—"
+    # names apart in the plan fold too (the 64x64 reading's seeds between its baselines')
+    assert fold(["v, seed 0", "b, seed 0", "r, seed 0", "v, seed 1", "v, seed 2",
+                 "b, seed 1"]) == "v, seed 0; 1; 2; b, seed 0; 1; r, seed 0"
 
 
 def test_a_reading_that_changes_a_setting_trains_at_the_studys_budget_apart_from_it():

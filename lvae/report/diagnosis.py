@@ -429,18 +429,22 @@ _VALUE = re.compile(r"^(.*(?:= |seed ))([^\s;,()]+)(.*)$")
 def _compact(names: list[str]) -> str:
     """``"a, sigma = 0.1; a, sigma = 0.2"`` as ``"a, sigma = 0.1; 0.2"``, and ``"r, seed 1
     (T); r, seed 2 (T)"`` as ``"r, seed 1; 2 (T)"``: arms of one choice often differ only in
-    one value. Neighbouring names that share the text around their last value are folded;
-    the others are kept whole."""
+    one value. Names that share the text around their last value are folded into the
+    first of them, wherever they stand (the plan interleaves the 64x64 reading's seeds
+    with its baselines'); the others are kept whole, in their order."""
     if not names:
         return "—"
     groups: list[tuple[tuple[str, str] | None, list[str]]] = []
+    where: dict[tuple[str, str], int] = {}
     for name in names:
         m = _VALUE.match(name)
         key = (m.group(1), m.group(3)) if m else None
-        if key is not None and groups and groups[-1][0] == key:
-            groups[-1][1].append(m.group(2))
-        else:
-            groups.append((key, [m.group(2)] if m else [name]))
+        if key is not None and key in where:
+            groups[where[key]][1].append(m.group(2))
+            continue
+        if key is not None:
+            where[key] = len(groups)
+        groups.append((key, [m.group(2)] if m else [name]))
     return "; ".join(vals[0] if key is None else key[0] + "; ".join(vals) + key[1]
                      for key, vals in groups)
 
