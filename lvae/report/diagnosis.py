@@ -555,8 +555,9 @@ def budget_verdict(fr: pd.DataFrame, root: str | Path | None = None) -> str:
             "and the twin or its resolution is the suspect")
 
 
-#: The claims whose numbers are DCI on a model's codes (the rest: FID, divergence).
-CODE_CLAIMS = ("nocolor", "color", "beta")
+#: The claims whose numbers are DCI on a model's codes (the rest: FID, divergence, where DCI
+#: peaks over alpha, CarsNORB's).
+CODE_CLAIMS = ("nocolor", "color", "beta", "t5")
 _ADAPTED = "adapted."
 
 
@@ -578,12 +579,13 @@ def adapted_codes(runs: pd.DataFrame) -> pd.DataFrame:
 def codes_table(runs: pd.DataFrame, readings: Sequence[study.Reading] = (),
                 profile: str = study.BASELINE_PROFILE, source: str = "imported"
                 ) -> pd.DataFrame:
-    """Table 1's DCI claims judged twice on the same shipped runs, by the study's intervals
-    and verdict rule: on the meta-encoder's codes (the study's headline) and on the
-    adapted encoder's (:func:`adapted_codes`), for alpha = 1 as the study trains it and
-    for each of ``readings`` with a seed at the study's budget: one row per claim and
-    configuration (claim, paper, ours and verdict on each codes), indexed by the reading's
-    key (``"study"`` for alpha = 1 as the study trains it) and the claim's key."""
+    """Table 1's DCI claims (and Table 5's, for the study's reading) judged twice on the same
+    shipped runs, by the study's intervals and verdict rule: on the meta-encoder's codes
+    (the study's headline) and on the adapted encoder's (:func:`adapted_codes`), for
+    alpha = 1 as the study trains it and for each of ``readings`` with a seed at the
+    study's budget: one row per claim and configuration (claim, paper, ours and verdict on
+    each codes), indexed by the reading's key (``"study"`` for alpha = 1 as the study
+    trains it) and the claim's key."""
     rows, index = [], []
     views = (runs, adapted_codes(runs))
     sets = [("study", claims.CLAIMS), *[(r.key, reading_claims(r)) for r in readings]]
