@@ -119,6 +119,12 @@ def _resolution_runs() -> list[study.StudyRun]:
             if sr.choice == "resolution" and sr.profile == "diagnosis"]
 
 
+def _shipped_row(runs: pd.DataFrame, sr: study.StudyRun) -> pd.Series | None:
+    """``sr``'s row of a :func:`lvae.report.results.collect` frame, None if not shipped."""
+    got = runs[(runs["profile"] == sr.profile) & (runs["run_id"] == sr.run_id)]
+    return None if got.empty else got.iloc[0]
+
+
 def _codes_rows(runs: pd.DataFrame, srs: Sequence[study.StudyRun]) -> list[dict[str, Any]]:
     """One row per finished run of ``srs`` as shipped (``runs``: a
     :func:`lvae.report.results.collect` frame): its resolution, steps, and D w/o colour and
@@ -126,10 +132,9 @@ def _codes_rows(runs: pd.DataFrame, srs: Sequence[study.StudyRun]) -> list[dict[
     adapted codes are its meta-encoder's: the inner step moves nothing)."""
     rows = []
     for sr in srs:
-        got = runs[(runs["profile"] == sr.profile) & (runs["run_id"] == sr.run_id)]
-        if got.empty or got.iloc[0]["status"] != "completed":
+        r = _shipped_row(runs, sr)
+        if r is None or r["status"] != "completed":
             continue
-        r = got.iloc[0]
         pre = _ADAPTED if sr.experiment.alpha > 0 else ""
         rows.append({"arm": sr.arm, "resolution": dict(sr.settings).get(
                          "resolution", PROFILES[sr.profile].resolution),
@@ -211,14 +216,11 @@ def resolution_verdict(runs: pd.DataFrame) -> str:
     numbers it rests on. A run that diverged ends the rule too: a Local VAE seed that
     diverged has no adapted codes to clear the margin with (no lead), and a vanilla
     control that diverged leaves nothing to read them against (no verdict)."""
-    died = [sr for sr in _resolution_runs()
-            if (runs[(runs["profile"] == sr.profile) & (runs["run_id"] == sr.run_id)]
-                ["status"] == "diverged").any()]
+    rows = {sr: _shipped_row(runs, sr) for sr in _resolution_runs()}
+    died = [sr for sr, r in rows.items() if r is not None and r["status"] == "diverged"]
     if died:
-        steps = {sr.arm: runs.loc[(runs["profile"] == sr.profile)
-                                  & (runs["run_id"] == sr.run_id), "steps_done"].iloc[0]
-                 for sr in died}
-        said = "; ".join(f"{a} diverged at step {int(n):,}" for a, n in steps.items())
+        said = "; ".join(f"{sr.arm} diverged at step {int(rows[sr]['steps_done']):,}"
+                         for sr in died)
         if any(study.is_control(sr.arm) for sr in died):
             return f"no verdict: {said}, so there is nothing to read the adapted codes against"
         return f"no lead: {said}, so it has no adapted codes to clear the margin with"
